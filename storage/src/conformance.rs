@@ -1,0 +1,270 @@
+//! The storage conformance suite: the promises of [`crate::Storage`], as
+//! tests that every backend must pass (memory, embedded, CQL).
+//!
+//! Each promise is a public async function taking a fresh backend; the
+//! [`conformance_suite!`](crate::conformance_suite) macro turns them into
+//! one `#[tokio::test]` each for a backend. Every test works under its own
+//! fresh facility id, so backends shared between tests (one CQL keyspace)
+//! can run them in parallel and rerun them cleanly.
+//!
+//! This module must never contain backend-specific knowledge.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId, ZoneId};
+
+use crate::backend::Storage;
+use crate::error::StorageError;
+use crate::model::{Epoch, Write, ZoneKey};
+
+/// A facility id no other test run has used.
+pub fn unique_facility(tag: &str) -> FacilityId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let id = format!("t-{tag}-{nanos:x}-{n}-{:x}", std::process::id());
+    FacilityId::parse(&id[..id.len().min(64)]).expect("generated ids are valid")
+}
+
+fn zone(tag: &str, name: &str) -> ZoneKey {
+    ZoneKey::new(unique_facility(tag), ZoneId::parse(name).expect("valid zone"))
+}
+
+fn event(zone: &ZoneKey, epoch: Epoch, seq: u64, bytes: Vec<u8>) -> Write {
+    Write::Event {
+        zone: zone.clone(),
+        epoch,
+        seq: Seq(seq),
+        bytes,
+    }
+}
+
+fn payload(seq: u64) -> Vec<u8> {
+    format!("event-{seq}").into_bytes()
+}
+
+async fn append_range(s: &dyn Storage, z: &ZoneKey, epoch: Epoch, seqs: std::ops::RangeInclusive<u64>) {
+    let writes: Vec<Write> = seqs.map(|n| event(z, epoch, n, payload(n))).collect();
+    s.commit(&writes).await.expect("commit");
+}
+
+pub async fn append_then_read_back_in_seq_order(s: &dyn Storage) {
+    let z = zone("order", "a");
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, epoch, 1..=5).await;
+    append_range(s, &z, epoch, 6..=12).await;
+    let events = s.read_events(&z, Seq::ZERO).await.expect("read");
+    let seqs: Vec<u64> = events.iter().map(|(seq, _)| seq.0).collect();
+    assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+    for (seq, bytes) in events {
+        assert_eq!(bytes, payload(seq.0));
+    }
+}
+
+pub async fn reading_from_a_seq_returns_only_the_tail(s: &dyn Storage) {
+    let z = zone("tail", "a");
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, epoch, 1..=20).await;
+    let tail = s.read_events(&z, Seq(15)).await.expect("read");
+    let seqs: Vec<u64> = tail.iter().map(|(seq, _)| seq.0).collect();
+    assert_eq!(seqs, vec![16, 17, 18, 19, 20]);
+    assert!(s.read_events(&z, Seq(20)).await.expect("read").is_empty());
+}
+
+pub async fn snapshot_then_tail_replay(s: &dyn Storage) {
+    let z = zone("snap", "a");
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    assert_eq!(s.latest_snapshot(&z).await.expect("read"), None);
+    append_range(s, &z, epoch, 1..=10).await;
+    s.put_snapshot(&z, epoch, Seq(7), b"image-at-7".to_vec())
+        .await
+        .expect("snapshot");
+    append_range(s, &z, epoch, 11..=13).await;
+    let (seq, image) = s.latest_snapshot(&z).await.expect("read").expect("a snapshot");
+    assert_eq!((seq, image.as_slice()), (Seq(7), b"image-at-7".as_slice()));
+    let tail: Vec<u64> = s
+        .read_events(&z, seq)
+        .await
+        .expect("read")
+        .iter()
+        .map(|(seq, _)| seq.0)
+        .collect();
+    assert_eq!(tail, vec![8, 9, 10, 11, 12, 13]);
+    s.put_snapshot(&z, epoch, Seq(12), b"image-at-12".to_vec())
+        .await
+        .expect("snapshot");
+    let (seq, _) = s.latest_snapshot(&z).await.expect("read").expect("a snapshot");
+    assert_eq!(seq, Seq(12));
+}
+
+pub async fn large_payloads_round_trip(s: &dyn Storage) {
+    let z = zone("large", "a");
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    let big: Vec<u8> = (0..(2 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    s.commit(&[event(&z, epoch, 1, big.clone())]).await.expect("commit");
+    let events = s.read_events(&z, Seq::ZERO).await.expect("read");
+    assert_eq!(events.len(), 1);
+    assert!(events[0].1 == big, "large event changed on the way");
+    s.put_snapshot(&z, epoch, Seq(1), big.clone()).await.expect("snapshot");
+    let (_, image) = s.latest_snapshot(&z).await.expect("read").expect("a snapshot");
+    assert!(image == big, "large snapshot changed on the way");
+}
+
+pub async fn reappending_after_a_crash_before_the_ack_is_harmless(s: &dyn Storage) {
+    let z = zone("reappend", "a");
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, epoch, 1..=3).await;
+    // The process died after the write but before the ack: the owner
+    // recovers with a new epoch and writes the same events again.
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, epoch, 2..=4).await;
+    let seqs: Vec<u64> = s
+        .read_events(&z, Seq::ZERO)
+        .await
+        .expect("read")
+        .iter()
+        .map(|(seq, _)| seq.0)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
+
+pub async fn a_second_writer_for_the_same_zone_is_refused(s: &dyn Storage) {
+    let z = zone("fence", "a");
+    let old = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, old, 1..=2).await;
+    let new = s.claim_zone(&z).await.expect("claim");
+    assert!(new > old, "epochs must increase");
+    let other = zone("fence-other", "b");
+    let other_epoch = s.claim_zone(&other).await.expect("claim");
+    let booking = BookingId::parse("fenced-booking").expect("valid");
+    // A batch mixing a stale write with good ones lands nothing.
+    let stale = vec![
+        event(&other, other_epoch, 1, payload(1)),
+        Write::Booking {
+            id: booking.clone(),
+            bytes: b"x".to_vec(),
+        },
+        event(&z, old, 3, payload(3)),
+    ];
+    match s.commit(&stale).await {
+        Err(StorageError::Fenced { .. }) => {}
+        other => panic!("a stale writer must be fenced, got {other:?}"),
+    }
+    assert!(s.read_events(&other, Seq::ZERO).await.expect("read").is_empty());
+    assert_eq!(s.booking(&booking).await.expect("read"), None);
+    let stale_snapshot = s.put_snapshot(&z, old, Seq(2), b"old".to_vec()).await;
+    assert!(matches!(stale_snapshot, Err(StorageError::Fenced { .. })));
+    append_range(s, &z, new, 3..=3).await;
+    assert_eq!(s.read_events(&z, Seq::ZERO).await.expect("read").len(), 3);
+}
+
+pub async fn zones_do_not_see_each_others_events(s: &dyn Storage) {
+    let facility = unique_facility("iso");
+    let a = ZoneKey::new(facility.clone(), ZoneId::parse("a").expect("valid"));
+    let b = ZoneKey::new(facility, ZoneId::parse("b").expect("valid"));
+    let ea = s.claim_zone(&a).await.expect("claim");
+    let eb = s.claim_zone(&b).await.expect("claim");
+    s.commit(&[event(&a, ea, 1, payload(1)), event(&b, eb, 1, b"b1".to_vec())])
+        .await
+        .expect("commit");
+    let read_a = s.read_events(&a, Seq::ZERO).await.expect("read");
+    let read_b = s.read_events(&b, Seq::ZERO).await.expect("read");
+    assert_eq!(read_a, vec![(Seq(1), payload(1))]);
+    assert_eq!(read_b, vec![(Seq(1), b"b1".to_vec())]);
+}
+
+pub async fn booking_records_are_found_by_id(s: &dyn Storage) {
+    let id = BookingId::parse(unique_facility("bk").as_str()).expect("valid");
+    assert_eq!(s.booking(&id).await.expect("read"), None);
+    s.commit(&[Write::Booking {
+        id: id.clone(),
+        bytes: b"v1".to_vec(),
+    }])
+    .await
+    .expect("commit");
+    s.commit(&[Write::Booking {
+        id: id.clone(),
+        bytes: b"v2".to_vec(),
+    }])
+    .await
+    .expect("commit");
+    assert_eq!(s.booking(&id).await.expect("read"), Some(b"v2".to_vec()));
+}
+
+pub async fn idempotency_keys_are_scoped_to_their_owner_and_expire(s: &dyn Storage) {
+    let tag = unique_facility("idem");
+    let alice = UserId::parse(&format!("alice-{tag}")).expect("valid");
+    let bob = UserId::parse(&format!("bob-{tag}")).expect("valid");
+    let booking = BookingId::parse("idem-booking").expect("valid");
+    s.commit(&[Write::Idempotency {
+        owner: alice.clone(),
+        key: "retry-1".into(),
+        booking: booking.clone(),
+        expires_at: Millis(10_000),
+    }])
+    .await
+    .expect("commit");
+    let found = s.idempotent_booking(&alice, "retry-1", Millis(5_000)).await;
+    assert_eq!(found.expect("read"), Some(booking));
+    assert_eq!(s.idempotent_booking(&bob, "retry-1", Millis(5_000)).await.expect("read"), None);
+    assert_eq!(s.idempotent_booking(&alice, "retry-2", Millis(5_000)).await.expect("read"), None);
+    assert_eq!(s.idempotent_booking(&alice, "retry-1", Millis(10_001)).await.expect("read"), None);
+}
+
+pub async fn facility_records_round_trip(s: &dyn Storage) {
+    let id = unique_facility("fac");
+    s.put_facility(&id, b"layout-1".to_vec()).await.expect("put");
+    s.put_facility(&id, b"layout-2".to_vec()).await.expect("put");
+    let all = s.facilities().await.expect("list");
+    let mine: Vec<&Vec<u8>> = all.iter().filter(|(f, _)| f == &id).map(|(_, v)| v).collect();
+    assert_eq!(mine, vec![&b"layout-2".to_vec()]);
+}
+
+pub async fn dropping_a_zone_forgets_its_journal_and_snapshot(s: &dyn Storage) {
+    let z = zone("drop", "a");
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, epoch, 1..=4).await;
+    s.put_snapshot(&z, epoch, Seq(2), b"img".to_vec()).await.expect("snapshot");
+    s.drop_zone(&z).await.expect("drop");
+    assert!(s.read_events(&z, Seq::ZERO).await.expect("read").is_empty());
+    assert_eq!(s.latest_snapshot(&z).await.expect("read"), None);
+}
+
+pub async fn a_healthy_backend_answers_ping(s: &dyn Storage) {
+    s.ping().await.expect("ping");
+}
+
+/// Expands to one `#[tokio::test]` per promise for the backend that
+/// `$make` (an async expression yielding `(Arc<dyn Storage>, guard)`) builds.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@tests $make;
+            append_then_read_back_in_seq_order,
+            reading_from_a_seq_returns_only_the_tail,
+            snapshot_then_tail_replay,
+            large_payloads_round_trip,
+            reappending_after_a_crash_before_the_ack_is_harmless,
+            a_second_writer_for_the_same_zone_is_refused,
+            zones_do_not_see_each_others_events,
+            booking_records_are_found_by_id,
+            idempotency_keys_are_scoped_to_their_owner_and_expire,
+            facility_records_round_trip,
+            dropping_a_zone_forgets_its_journal_and_snapshot,
+            a_healthy_backend_answers_ping,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (storage, _guard) = $make.await;
+                $crate::conformance::$name(&*storage).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,29 @@
+//! ParkMe's durability layer: everything that must survive `kill -9`.
+//!
+//! Map of the crate:
+//! - [`model`]: what is stored: zone keys, writer epochs, the [`Write`]s of
+//!   one group commit.
+//! - [`backend`]: the one [`Storage`] trait every backend implements.
+//! - [`memory`]: an in-memory backend, for tests only.
+//! - [`embedded`]: the on-disk default (redb), one file under the data dir.
+//! - [`group_commit`]: batches the writes of many zones into one durable
+//!   commit (one fsync for a burst of bookings) and fails a zone fast after
+//!   one of its commits failed.
+//! - [`conformance`]: the suite every backend must pass.
+//!
+//! Values are opaque bytes here: encoding belongs to `parkme_engine::codec`.
+//! This crate must never acknowledge a write that is not durable, and never
+//! decide anything about the domain.
+
+pub mod backend;
+pub mod conformance;
+pub mod embedded;
+pub mod error;
+pub mod group_commit;
+pub mod memory;
+pub mod model;
+
+pub use backend::Storage;
+pub use error::StorageError;
+pub use group_commit::GroupCommit;
+pub use model::{Epoch, Write, ZoneKey};

@@ -1,0 +1,70 @@
+//! What the storage layer stores, independent of any backend.
+
+use std::fmt;
+
+use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId, ZoneId};
+
+/// A zone's journal and snapshots are keyed by facility and zone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ZoneKey {
+    pub facility: FacilityId,
+    pub zone: ZoneId,
+}
+
+impl ZoneKey {
+    pub fn new(facility: FacilityId, zone: ZoneId) -> Self {
+        Self { facility, zone }
+    }
+}
+
+impl fmt::Display for ZoneKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.facility, self.zone)
+    }
+}
+
+/// A writer's fencing token for one zone: a write carrying an epoch older
+/// than the zone's current one is refused, so two owners can never fork a
+/// zone's history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Epoch(pub u64);
+
+/// One durable change; a group commit writes many at once, all or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Appends a journal event at `seq` (re-appending the same seq is
+    /// harmless: it overwrites with the same bytes).
+    Event {
+        zone: ZoneKey,
+        epoch: Epoch,
+        seq: Seq,
+        bytes: Vec<u8>,
+    },
+    /// Upserts a booking record; the record names its facility and zone, so
+    /// this table is also the booking id → location index.
+    Booking { id: BookingId, bytes: Vec<u8> },
+    /// Remembers which booking an idempotency key created, until `expires_at`.
+    Idempotency {
+        owner: UserId,
+        key: String,
+        booking: BookingId,
+        expires_at: Millis,
+    },
+}
+
+impl Write {
+    pub fn zone(&self) -> Option<(&ZoneKey, Epoch)> {
+        match self {
+            Write::Event { zone, epoch, .. } => Some((zone, *epoch)),
+            _ => None,
+        }
+    }
+
+    /// Approximate payload size, for batching limits.
+    pub fn size(&self) -> usize {
+        match self {
+            Write::Event { bytes, .. } | Write::Booking { bytes, .. } => bytes.len() + 64,
+            Write::Idempotency { key, .. } => key.len() + 96,
+        }
+    }
+}
