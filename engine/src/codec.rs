@@ -99,8 +99,14 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert_eq!(decode_stored::<Event>(&[]), Err(CodecError::Empty));
-        assert_eq!(decode_stored::<Event>(&[9, 1, 2]), Err(CodecError::UnknownFormat(9)));
+        assert_eq!(
+            decode_stored::<Event>(&[9, 1, 2]),
+            Err(CodecError::UnknownFormat(9))
+        );
         assert!(decode_stored::<Event>(&[STORED_FORMAT, 200, 200, 200]).is_err());
-        assert!(decode_wire::<Vec<Event>>(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert!(
+            decode_wire::<Vec<Event>>(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])
+                .is_err()
+        );
     }
 }

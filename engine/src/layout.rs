@@ -88,7 +88,9 @@ impl FacilityLayout {
             let lat_ok = loc.lat.is_finite() && (-90.0..=90.0).contains(&loc.lat);
             let lon_ok = loc.lon.is_finite() && (-180.0..=180.0).contains(&loc.lon);
             if !lat_ok || !lon_ok {
-                return Err(invalid("location must have lat in [-90, 90] and lon in [-180, 180]"));
+                return Err(invalid(
+                    "location must have lat in [-90, 90] and lon in [-180, 180]",
+                ));
             }
         }
         if zones.len() > MAX_ZONES {

@@ -31,29 +31,73 @@ use crate::layout::{SpotLayout, ZoneLayout, ZoneShape};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Book(BookingRequest),
-    Cancel { booking: BookingId, now: Millis },
-    Sense { spot: SpotId, occupied: bool, now: Millis },
-    Count { delta: i32, now: Millis },
-    Plate { plate: Plate, direction: PlateDirection, now: Millis },
-    SetService { spot: SpotId, out_of_service: bool },
-    ExpireDue { now: Millis },
-    Relayout { layout: ZoneLayout },
+    Cancel {
+        booking: BookingId,
+        now: Millis,
+    },
+    Sense {
+        spot: SpotId,
+        occupied: bool,
+        now: Millis,
+    },
+    Count {
+        delta: i32,
+        now: Millis,
+    },
+    Plate {
+        plate: Plate,
+        direction: PlateDirection,
+        now: Millis,
+    },
+    SetService {
+        spot: SpotId,
+        out_of_service: bool,
+    },
+    ExpireDue {
+        now: Millis,
+    },
+    Relayout {
+        layout: ZoneLayout,
+    },
 }
 
 /// Something that happened to a zone; the unit of the journal.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum Event {
-    SpotSensed { spot: SpotId, occupied: bool },
-    ServiceChanged { spot: SpotId, out_of_service: bool },
+    SpotSensed {
+        spot: SpotId,
+        occupied: bool,
+    },
+    ServiceChanged {
+        spot: SpotId,
+        out_of_service: bool,
+    },
     /// `applied` differs from `requested` when the count was clamped to
     /// `[0, capacity]`.
-    Counted { requested: i32, applied: i32 },
+    Counted {
+        requested: i32,
+        applied: i32,
+    },
     BookingConfirmed(Booking),
-    BookingActivated { id: BookingId, at: Millis },
-    BookingCompleted { id: BookingId, at: Millis },
-    BookingExpired { id: BookingId, at: Millis },
-    BookingCancelled { id: BookingId, at: Millis },
-    Relaid { layout: ZoneLayout },
+    BookingActivated {
+        id: BookingId,
+        at: Millis,
+    },
+    BookingCompleted {
+        id: BookingId,
+        at: Millis,
+    },
+    BookingExpired {
+        id: BookingId,
+        at: Millis,
+    },
+    BookingCancelled {
+        id: BookingId,
+        at: Millis,
+    },
+    Relaid {
+        layout: ZoneLayout,
+    },
 }
 
 /// What applying one event touched, for the publisher and the booking table.
@@ -412,7 +456,11 @@ impl ZoneState {
                     at: *now,
                 }])
             }
-            Command::Sense { spot, occupied, now } => self.decide_sense(spot, *occupied, *now),
+            Command::Sense {
+                spot,
+                occupied,
+                now,
+            } => self.decide_sense(spot, *occupied, *now),
             Command::Count { delta, .. } => self.decide_count(*delta),
             Command::Plate {
                 plate,
@@ -441,6 +489,11 @@ impl ZoneState {
             return Err(EngineError::InvalidHold {
                 max: MAX_HOLD_SECONDS,
             });
+        }
+        // A live id confirmed again would replace the first booking in
+        // `live` while its spot (or counter unit) stayed held by nobody.
+        if let Some(existing) = self.live.get(&req.id) {
+            return Err(EngineError::InvalidTransition(existing.status));
         }
         let (spot, kind) = match &self.shape {
             Shape::Spots(table) => {
@@ -545,8 +598,8 @@ impl ZoneState {
         if delta == 0 {
             return Ok(Vec::new());
         }
-        let target = (i64::from(counter.occupied) + i64::from(delta))
-            .clamp(0, i64::from(counter.capacity));
+        let target =
+            (i64::from(counter.occupied) + i64::from(delta)).clamp(0, i64::from(counter.capacity));
         let applied = (target - i64::from(counter.occupied)) as i32;
         Ok(vec![Event::Counted {
             requested: delta,
@@ -574,7 +627,11 @@ impl ZoneState {
         }
     }
 
-    fn decide_service(&self, spot: &SpotId, out_of_service: bool) -> Result<Vec<Event>, EngineError> {
+    fn decide_service(
+        &self,
+        spot: &SpotId,
+        out_of_service: bool,
+    ) -> Result<Vec<Event>, EngineError> {
         let slot = self.slot(spot)?;
         if slot.out_of_service == out_of_service {
             return Ok(Vec::new());
@@ -722,8 +779,12 @@ impl ZoneState {
     }
 
     fn confirm(&mut self, booking: &Booking) -> Effect {
-        self.expiry
-            .insert((booking.expires_at, booking.id.clone()));
+        debug_assert!(
+            !self.live.contains_key(&booking.id),
+            "booking {} confirmed while live",
+            booking.id
+        );
+        self.expiry.insert((booking.expires_at, booking.id.clone()));
         self.live.insert(booking.id.clone(), booking.clone());
         match &booking.spot {
             Some(spot) => {
@@ -754,7 +815,8 @@ impl ZoneState {
         booking.status = BookingStatus::Active;
         booking.updated_at = at;
         let booking = booking.clone();
-        self.expiry.remove(&(booking.expires_at, booking.id.clone()));
+        self.expiry
+            .remove(&(booking.expires_at, booking.id.clone()));
         if booking.spot.is_none() {
             if let Shape::Counter(counter) = &mut self.shape {
                 counter.reserved = counter.reserved.saturating_sub(1);
@@ -775,7 +837,8 @@ impl ZoneState {
         let was_confirmed = booking.status == BookingStatus::Confirmed;
         booking.status = status;
         booking.updated_at = at;
-        self.expiry.remove(&(booking.expires_at, booking.id.clone()));
+        self.expiry
+            .remove(&(booking.expires_at, booking.id.clone()));
         match &booking.spot {
             Some(spot) => self.update_slot(spot, |s| s.booking = None),
             None => {

@@ -1,0 +1,591 @@
+//! The facility actor: supervisor of its zone actors and sequencer of what
+//! readers see.
+//!
+//! It starts one zone actor per zone (`spawn_linked`), restarts a zone that
+//! fails from durable state while the other zones keep serving, keeps the
+//! read model (counts per zone, every spot) that answers `GET`s and
+//! snapshots, numbers the changes that zones publish into the facility
+//! `seq`, keeps a bounded history for resuming subscribers and broadcasts
+//! each delta once to all of them.
+//!
+//! It must never take part in a booking decision: bookings go straight to
+//! the zone that owns the spot.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use parkme_engine::{
+    FacilityId, Seq, SpotId, SpotKind, SpotView, ZoneCounts, ZoneId, ZoneLayout, ZoneShape,
+};
+use parkme_storage::ZoneKey;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::error::ActorError;
+use crate::publish::{Delta, FacilityView, Snapshot, Start, Subscription, ZoneView};
+use crate::record::FacilityRecord;
+use crate::zone::{ZoneActor, ZoneArgs, ZoneChange, ZoneContext, ZoneMsg};
+
+/// Deltas kept for subscribers resuming with `since`.
+pub const HISTORY: usize = 4096;
+/// Deltas buffered per subscriber before it must resync with a snapshot.
+pub const BROADCAST: usize = 1024;
+
+/// Where a facility's commands go; replaced when a zone restarts or the
+/// layout changes.
+#[derive(Debug, Default)]
+pub struct Routes {
+    pub zones: HashMap<ZoneId, ActorRef<ZoneMsg>>,
+    pub spots: HashMap<SpotId, ZoneId>,
+    /// Zone ids in layout order.
+    pub order: Vec<ZoneId>,
+}
+
+/// State a facility shares with the node's request paths.
+#[derive(Debug)]
+pub struct FacilityShared {
+    pub routes: RwLock<Arc<Routes>>,
+    pub sensor_key_hash: RwLock<[u8; 32]>,
+}
+
+impl FacilityShared {
+    pub fn routes(&self) -> Arc<Routes> {
+        Arc::clone(&self.routes.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+pub enum FacilityMsg {
+    ZoneChanged(ZoneChange),
+    Ready(oneshot::Sender<()>),
+    View(oneshot::Sender<FacilityView>),
+    Spots {
+        zone: ZoneId,
+        reply: oneshot::Sender<Result<Vec<SpotView>, ActorError>>,
+    },
+    Candidates {
+        kind: Option<SpotKind>,
+        reply: oneshot::Sender<Vec<ZoneId>>,
+    },
+    Subscribe {
+        since: Option<Seq>,
+        reply: oneshot::Sender<Subscription>,
+    },
+    Relayout {
+        record: FacilityRecord,
+        reply: oneshot::Sender<Result<(), ActorError>>,
+    },
+}
+
+impl std::fmt::Debug for FacilityMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FacilityMsg::ZoneChanged(_) => "ZoneChanged",
+            FacilityMsg::Ready(_) => "Ready",
+            FacilityMsg::View(_) => "View",
+            FacilityMsg::Spots { .. } => "Spots",
+            FacilityMsg::Candidates { .. } => "Candidates",
+            FacilityMsg::Subscribe { .. } => "Subscribe",
+            FacilityMsg::Relayout { .. } => "Relayout",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct FacilityActor;
+
+#[derive(Debug)]
+pub struct FacilityArgs {
+    pub record: FacilityRecord,
+    pub context: ZoneContext,
+    pub shared: Arc<FacilityShared>,
+}
+
+#[derive(Debug)]
+struct ZoneSlot {
+    layout: ZoneLayout,
+    actor: ActorRef<ZoneMsg>,
+    /// Zone seq published so far (`None` until the zone first reports).
+    seq: Option<Seq>,
+    view: ZoneView,
+    spots: Vec<SpotView>,
+    spot_index: HashMap<SpotId, usize>,
+}
+
+#[derive(Debug)]
+pub struct FacilityState {
+    id: FacilityId,
+    record: FacilityRecord,
+    context: ZoneContext,
+    shared: Arc<FacilityShared>,
+    zones: HashMap<ZoneId, ZoneSlot>,
+    by_actor: HashMap<ActorId, ZoneId>,
+    seq: Seq,
+    history: VecDeque<Arc<Delta>>,
+    updates: broadcast::Sender<Arc<Delta>>,
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+fn empty_view(layout: &ZoneLayout) -> ZoneView {
+    ZoneView {
+        id: layout.id.clone(),
+        name: layout.name.clone(),
+        capacity: match layout.shape {
+            ZoneShape::Counter { capacity, .. } => Some(capacity),
+            ZoneShape::Spots(_) => None,
+        },
+        counts: ZoneCounts::default(),
+    }
+}
+
+async fn spawn_zone(
+    myself: &ActorRef<FacilityMsg>,
+    state_id: &FacilityId,
+    layout: &ZoneLayout,
+    context: &ZoneContext,
+) -> Result<ActorRef<ZoneMsg>, ActorProcessingErr> {
+    let args = ZoneArgs {
+        key: ZoneKey::new(state_id.clone(), layout.id.clone()),
+        layout: layout.clone(),
+        context: context.clone(),
+        facility: myself.clone(),
+    };
+    let (actor, _) = Actor::spawn_linked(None, ZoneActor, args, myself.get_cell()).await?;
+    Ok(actor)
+}
+
+impl FacilityState {
+    fn publish_routes(&self) {
+        let mut routes = Routes::default();
+        for zone in &self.record.layout.zones {
+            let Some(slot) = self.zones.get(&zone.id) else {
+                continue;
+            };
+            routes.order.push(zone.id.clone());
+            routes.zones.insert(zone.id.clone(), slot.actor.clone());
+            if let ZoneShape::Spots(spots) = &slot.layout.shape {
+                for spot in spots {
+                    routes.spots.insert(spot.id.clone(), zone.id.clone());
+                }
+            }
+        }
+        *self.shared.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+    }
+
+    fn view(&self) -> FacilityView {
+        let layout = &self.record.layout;
+        let mut totals = ZoneCounts::default();
+        let zones: Vec<ZoneView> = layout
+            .zones
+            .iter()
+            .filter_map(|z| self.zones.get(&z.id))
+            .map(|slot| {
+                totals.add(&slot.view.counts);
+                slot.view.clone()
+            })
+            .collect();
+        FacilityView {
+            id: layout.id.clone(),
+            name: layout.name.clone(),
+            timezone: layout.timezone.clone(),
+            location: layout.location,
+            seq: self.seq,
+            totals,
+            zones,
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let spots = self
+            .record
+            .layout
+            .zones
+            .iter()
+            .filter_map(|z| self.zones.get(&z.id))
+            .flat_map(|slot| slot.spots.iter().cloned())
+            .collect();
+        Snapshot {
+            view: self.view(),
+            spots,
+            encoded: Default::default(),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.zones.values().all(|z| z.seq.is_some())
+    }
+
+    fn wake_waiters(&mut self) {
+        if self.ready() {
+            for waiter in self.waiting.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    fn push_delta(&mut self, delta: Delta) {
+        let delta = Arc::new(delta);
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(Arc::clone(&delta));
+        // No receivers is fine: nobody is watching.
+        let _ = self.updates.send(delta);
+    }
+
+    fn zone_changed(&mut self, change: ZoneChange) {
+        let Some(slot) = self.zones.get_mut(&change.key.zone) else {
+            return;
+        };
+        let before = slot.view.counts.clone();
+        let known = slot.seq;
+        if known.is_some_and(|k| change.zone_seq <= k) && !change.full {
+            return;
+        }
+        slot.view.name = change.name;
+        slot.view.capacity = change.capacity;
+        slot.view.counts = change.counts;
+        if change.full {
+            slot.spot_index = change
+                .spots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), i))
+                .collect();
+            slot.spots = change.spots.clone();
+        } else {
+            for spot in &change.spots {
+                if let Some(&i) = slot.spot_index.get(&spot.id) {
+                    slot.spots[i] = spot.clone();
+                }
+            }
+        }
+        record_spot_gauges(&before, &slot.view.counts);
+        let advance = change.zone_seq.0.saturating_sub(known.unwrap_or(Seq::ZERO).0);
+        slot.seq = Some(change.zone_seq.max(known.unwrap_or(Seq::ZERO)));
+        let view = slot.view.clone();
+        if advance > 0 && known.is_some() {
+            let prev = self.seq;
+            self.seq = Seq(prev.0 + advance);
+            self.push_delta(Delta {
+                facility: self.id.clone(),
+                prev,
+                seq: self.seq,
+                zones: vec![view],
+                spots: change.spots,
+                relaid: change.full,
+                encoded: Default::default(),
+            });
+        } else if known.is_none() {
+            // First report of a zone at start-up: part of the initial state.
+            self.seq = Seq(self.seq.0 + change.zone_seq.0);
+        }
+        self.wake_waiters();
+    }
+
+    fn subscribe(&self, since: Option<Seq>) -> Subscription {
+        let updates = self.updates.subscribe();
+        let start = match since {
+            Some(since) if since == self.seq => Start::Resume(Vec::new()),
+            Some(since) if since < self.seq => {
+                let resumable = self
+                    .history
+                    .front()
+                    .is_some_and(|first| first.prev <= since)
+                    && self.history.iter().all(|d| !d.relaid || d.prev < since);
+                if resumable {
+                    Start::Resume(
+                        self.history
+                            .iter()
+                            .filter(|d| d.prev >= since)
+                            .cloned()
+                            .collect(),
+                    )
+                } else {
+                    Start::Snapshot(Arc::new(self.snapshot()))
+                }
+            }
+            _ => Start::Snapshot(Arc::new(self.snapshot())),
+        };
+        Subscription { start, updates }
+    }
+
+    fn candidates(&self, kind: Option<SpotKind>) -> Vec<ZoneId> {
+        let available = |slot: &ZoneSlot| match kind {
+            Some(k) => slot.view.counts.by_kind[k.index()].available,
+            None => slot.view.counts.overall.available,
+        };
+        let mut zones: Vec<(u32, usize, ZoneId)> = self
+            .record
+            .layout
+            .zones
+            .iter()
+            .enumerate()
+            .filter_map(|(i, z)| self.zones.get(&z.id).map(|slot| (available(slot), i, z.id.clone())))
+            .collect();
+        // Zones that look free first (the read model may lag a commit),
+        // then the rest in layout order, so a stale count never hides room.
+        zones.sort_by_key(|(free, i, _)| (*free == 0, *i));
+        zones.into_iter().map(|(_, _, id)| id).collect()
+    }
+}
+
+fn record_spot_gauges(before: &ZoneCounts, after: &ZoneCounts) {
+    for state in parkme_engine::SpotState::ALL {
+        let diff = f64::from(after.overall.get(state)) - f64::from(before.overall.get(state));
+        if diff != 0.0 {
+            metrics::gauge!("parkme_spots", "state" => state.as_str()).increment(diff);
+        }
+    }
+}
+
+async fn ask_zone<T>(
+    actor: &ActorRef<ZoneMsg>,
+    make: impl FnOnce(oneshot::Sender<Result<T, ActorError>>) -> ZoneMsg,
+) -> Result<T, ActorError> {
+    let (tx, rx) = oneshot::channel();
+    metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").increment(1.0);
+    if actor.send_message(make(tx)).is_err() {
+        metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
+        return Err(ActorError::Unavailable("zone"));
+    }
+    rx.await.unwrap_or(Err(ActorError::Unavailable("zone")))
+}
+
+impl Actor for FacilityActor {
+    type Msg = FacilityMsg;
+    type State = FacilityState;
+    type Arguments = FacilityArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: FacilityArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let id = args.record.layout.id.clone();
+        let mut zones = HashMap::new();
+        let mut by_actor = HashMap::new();
+        for layout in &args.record.layout.zones {
+            let actor = spawn_zone(&myself, &id, layout, &args.context).await?;
+            by_actor.insert(actor.get_id(), layout.id.clone());
+            zones.insert(
+                layout.id.clone(),
+                ZoneSlot {
+                    layout: layout.clone(),
+                    actor,
+                    seq: None,
+                    view: empty_view(layout),
+                    spots: Vec::new(),
+                    spot_index: HashMap::new(),
+                },
+            );
+        }
+        let (updates, _) = broadcast::channel(BROADCAST);
+        let state = FacilityState {
+            id,
+            seq: Seq(args.record.seq_base),
+            record: args.record,
+            context: args.context,
+            shared: args.shared,
+            zones,
+            by_actor,
+            history: VecDeque::new(),
+            updates,
+            waiting: Vec::new(),
+        };
+        state.publish_routes();
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            FacilityMsg::ZoneChanged(change) => state.zone_changed(change),
+            FacilityMsg::Ready(reply) => {
+                state.waiting.push(reply);
+                state.wake_waiters();
+            }
+            FacilityMsg::View(reply) => {
+                let _ = reply.send(state.view());
+            }
+            FacilityMsg::Spots { zone, reply } => {
+                let result = state
+                    .zones
+                    .get(&zone)
+                    .map(|slot| slot.spots.clone())
+                    .ok_or_else(|| ActorError::UnknownZone(zone.to_string()));
+                let _ = reply.send(result);
+            }
+            FacilityMsg::Candidates { kind, reply } => {
+                let _ = reply.send(state.candidates(kind));
+            }
+            FacilityMsg::Subscribe { since, reply } => {
+                let _ = reply.send(state.subscribe(since));
+            }
+            FacilityMsg::Relayout { record, reply } => {
+                let result = relayout(&myself, state, record).await;
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(cell, error) = event else {
+            return Ok(());
+        };
+        let Some(zone) = state.by_actor.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        metrics::counter!("parkme_actor_failures_total", "actor" => "zone").increment(1);
+        tracing::warn!(facility = %state.id, zone = %zone, error = %error, "zone actor failed; restarting from durable state");
+        let Some(layout) = state.zones.get(&zone).map(|slot| slot.layout.clone()) else {
+            return Ok(());
+        };
+        // Storage may be down: keep trying with a bounded back-off.
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            match spawn_zone(&myself, &state.id, &layout, &state.context).await {
+                Ok(actor) => {
+                    state.by_actor.insert(actor.get_id(), zone.clone());
+                    if let Some(slot) = state.zones.get_mut(&zone) {
+                        slot.actor = actor;
+                    }
+                    metrics::counter!("parkme_actor_restarts_total", "actor" => "zone").increment(1);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(facility = %state.id, zone = %zone, error = %e, "zone restart failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        state.publish_routes();
+        Ok(())
+    }
+}
+
+/// Replaces the facility's layout: refuses (and changes nothing) if any
+/// zone would drop a spot holding a live booking.
+async fn relayout(
+    myself: &ActorRef<FacilityMsg>,
+    state: &mut FacilityState,
+    record: FacilityRecord,
+) -> Result<(), ActorError> {
+    let new_zones: HashMap<&ZoneId, &ZoneLayout> =
+        record.layout.zones.iter().map(|z| (&z.id, z)).collect();
+    // 1. Dry run everywhere first.
+    for (id, slot) in &state.zones {
+        let target = match new_zones.get(id) {
+            Some(layout) => (*layout).clone(),
+            None => ZoneLayout {
+                id: id.clone(),
+                name: slot.layout.name.clone(),
+                shape: ZoneShape::Spots(Vec::new()),
+            },
+        };
+        ask_zone(&slot.actor, |reply| ZoneMsg::Relayout {
+            layout: target,
+            dry_run: true,
+            reply,
+        })
+        .await?;
+    }
+    // 2. Apply to the zones that stay.
+    for (id, slot) in state.zones.iter_mut() {
+        if let Some(layout) = new_zones.get(id) {
+            if slot.layout != **layout {
+                let layout = (*layout).clone();
+                ask_zone(&slot.actor, |reply| ZoneMsg::Relayout {
+                    layout: layout.clone(),
+                    dry_run: false,
+                    reply,
+                })
+                .await?;
+                slot.layout = layout;
+            }
+        }
+    }
+    // 3. Retire zones that left; their seqs move into the base so the
+    //    facility seq never goes back, plus one for the layout change.
+    let removed: Vec<ZoneId> = state
+        .zones
+        .keys()
+        .filter(|id| !new_zones.contains_key(id))
+        .cloned()
+        .collect();
+    let mut record = record;
+    record.seq_base = state.record.seq_base + 1;
+    for id in &removed {
+        if let Some(slot) = state.zones.get(id) {
+            record.seq_base += slot.seq.unwrap_or(Seq::ZERO).0;
+        }
+    }
+    state
+        .context
+        .commit
+        .storage()
+        .put_facility(&state.id, record.encode())
+        .await?;
+    for id in &removed {
+        if let Some(slot) = state.zones.remove(id) {
+            state.by_actor.remove(&slot.actor.get_id());
+            slot.actor.stop(Some("zone removed from layout".into()));
+            record_spot_gauges(&slot.view.counts, &ZoneCounts::default());
+            let key = ZoneKey::new(state.id.clone(), id.clone());
+            state.context.commit.storage().drop_zone(&key).await?;
+        }
+    }
+    // 4. Start zones that are new.
+    for layout in &record.layout.zones {
+        if state.zones.contains_key(&layout.id) {
+            continue;
+        }
+        let actor = spawn_zone(myself, &state.id, layout, &state.context)
+            .await
+            .map_err(|_| ActorError::Unavailable("zone"))?;
+        state.by_actor.insert(actor.get_id(), layout.id.clone());
+        state.zones.insert(
+            layout.id.clone(),
+            ZoneSlot {
+                layout: layout.clone(),
+                actor,
+                seq: Some(Seq::ZERO),
+                view: empty_view(layout),
+                spots: Vec::new(),
+                spot_index: HashMap::new(),
+            },
+        );
+    }
+    *state.shared.sensor_key_hash.write().unwrap_or_else(|e| e.into_inner()) = record.sensor_key_hash;
+    state.record = record;
+    state.publish_routes();
+    // The layout change itself is one step of the facility seq.
+    let prev = state.seq;
+    state.seq = Seq(prev.0 + 1);
+    let snapshot = state.snapshot();
+    state.push_delta(Delta {
+        facility: state.id.clone(),
+        prev,
+        seq: state.seq,
+        zones: snapshot.view.zones,
+        spots: snapshot.spots,
+        relaid: true,
+        encoded: Default::default(),
+    });
+    Ok(())
+}
+
+/// A facility's snapshot-encoding cache slot, for the edge.
+pub fn encoded_slot(cache: &[OnceLock<Arc<str>>; 2], with_spots: bool) -> &OnceLock<Arc<str>> {
+    &cache[usize::from(with_spots)]
+}

@@ -1,0 +1,605 @@
+//! The node: every facility this process serves, and the API the edge
+//! calls. It starts facility actors from storage at boot, routes bookings
+//! and sensor readings to the zone actor that owns them, and stops
+//! everything in order at shutdown.
+//!
+//! This module must never mutate zone state itself: it only sends
+//! messages to the actors that own it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use parkme_engine::codec;
+use parkme_engine::{
+    Booking, BookingId, BookingRequest, EngineError, FacilityId, FacilityLayout, Millis, Plate,
+    Seq, SpotId, SpotKind, SpotView, UserId, ZoneId,
+};
+use parkme_storage::{GroupCommit, Storage};
+use rand::Rng;
+use ractor::{Actor, ActorRef};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::error::ActorError;
+use crate::facility::{FacilityActor, FacilityArgs, FacilityMsg, FacilityShared, Routes};
+use crate::publish::{FacilityView, Subscription};
+use crate::record::{FacilityRecord, hash_key};
+use crate::zone::{SensorInput, ZoneContext, ZoneMsg};
+
+/// Tunables of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Secret from which sensor keys are derived (never stored).
+    pub key_secret: Vec<u8>,
+    /// A zone writes a snapshot after this many events.
+    pub snapshot_every: u64,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl_secs: u32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            key_secret: Vec::new(),
+            snapshot_every: 1024,
+            idempotency_ttl_secs: 48 * 3600,
+        }
+    }
+}
+
+/// What a booking caller asks for.
+#[derive(Debug, Clone)]
+pub struct BookParams {
+    pub owner: UserId,
+    pub plate: Plate,
+    pub zone: Option<ZoneId>,
+    pub kind: Option<SpotKind>,
+    pub spot: Option<SpotId>,
+    pub hold_seconds: u32,
+    pub idempotency_key: Option<String>,
+}
+
+/// How a booking request ended.
+#[derive(Debug, Clone)]
+pub enum Booked {
+    Created(Booking),
+    /// The idempotency key had already created this booking.
+    Replayed(Booking),
+}
+
+/// Why a sensor key was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    Valid,
+    UnknownFacility,
+    Wrong,
+}
+
+#[derive(Debug)]
+struct FacilityHandle {
+    actor: ActorRef<FacilityMsg>,
+    shared: Arc<FacilityShared>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    commit: GroupCommit,
+    clock: Clock,
+    config: NodeConfig,
+    facilities: RwLock<HashMap<FacilityId, Arc<FacilityHandle>>>,
+    /// Serializes idempotent retries of one key (striped).
+    idempotency_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// A cheap-to-clone handle to the node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+/// A new random opaque id.
+pub fn new_booking_id() -> BookingId {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let id: String = (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    BookingId::parse(&format!("bk_{id}")).expect("generated ids are valid")
+}
+
+async fn ask<T>(
+    actor: &ActorRef<FacilityMsg>,
+    make: impl FnOnce(oneshot::Sender<T>) -> FacilityMsg,
+) -> Result<T, ActorError> {
+    let (tx, rx) = oneshot::channel();
+    actor
+        .send_message(make(tx))
+        .map_err(|_| ActorError::Unavailable("facility"))?;
+    rx.await.map_err(|_| ActorError::Unavailable("facility"))
+}
+
+async fn ask_zone<T>(
+    actor: &ActorRef<ZoneMsg>,
+    make: impl FnOnce(oneshot::Sender<Result<T, ActorError>>) -> ZoneMsg,
+) -> Result<T, ActorError> {
+    let (tx, rx) = oneshot::channel();
+    metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").increment(1.0);
+    if actor.send_message(make(tx)).is_err() {
+        metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
+        return Err(ActorError::Unavailable("zone"));
+    }
+    rx.await.unwrap_or(Err(ActorError::Unavailable("zone")))
+}
+
+impl Node {
+    /// Starts the committer and every stored facility.
+    pub async fn start(
+        storage: Arc<dyn Storage>,
+        config: NodeConfig,
+        shutdown: CancellationToken,
+    ) -> Result<(Node, JoinHandle<()>), ActorError> {
+        let (commit, committer) = GroupCommit::spawn(storage, shutdown);
+        let node = Node {
+            inner: Arc::new(Inner {
+                commit,
+                clock: Clock::new(),
+                config,
+                facilities: RwLock::new(HashMap::new()),
+                idempotency_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            }),
+        };
+        let stored = node.inner.commit.storage().facilities().await?;
+        for (id, bytes) in stored {
+            let record = FacilityRecord::decode(&bytes)
+                .map_err(|e| ActorError::Corrupt(format!("facility {id}: {e}")))?;
+            node.spawn_facility(record).await?;
+        }
+        Ok((node, committer))
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        self.inner.commit.storage()
+    }
+
+    /// Writes queued on the group committer.
+    pub fn commit_queue(&self) -> usize {
+        self.inner.commit.queued()
+    }
+
+    fn context(&self) -> ZoneContext {
+        ZoneContext {
+            commit: self.inner.commit.clone(),
+            clock: self.inner.clock,
+            snapshot_every: self.inner.config.snapshot_every.max(1),
+        }
+    }
+
+    async fn spawn_facility(&self, record: FacilityRecord) -> Result<(), ActorError> {
+        let id = record.layout.id.clone();
+        let shared = Arc::new(FacilityShared {
+            routes: RwLock::new(Arc::new(Routes::default())),
+            sensor_key_hash: RwLock::new(record.sensor_key_hash),
+        });
+        let args = FacilityArgs {
+            record,
+            context: self.context(),
+            shared: Arc::clone(&shared),
+        };
+        let (actor, _) = Actor::spawn(None, FacilityActor, args).await.map_err(|e| {
+            tracing::error!(facility = %id, error = %e, "facility failed to start");
+            ActorError::Unavailable("facility")
+        })?;
+        ask(&actor, FacilityMsg::Ready).await?;
+        self.inner
+            .facilities
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::new(FacilityHandle { actor, shared }));
+        Ok(())
+    }
+
+    fn handle(&self, id: &FacilityId) -> Result<Arc<FacilityHandle>, ActorError> {
+        self.inner
+            .facilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ActorError::UnknownFacility(id.to_string()))
+    }
+
+    /// The sensor key of a facility: derived from the node secret and the
+    /// facility id, so the same key can be handed out again without being
+    /// stored.
+    pub fn sensor_key(&self, id: &FacilityId) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update((self.inner.config.key_secret.len() as u64).to_le_bytes());
+        hasher.update(&self.inner.config.key_secret);
+        hasher.update(b"parkme-sensor-key:");
+        hasher.update(id.as_str().as_bytes());
+        format!("sk_{}", hex::encode(&hasher.finalize()[..20]))
+    }
+
+    /// Creates or replaces a facility; returns its view and whether it is
+    /// new.
+    pub async fn put_facility(
+        &self,
+        layout: FacilityLayout,
+    ) -> Result<(FacilityView, bool), ActorError> {
+        let id = layout.id.clone();
+        let now = self.inner.clock.now();
+        let key_hash = hash_key(&self.sensor_key(&id));
+        match self.handle(&id) {
+            Ok(handle) => {
+                let record = FacilityRecord {
+                    layout,
+                    sensor_key_hash: key_hash,
+                    seq_base: 0,
+                    created_at: now,
+                    updated_at: now,
+                };
+                ask(&handle.actor, |reply| FacilityMsg::Relayout { record, reply }).await??;
+                Ok((ask(&handle.actor, FacilityMsg::View).await?, false))
+            }
+            Err(_) => {
+                let record = FacilityRecord {
+                    layout,
+                    sensor_key_hash: key_hash,
+                    seq_base: 0,
+                    created_at: now,
+                    updated_at: now,
+                };
+                self.storage().put_facility(&id, record.encode()).await?;
+                self.spawn_facility(record).await?;
+                Ok((self.facility(&id).await?, true))
+            }
+        }
+    }
+
+    pub fn check_sensor_key(&self, id: &FacilityId, key: &str) -> KeyCheck {
+        let Ok(handle) = self.handle(id) else {
+            return KeyCheck::UnknownFacility;
+        };
+        let stored = *handle
+            .shared
+            .sensor_key_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let given = hash_key(key);
+        // Constant-time comparison of the two digests.
+        let diff = stored.iter().zip(given.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff == 0 { KeyCheck::Valid } else { KeyCheck::Wrong }
+    }
+
+    pub fn facility_ids(&self) -> Vec<FacilityId> {
+        let mut ids: Vec<FacilityId> = self
+            .inner
+            .facilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub async fn facility(&self, id: &FacilityId) -> Result<FacilityView, ActorError> {
+        let handle = self.handle(id)?;
+        ask(&handle.actor, FacilityMsg::View).await
+    }
+
+    pub async fn spots(&self, id: &FacilityId, zone: &ZoneId) -> Result<Vec<SpotView>, ActorError> {
+        let handle = self.handle(id)?;
+        let zone = zone.clone();
+        ask(&handle.actor, |reply| FacilityMsg::Spots { zone, reply }).await?
+    }
+
+    pub async fn subscribe(
+        &self,
+        id: &FacilityId,
+        since: Option<Seq>,
+    ) -> Result<Subscription, ActorError> {
+        let handle = self.handle(id)?;
+        ask(&handle.actor, |reply| FacilityMsg::Subscribe { since, reply }).await
+    }
+
+    pub async fn set_service(
+        &self,
+        id: &FacilityId,
+        spot: &SpotId,
+        out_of_service: bool,
+    ) -> Result<SpotView, ActorError> {
+        let routes = self.handle(id)?.shared.routes();
+        let zone = routes
+            .spots
+            .get(spot)
+            .and_then(|z| routes.zones.get(z))
+            .ok_or_else(|| EngineError::UnknownSpot(spot.clone()))?;
+        let spot = spot.clone();
+        ask_zone(zone, |reply| ZoneMsg::SetService {
+            spot,
+            out_of_service,
+            reply,
+        })
+        .await
+    }
+
+    /// Books a spot (or a unit of a counter zone) in a facility.
+    pub async fn book(&self, id: &FacilityId, params: BookParams) -> Result<Booked, ActorError> {
+        let handle = self.handle(id)?;
+        let now = self.inner.clock.now();
+        let _guard = match &params.idempotency_key {
+            Some(key) => {
+                let stripe = stripe(&params.owner, key, self.inner.idempotency_locks.len());
+                let guard = self.inner.idempotency_locks[stripe].lock().await;
+                let found = self
+                    .storage()
+                    .idempotent_booking(&params.owner, key, now)
+                    .await?;
+                if let Some(existing) = found {
+                    if let Some(booking) = self.booking(&existing).await? {
+                        return Ok(Booked::Replayed(booking));
+                    }
+                }
+                Some(guard)
+            }
+            None => None,
+        };
+        let routes = handle.shared.routes();
+        let zones = self.booking_zones(&handle, &routes, &params).await?;
+        let idempotency = params.idempotency_key.clone().map(|key| {
+            let ttl = self.inner.config.idempotency_ttl_secs;
+            (key, now.plus_secs(ttl))
+        });
+        let request = BookingRequest {
+            id: new_booking_id(),
+            owner: params.owner.clone(),
+            plate: params.plate.clone(),
+            kind: params.kind,
+            spot: params.spot.clone(),
+            hold_seconds: params.hold_seconds,
+            now,
+        };
+        for zone in zones {
+            let Some(actor) = routes.zones.get(&zone) else {
+                continue;
+            };
+            let request = request.clone();
+            let idempotency = idempotency.clone();
+            let result = ask_zone(actor, |reply| ZoneMsg::Book {
+                request,
+                idempotency,
+                reply,
+            })
+            .await;
+            match result {
+                Ok(booking) => return Ok(Booked::Created(booking)),
+                Err(ActorError::Engine(EngineError::NoSpotAvailable)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(EngineError::NoSpotAvailable.into())
+    }
+
+    /// The zones to try, in order.
+    async fn booking_zones(
+        &self,
+        handle: &FacilityHandle,
+        routes: &Routes,
+        params: &BookParams,
+    ) -> Result<Vec<ZoneId>, ActorError> {
+        if let Some(spot) = &params.spot {
+            let zone = routes
+                .spots
+                .get(spot)
+                .ok_or_else(|| EngineError::UnknownSpot(spot.clone()))?;
+            if params.zone.as_ref().is_some_and(|z| z != zone) {
+                return Err(EngineError::UnknownSpot(spot.clone()).into());
+            }
+            return Ok(vec![zone.clone()]);
+        }
+        if let Some(zone) = &params.zone {
+            if !routes.zones.contains_key(zone) {
+                return Err(ActorError::UnknownZone(zone.to_string()));
+            }
+            return Ok(vec![zone.clone()]);
+        }
+        let kind = params.kind;
+        ask(&handle.actor, |reply| FacilityMsg::Candidates { kind, reply }).await
+    }
+
+    /// Cancels a `CONFIRMED` booking.
+    pub async fn cancel(&self, booking: &Booking) -> Result<Booking, ActorError> {
+        let routes = self.handle(&booking.facility)?.shared.routes();
+        let zone = routes
+            .zones
+            .get(&booking.zone)
+            .ok_or_else(|| EngineError::UnknownBooking(booking.id.clone()))?;
+        let id = booking.id.clone();
+        match ask_zone(zone, |reply| ZoneMsg::Cancel { booking: id, reply }).await {
+            Err(ActorError::Engine(EngineError::UnknownBooking(_))) => {
+                // No longer live in its zone: it already ended.
+                let status = self
+                    .booking(&booking.id)
+                    .await?
+                    .map(|b| b.status)
+                    .unwrap_or(booking.status);
+                Err(EngineError::InvalidTransition(status).into())
+            }
+            other => other,
+        }
+    }
+
+    /// A booking by id, from the durable booking table.
+    pub async fn booking(&self, id: &BookingId) -> Result<Option<Booking>, ActorError> {
+        let Some(bytes) = self.storage().booking(id).await? else {
+            return Ok(None);
+        };
+        codec::decode_stored(&bytes)
+            .map(Some)
+            .map_err(|e| ActorError::Corrupt(format!("booking {id}: {e}")))
+    }
+
+    /// Applies sensor readings of one facility; each result says whether
+    /// that reading is durable (or why it was refused). Results come back
+    /// in the order of `inputs`.
+    pub async fn sense(
+        &self,
+        id: &FacilityId,
+        inputs: Vec<SensorReading>,
+    ) -> Result<Vec<Result<(), ActorError>>, ActorError> {
+        let routes = self.handle(id)?.shared.routes();
+        let mut results: Vec<Option<Result<(), ActorError>>> = vec![None; inputs.len()];
+        // Group readings per zone, keeping their order within each zone.
+        let mut per_zone: HashMap<ZoneId, (Vec<usize>, Vec<SensorInput>)> = HashMap::new();
+        for (i, reading) in inputs.into_iter().enumerate() {
+            let targets: Vec<ZoneId> = match &reading {
+                SensorReading::Spot { spot, .. } => match routes.spots.get(spot) {
+                    Some(zone) => vec![zone.clone()],
+                    None => {
+                        results[i] = Some(Err(EngineError::UnknownSpot(spot.clone()).into()));
+                        continue;
+                    }
+                },
+                SensorReading::Count { zone, .. } => {
+                    if routes.zones.contains_key(zone) {
+                        vec![zone.clone()]
+                    } else {
+                        results[i] = Some(Err(ActorError::UnknownZone(zone.to_string())));
+                        continue;
+                    }
+                }
+                SensorReading::Plate { .. } => routes.order.clone(),
+                SensorReading::Heartbeat => {
+                    results[i] = Some(Ok(()));
+                    continue;
+                }
+            };
+            for zone in targets {
+                let input = match &reading {
+                    SensorReading::Spot { spot, occupied } => SensorInput::Spot {
+                        spot: spot.clone(),
+                        occupied: *occupied,
+                    },
+                    SensorReading::Count { delta, .. } => SensorInput::Count { delta: *delta },
+                    SensorReading::Plate { plate, direction } => SensorInput::Plate {
+                        plate: plate.clone(),
+                        direction: *direction,
+                    },
+                    SensorReading::Heartbeat => continue,
+                };
+                let entry = per_zone.entry(zone).or_default();
+                entry.0.push(i);
+                entry.1.push(input);
+            }
+        }
+        let mut pending = Vec::with_capacity(per_zone.len());
+        for (zone, (indexes, batch)) in per_zone {
+            let Some(actor) = routes.zones.get(&zone) else {
+                continue;
+            };
+            let (tx, rx) = oneshot::channel();
+            metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").increment(1.0);
+            if actor
+                .send_message(ZoneMsg::Sensor {
+                    inputs: batch,
+                    reply: tx,
+                })
+                .is_err()
+            {
+                metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
+                for i in indexes {
+                    results[i] = Some(Err(ActorError::Unavailable("zone")));
+                }
+                continue;
+            }
+            pending.push((indexes, rx));
+        }
+        for (indexes, rx) in pending {
+            let zone_results = rx
+                .await
+                .unwrap_or_else(|_| vec![Err(ActorError::Unavailable("zone")); indexes.len()]);
+            for (i, result) in indexes.into_iter().zip(zone_results) {
+                // A plate read goes to every zone: an error in one zone
+                // (none expected) wins over success elsewhere.
+                let slot = &mut results[i];
+                if slot.as_ref().is_none_or(|r| r.is_ok()) {
+                    *slot = Some(result);
+                }
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(())))
+            .collect())
+    }
+
+    /// Checks that storage answers.
+    pub async fn health(&self) -> Result<(), ActorError> {
+        self.storage().ping().await.map_err(Into::into)
+    }
+
+    /// Stops every facility (and so every zone) actor.
+    pub async fn stop(&self) {
+        let handles: Vec<Arc<FacilityHandle>> = self
+            .inner
+            .facilities
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for handle in handles {
+            let _ = handle
+                .actor
+                .stop_and_wait(Some("shutdown".into()), Some(std::time::Duration::from_secs(5)))
+                .await;
+        }
+    }
+
+    /// Test hook: makes a zone actor panic.
+    #[cfg(feature = "testing")]
+    pub fn inject_zone_panic(&self, id: &FacilityId, zone: &ZoneId) -> Result<(), ActorError> {
+        let routes = self.handle(id)?.shared.routes();
+        let actor = routes
+            .zones
+            .get(zone)
+            .ok_or_else(|| ActorError::UnknownZone(zone.to_string()))?;
+        actor
+            .send_message(ZoneMsg::Panic)
+            .map_err(|_| ActorError::Unavailable("zone"))
+    }
+
+    /// Now, on the node's clock.
+    pub fn now(&self) -> Millis {
+        self.inner.clock.now()
+    }
+}
+
+/// One sensor reading as the edge parsed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SensorReading {
+    Spot { spot: SpotId, occupied: bool },
+    Count { zone: ZoneId, delta: i32 },
+    Plate {
+        plate: Plate,
+        direction: parkme_engine::PlateDirection,
+    },
+    Heartbeat,
+}
+
+fn stripe(owner: &UserId, key: &str, stripes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    owner.hash(&mut h);
+    key.hash(&mut h);
+    (h.finish() as usize) % stripes.max(1)
+}

@@ -1,0 +1,625 @@
+//! The zone actor: the single owner of one zone's state.
+//!
+//! Every command for a zone goes through this actor's mailbox, one at a
+//! time, so deciding "is this spot free?" and taking it is one step: no
+//! locks, no double booking. A command is applied in memory at once (the
+//! next command sees it), its events are queued on the group committer,
+//! and the caller is answered by the zone's *pump* task only after the
+//! commit is durable, in seq order. If a commit fails the actor stops with
+//! an error and its facility restarts it from durable state.
+//!
+//! Hold expiry uses one actor timer armed for the earliest deadline; there
+//! is no polling loop and no scan of all bookings.
+//!
+//! This actor must never answer a caller before the writes behind the
+//! answer are durable, and never await anything but the committer's queue.
+
+use std::sync::Arc;
+
+use parkme_engine::codec;
+use parkme_engine::zone::Effect;
+use parkme_engine::{
+    Booking, BookingId, BookingRequest, Command, EngineError, Event, Millis, Plate, PlateDirection,
+    Seq, SpotId, SpotView, ZoneLayout, ZoneSnapshot, ZoneState,
+};
+use parkme_storage::group_commit::CommitTicket;
+use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::error::ActorError;
+use crate::facility::FacilityMsg;
+
+/// What a node shares with all its zone actors.
+#[derive(Debug, Clone)]
+pub struct ZoneContext {
+    pub commit: GroupCommit,
+    pub clock: Clock,
+    /// Write a snapshot after this many events.
+    pub snapshot_every: u64,
+}
+
+/// One sensor reading, routed to the zone it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SensorInput {
+    Spot { spot: SpotId, occupied: bool },
+    Count { delta: i32 },
+    Plate { plate: Plate, direction: PlateDirection },
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, ActorError>>;
+
+pub enum ZoneMsg {
+    Book {
+        request: BookingRequest,
+        /// `(key, expires_at)` of the caller's idempotency key.
+        idempotency: Option<(String, Millis)>,
+        reply: Reply<Booking>,
+    },
+    Cancel {
+        booking: BookingId,
+        reply: Reply<Booking>,
+    },
+    Sensor {
+        inputs: Vec<SensorInput>,
+        reply: oneshot::Sender<Vec<Result<(), ActorError>>>,
+    },
+    SetService {
+        spot: SpotId,
+        out_of_service: bool,
+        reply: Reply<SpotView>,
+    },
+    Relayout {
+        layout: ZoneLayout,
+        dry_run: bool,
+        reply: Reply<()>,
+    },
+    Spots {
+        reply: oneshot::Sender<Vec<SpotView>>,
+    },
+    Expire,
+    CommitFailed(StorageError),
+    #[cfg(feature = "testing")]
+    Panic,
+}
+
+impl std::fmt::Debug for ZoneMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            ZoneMsg::Book { .. } => "Book",
+            ZoneMsg::Cancel { .. } => "Cancel",
+            ZoneMsg::Sensor { .. } => "Sensor",
+            ZoneMsg::SetService { .. } => "SetService",
+            ZoneMsg::Relayout { .. } => "Relayout",
+            ZoneMsg::Spots { .. } => "Spots",
+            ZoneMsg::Expire => "Expire",
+            ZoneMsg::CommitFailed(_) => "CommitFailed",
+            #[cfg(feature = "testing")]
+            ZoneMsg::Panic => "Panic",
+        };
+        f.write_str(name)
+    }
+}
+
+/// A zone's published change, sent to its facility after durability.
+#[derive(Debug, Clone)]
+pub struct ZoneChange {
+    pub key: ZoneKey,
+    pub zone_seq: Seq,
+    pub name: String,
+    pub capacity: Option<u32>,
+    pub counts: parkme_engine::ZoneCounts,
+    pub spots: Vec<SpotView>,
+    /// `spots` holds every spot (start-up or layout change).
+    pub full: bool,
+}
+
+/// Stateless actor; its state is [`ZoneActorState`].
+#[derive(Debug)]
+pub struct ZoneActor;
+
+#[derive(Debug)]
+pub struct ZoneArgs {
+    pub key: ZoneKey,
+    /// The declared layout, used when storage knows nothing of the zone.
+    pub layout: ZoneLayout,
+    pub context: ZoneContext,
+    pub facility: ActorRef<FacilityMsg>,
+}
+
+type OnDone = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
+
+struct PumpItem {
+    ticket: Option<CommitTicket>,
+    change: Option<ZoneChange>,
+    snapshot: Option<(Seq, Vec<u8>)>,
+    on_done: OnDone,
+}
+
+pub struct ZoneActorState {
+    zone: ZoneState,
+    key: ZoneKey,
+    epoch: Epoch,
+    context: ZoneContext,
+    facility: ActorRef<FacilityMsg>,
+    pump: mpsc::UnboundedSender<PumpItem>,
+    pump_task: JoinHandle<()>,
+    timer: Option<(Millis, JoinHandle<()>)>,
+    since_snapshot: u64,
+}
+
+impl std::fmt::Debug for ZoneActorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneActorState")
+            .field("key", &self.key)
+            .field("seq", &self.zone.seq())
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads a zone from storage: latest snapshot plus the journal tail.
+pub async fn recover(
+    commit: &GroupCommit,
+    key: &ZoneKey,
+    layout: &ZoneLayout,
+) -> Result<ZoneState, ActorError> {
+    let storage = commit.storage();
+    let mut zone = match storage.latest_snapshot(key).await? {
+        Some((_, bytes)) => {
+            let snapshot: ZoneSnapshot = codec::decode_stored(&bytes)
+                .map_err(|e| ActorError::Corrupt(format!("snapshot of {key}: {e}")))?;
+            ZoneState::restore(snapshot)
+        }
+        None => ZoneState::new(key.facility.clone(), layout.clone()),
+    };
+    for (seq, bytes) in storage.read_events(key, zone.seq()).await? {
+        let event: Event = codec::decode_stored(&bytes)
+            .map_err(|e| ActorError::Corrupt(format!("event {seq} of {key}: {e}")))?;
+        zone.replay(seq, &event)?;
+    }
+    Ok(zone)
+}
+
+type Applied = (Event, Effect);
+
+/// The zone's counts, without spots.
+fn full_change_counts(key: &ZoneKey, zone: &ZoneState) -> ZoneChange {
+    ZoneChange {
+        key: key.clone(),
+        zone_seq: zone.seq(),
+        name: zone.layout().name.clone(),
+        capacity: zone.capacity(),
+        counts: zone.counts().clone(),
+        spots: Vec::new(),
+        full: false,
+    }
+}
+
+/// The zone's counts and every spot.
+fn full_change(key: &ZoneKey, zone: &ZoneState) -> ZoneChange {
+    ZoneChange {
+        spots: zone.spots(),
+        full: true,
+        ..full_change_counts(key, zone)
+    }
+}
+
+async fn pump(
+    mut items: mpsc::UnboundedReceiver<PumpItem>,
+    zone: ActorRef<ZoneMsg>,
+    facility: ActorRef<FacilityMsg>,
+    commit: GroupCommit,
+    key: ZoneKey,
+    epoch: Epoch,
+) {
+    let mut failed = false;
+    while let Some(item) = items.recv().await {
+        let result = match item.ticket {
+            Some(ticket) => ticket.wait().await,
+            None => Ok(()),
+        };
+        match &result {
+            Ok(()) => {
+                if let Some(change) = item.change {
+                    let _ = facility.send_message(FacilityMsg::ZoneChanged(change));
+                }
+                if let Some((seq, bytes)) = item.snapshot {
+                    let storage = Arc::clone(commit.storage());
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        let started = std::time::Instant::now();
+                        match storage.put_snapshot(&key, epoch, seq, bytes).await {
+                            Ok(()) => metrics::histogram!("parkme_snapshot_seconds")
+                                .record(started.elapsed().as_secs_f64()),
+                            Err(e) => tracing::warn!(zone = %key, error = %e, "snapshot failed"),
+                        }
+                    });
+                }
+            }
+            Err(e) if !failed => {
+                failed = true;
+                let _ = zone.send_message(ZoneMsg::CommitFailed(e.clone()));
+            }
+            Err(_) => {}
+        }
+        (item.on_done)(result);
+    }
+}
+
+fn storage_error(e: StorageError) -> ActorError {
+    ActorError::Storage(e)
+}
+
+impl ZoneActorState {
+    fn now(&self) -> Millis {
+        self.context.clock.now()
+    }
+
+    /// Applies a command, queues its writes and hands the reply to the pump.
+    async fn run(
+        &mut self,
+        command: &Command,
+        extra: impl FnOnce(&[Applied]) -> Vec<Write>,
+        on_done: impl FnOnce(Result<(), StorageError>, Vec<Applied>) + Send + 'static,
+    ) -> Result<(), EngineError> {
+        let applied = self.zone.execute(command)?;
+        self.commit_applied(applied, extra, on_done).await;
+        Ok(())
+    }
+
+    /// Journals applied events (plus `extra` writes) and queues `on_done`
+    /// to run once they are durable.
+    async fn commit_applied(
+        &mut self,
+        applied: Vec<Applied>,
+        extra: impl FnOnce(&[Applied]) -> Vec<Write>,
+        on_done: impl FnOnce(Result<(), StorageError>, Vec<Applied>) + Send + 'static,
+    ) {
+        if applied.is_empty() {
+            self.queue(None, None, None, Box::new(move |r| on_done(r, Vec::new())));
+            return;
+        }
+        metrics::counter!("parkme_zone_events_total").increment(applied.len() as u64);
+        let first_seq = self.zone.seq().0 + 1 - applied.len() as u64;
+        let mut writes = Vec::with_capacity(applied.len() + 1);
+        let mut spots: Vec<SpotView> = Vec::new();
+        let mut relaid = false;
+        for (i, (event, effect)) in applied.iter().enumerate() {
+            writes.push(Write::Event {
+                zone: self.key.clone(),
+                epoch: self.epoch,
+                seq: Seq(first_seq + i as u64),
+                bytes: codec::encode_stored(event),
+            });
+            if let Some(booking) = &effect.booking {
+                writes.push(Write::Booking {
+                    id: booking.id.clone(),
+                    bytes: codec::encode_stored(booking),
+                });
+            }
+            if let Some(spot) = &effect.spot {
+                spots.retain(|v| &v.id != spot);
+                spots.extend(self.zone.spot(spot));
+            }
+            relaid |= effect.relaid;
+        }
+        writes.extend(extra(&applied));
+        let change = if relaid {
+            full_change(&self.key, &self.zone)
+        } else {
+            ZoneChange {
+                spots,
+                full: false,
+                ..full_change_counts(&self.key, &self.zone)
+            }
+        };
+        self.since_snapshot += applied.len() as u64;
+        let snapshot = (self.since_snapshot >= self.context.snapshot_every).then(|| {
+            self.since_snapshot = 0;
+            (self.zone.seq(), codec::encode_stored(&self.zone.snapshot()))
+        });
+        let ticket = self.context.commit.submit(writes).await;
+        self.queue(
+            Some(ticket),
+            Some(change),
+            snapshot,
+            Box::new(move |r| on_done(r, applied)),
+        );
+    }
+
+    fn queue(
+        &self,
+        ticket: Option<CommitTicket>,
+        change: Option<ZoneChange>,
+        snapshot: Option<(Seq, Vec<u8>)>,
+        on_done: OnDone,
+    ) {
+        let item = PumpItem {
+            ticket,
+            change,
+            snapshot,
+            on_done,
+        };
+        if let Err(mpsc::error::SendError(item)) = self.pump.send(item) {
+            (item.on_done)(Err(StorageError::Closed));
+        }
+    }
+
+    /// Arms the single expiry timer for the earliest hold deadline.
+    fn rearm(&mut self, myself: &ActorRef<ZoneMsg>) {
+        let next = self.zone.next_expiry();
+        if self.timer.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        if let Some((_, handle)) = self.timer.take() {
+            handle.abort();
+        }
+        if let Some(at) = next {
+            let delay = self.context.clock.until(at) + std::time::Duration::from_millis(1);
+            let target = myself.clone();
+            let handle = tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = target.send_message(ZoneMsg::Expire);
+            });
+            self.timer = Some((at, handle));
+        }
+    }
+}
+
+fn booking_reply(
+    reply: Reply<Booking>,
+) -> impl FnOnce(Result<(), StorageError>, Vec<Applied>) + Send + 'static {
+    move |result, applied| {
+        let booking = applied
+            .into_iter()
+            .rev()
+            .find_map(|(_, effect)| effect.booking)
+            .ok_or(ActorError::Unavailable("zone"));
+        let _ = reply.send(result.map_err(storage_error).and_then(|()| booking));
+    }
+}
+
+impl Actor for ZoneActor {
+    type Msg = ZoneMsg;
+    type State = ZoneActorState;
+    type Arguments = ZoneArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ZoneArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let storage = args.context.commit.storage();
+        let epoch = storage.claim_zone(&args.key).await?;
+        let zone = recover(&args.context.commit, &args.key, &args.layout).await?;
+        tracing::debug!(zone = %args.key, seq = zone.seq().0, epoch = epoch.0, "zone recovered");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pump_task = tokio::spawn(pump(
+            rx,
+            myself.clone(),
+            args.facility.clone(),
+            args.context.commit.clone(),
+            args.key.clone(),
+            epoch,
+        ));
+        Ok(ZoneActorState {
+            zone,
+            key: args.key,
+            epoch,
+            context: args.context,
+            facility: args.facility,
+            pump: tx,
+            pump_task,
+            timer: None,
+            since_snapshot: 0,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let change = full_change(&state.key, &state.zone);
+        let _ = state.facility.send_message(FacilityMsg::ZoneChanged(change));
+        // Holds that ran out while the zone was down expire now.
+        state.rearm(&myself);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some((_, handle)) = state.timer.take() {
+            handle.abort();
+        }
+        // The pump finishes the replies already queued, then ends.
+        let _ = &state.pump_task;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
+        match message {
+            ZoneMsg::Book {
+                request,
+                idempotency,
+                reply,
+            } => {
+                let owner = request.owner.clone();
+                let command = Command::Book(request);
+                let extra = move |applied: &[Applied]| {
+                    let booking = applied.iter().find_map(|(_, e)| e.booking.as_ref());
+                    match (idempotency, booking) {
+                        (Some((key, expires_at)), Some(booking)) => vec![Write::Idempotency {
+                            owner,
+                            key,
+                            booking: booking.id.clone(),
+                            expires_at,
+                        }],
+                        _ => Vec::new(),
+                    }
+                };
+                let (tx, rx) = oneshot::channel();
+                match state.run(&command, extra, booking_reply(tx)).await {
+                    Ok(()) => forward(rx, reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            ZoneMsg::Cancel { booking, reply } => {
+                let command = Command::Cancel {
+                    booking,
+                    now: state.now(),
+                };
+                let (tx, rx) = oneshot::channel();
+                match state.run(&command, |_| Vec::new(), booking_reply(tx)).await {
+                    Ok(()) => forward(rx, reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            ZoneMsg::Sensor { inputs, reply } => {
+                handle_sensor(state, inputs, reply).await;
+            }
+            ZoneMsg::SetService {
+                spot,
+                out_of_service,
+                reply,
+            } => {
+                let command = Command::SetService {
+                    spot: spot.clone(),
+                    out_of_service,
+                };
+                let view = state.zone.spot(&spot);
+                let (tx, rx) = oneshot::channel::<Result<(), ActorError>>();
+                let done = move |r: Result<(), StorageError>, _| {
+                    let _ = tx.send(r.map_err(storage_error));
+                };
+                match state.run(&command, |_| Vec::new(), done).await {
+                    Ok(()) => {
+                        let after = state.zone.spot(&spot).or(view);
+                        tokio::spawn(async move {
+                            let result = rx.await.unwrap_or(Err(ActorError::Unavailable("zone")));
+                            let _ = reply.send(result.and_then(|()| {
+                                after.ok_or(ActorError::Unavailable("zone"))
+                            }));
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            ZoneMsg::Relayout {
+                layout,
+                dry_run,
+                reply,
+            } => {
+                let command = Command::Relayout { layout };
+                if dry_run {
+                    let _ = reply.send(state.zone.decide(&command).map(|_| ()).map_err(Into::into));
+                } else {
+                    let done = move |r: Result<(), StorageError>, _| {
+                        let _ = reply.send(r.map_err(storage_error));
+                    };
+                    if let Err(e) = state.run(&command, |_| Vec::new(), done).await {
+                        tracing::warn!(zone = %state.key, error = %e, "relayout refused");
+                    }
+                }
+            }
+            ZoneMsg::Spots { reply } => {
+                let _ = reply.send(state.zone.spots());
+            }
+            ZoneMsg::Expire => {
+                let command = Command::ExpireDue { now: state.now() };
+                let result = state.run(&command, |_| Vec::new(), |_, applied| {
+                    if !applied.is_empty() {
+                        metrics::counter!("parkme_bookings_expired_total")
+                            .increment(applied.len() as u64);
+                    }
+                });
+                if let Err(e) = result.await {
+                    tracing::warn!(zone = %state.key, error = %e, "expiry refused");
+                }
+            }
+            ZoneMsg::CommitFailed(e) => {
+                return Err(format!("journal commit failed for {}: {e}", state.key).into());
+            }
+            #[cfg(feature = "testing")]
+            ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),
+        }
+        state.rearm(&myself);
+        Ok(())
+    }
+}
+
+fn forward<T: Send + 'static>(rx: oneshot::Receiver<Result<T, ActorError>>, reply: Reply<T>) {
+    tokio::spawn(async move {
+        let result = rx.await.unwrap_or(Err(ActorError::Unavailable("zone")));
+        let _ = reply.send(result);
+    });
+}
+
+async fn handle_sensor(
+    state: &mut ZoneActorState,
+    inputs: Vec<SensorInput>,
+    reply: oneshot::Sender<Vec<Result<(), ActorError>>>,
+) {
+    let now = state.now();
+    let mut results: Vec<Result<(), ActorError>> = Vec::with_capacity(inputs.len());
+    let mut events = Vec::new();
+    for input in inputs {
+        let command = match input {
+            SensorInput::Spot { spot, occupied } => Command::Sense {
+                spot,
+                occupied,
+                now,
+            },
+            SensorInput::Count { delta } => Command::Count { delta, now },
+            SensorInput::Plate { plate, direction } => Command::Plate {
+                plate,
+                direction,
+                now,
+            },
+        };
+        match state.zone.decide(&command) {
+            Ok(decided) => {
+                for event in decided {
+                    let effect = state.zone.apply(&event);
+                    events.push((event, effect));
+                }
+                results.push(Ok(()));
+            }
+            Err(e) => results.push(Err(e.into())),
+        }
+    }
+    state
+        .commit_applied(
+            events,
+            |_| Vec::new(),
+            move |result, _| {
+                let results = match result {
+                    Ok(()) => results,
+                    Err(e) => results
+                        .into_iter()
+                        .map(|_| Err(ActorError::Storage(e.clone())))
+                        .collect(),
+                };
+                let _ = reply.send(results);
+            },
+        )
+        .await;
+}

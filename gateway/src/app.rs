@@ -1,0 +1,306 @@
+//! Building and running the server: storage, node, router, shutdown.
+//!
+//! `Application::build` wires everything from a [`Config`] and binds the
+//! listener (port 0 works: tests ask `port()`); `run_until_stopped` serves
+//! until the shutdown token is cancelled, then drains in order: stop
+//! accepting, close websockets (1001), stop the actors (pending commits
+//! finish, snapshots are written), drain the group committer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::routing::{get, put};
+use metrics_exporter_prometheus::PrometheusHandle;
+use parkme_actors::{Node, NodeConfig};
+use parkme_storage::Storage;
+use parkme_storage::embedded::EmbeddedStorage;
+use parkme_storage::memory::MemoryStorage;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::http;
+use crate::rate_limit::RateLimits;
+use crate::telemetry;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("could not bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(String),
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+#[derive(Debug)]
+struct AppInner {
+    node: Node,
+    auth: Authenticator,
+    limits: RateLimits,
+    metrics: PrometheusHandle,
+    shutdown: CancellationToken,
+    storage_kind: &'static str,
+    redis: Option<redis::Client>,
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<AppInner>,
+}
+
+impl AppState {
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+    pub fn limits(&self) -> &RateLimits {
+        &self.inner.limits
+    }
+    pub fn metrics(&self) -> &PrometheusHandle {
+        &self.inner.metrics
+    }
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+    pub fn storage_kind(&self) -> &'static str {
+        self.inner.storage_kind
+    }
+    pub fn redis(&self) -> Option<&redis::Client> {
+        self.inner.redis.as_ref()
+    }
+}
+
+/// Opens the configured storage backend.
+pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, GatewayError> {
+    let spec = config.storage.trim();
+    if spec == "embedded" {
+        let storage = EmbeddedStorage::open(&config.data_dir)
+            .map_err(|e| GatewayError::Storage(format!("{} ({})", e, config.data_dir.display())))?;
+        return Ok(Arc::new(storage));
+    }
+    if spec == "memory" {
+        tracing::warn!("!!! PARKME_STORAGE=memory: NOTHING IS DURABLE; for tests only !!!");
+        eprintln!("WARNING: PARKME_STORAGE=memory keeps everything in memory; for tests only.");
+        return Ok(Arc::new(MemoryStorage::new()));
+    }
+    if spec.starts_with("scylla://") {
+        return crate::cql::open(spec).await;
+    }
+    Err(GatewayError::Storage(format!(
+        "unknown PARKME_STORAGE {spec:?}: use embedded, memory or scylla://host:port/keyspace"
+    )))
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    committer: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_secret(config: &Config) -> Vec<u8> {
+    [&config.sensor_key_secret, &config.jwt_secret, &config.admin_token]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.is_empty())
+        .map(|s| s.as_bytes().to_vec())
+        .unwrap_or_else(|| {
+            tracing::warn!("no secret configured: sensor keys change at every restart");
+            rand::random::<[u8; 32]>().to_vec()
+        })
+}
+
+impl Application {
+    /// Opens storage, recovers every facility and binds the listener.
+    pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, GatewayError> {
+        let metrics = telemetry::init_metrics().map_err(GatewayError::Metrics)?;
+        let redis = config
+            .redis_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(redis::Client::open)
+            .transpose()
+            .map_err(|e| GatewayError::Redis(e.to_string()))?;
+        let storage = open_storage(&config).await?;
+        let storage_kind = storage.name();
+        let node_config = NodeConfig {
+            key_secret: key_secret(&config),
+            snapshot_every: config.snapshot_every,
+            ..NodeConfig::default()
+        };
+        let started = std::time::Instant::now();
+        let (node, committer) = Node::start(storage, node_config, shutdown.clone())
+            .await
+            .map_err(|e| GatewayError::Storage(e.to_string()))?;
+        tracing::info!(
+            facilities = node.facility_ids().len(),
+            ms = started.elapsed().as_millis() as u64,
+            storage = storage_kind,
+            "state recovered"
+        );
+        let state = AppState {
+            inner: Arc::new(AppInner {
+                node,
+                auth: Authenticator::new(config.admin_token.as_deref(), config.jwt_secret.as_deref()),
+                limits: RateLimits::new(
+                    config.rate_anon_per_hour,
+                    config.rate_user_per_hour,
+                    config.rate_bookings_per_hour,
+                    config.rate_sensor_per_sec,
+                ),
+                metrics,
+                shutdown: shutdown.clone(),
+                storage_kind,
+                redis,
+            }),
+        };
+        let mut background = vec![spawn_upkeep(state.clone())];
+        if config.demo {
+            background.extend(crate::demo::start(&state).await);
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            state,
+            committer,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until shutdown, then drains (bounded).
+    pub async fn run_until_stopped(self) -> Result<(), GatewayError> {
+        let shutdown = self.state.shutdown().clone();
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        let served = server.await.map_err(GatewayError::Serve);
+        tracing::info!("stopped accepting; draining");
+        let drain = async {
+            self.state.node().stop().await;
+            // The committer drains what is queued once the token is
+            // cancelled and every handle is gone.
+            let _ = self.committer.await;
+        };
+        if tokio::time::timeout(Duration::from_secs(8), drain).await.is_err() {
+            tracing::warn!("drain did not finish in 8 s; exiting anyway");
+        }
+        for task in self.background {
+            task.abort();
+        }
+        served
+    }
+}
+
+fn spawn_upkeep(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                () = state.shutdown().cancelled() => break,
+                _ = tick.tick() => {
+                    state.limits().shrink();
+                    metrics::gauge!("parkme_commit_queue_len").set(state.node().commit_queue() as f64);
+                }
+            }
+        }
+    })
+}
+
+/// Every route of the contract.
+pub fn router(state: AppState) -> Router {
+    let security_headers = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            HeaderName::from_static("content-security-policy"),
+            "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    ];
+    let mut router = Router::new()
+        .route("/", get(http::ops::dashboard))
+        .route("/health", get(http::ops::health))
+        .route("/health/", get(http::ops::health))
+        .route("/metrics", get(http::ops::metrics))
+        .route("/v1/facilities", get(http::facilities::list))
+        .route(
+            "/v1/facilities/{fid}",
+            get(http::facilities::get).put(http::facilities::put),
+        )
+        .route(
+            "/v1/facilities/{fid}/zones/{zid}/spots",
+            get(http::facilities::spots),
+        )
+        .route(
+            "/v1/facilities/{fid}/spots/{sid}/service",
+            put(http::facilities::service),
+        )
+        .route(
+            "/v1/facilities/{fid}/bookings",
+            axum::routing::post(http::bookings::create),
+        )
+        .route(
+            "/v1/bookings/{id}",
+            get(http::bookings::get).delete(http::bookings::cancel),
+        )
+        .merge(crate::ws::routes())
+        .fallback(http::ops::not_found)
+        .method_not_allowed_fallback(http::ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(http::ops::panic_response));
+    for (name, value) in security_headers {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router.with_state(state)
+}

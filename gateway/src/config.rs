@@ -1,0 +1,97 @@
+//! The one configuration struct of the `parkme serve` process, loaded from
+//! flags and their `PARKME_*` environment twins (clap).
+//!
+//! Secrets (admin token, JWT secret) are never printed by `Debug`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Args)]
+pub struct Config {
+    /// Address for HTTP and websockets.
+    #[arg(long, env = "PARKME_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// `embedded` (on-disk, under the data dir), `memory` (tests only) or
+    /// `scylla://host1:9042,host2:9042/keyspace`.
+    #[arg(long, env = "PARKME_STORAGE", default_value = "embedded")]
+    pub storage: String,
+
+    /// Directory of the embedded store.
+    #[arg(long, env = "PARKME_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Redis for cross-node fan-out and shared rate limits; unset = single node.
+    #[arg(long, env = "PARKME_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Bearer token of the operator (admin).
+    #[arg(long, env = "PARKME_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// HS256 secret that signs user JWTs.
+    #[arg(long, env = "PARKME_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Secret from which per-facility sensor keys are derived (defaults to
+    /// the JWT secret, then the admin token).
+    #[arg(long, env = "PARKME_SENSOR_KEY_SECRET", hide_env_values = true)]
+    pub sensor_key_secret: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "PARKME_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Anonymous writes per IP per hour (0 = unlimited).
+    #[arg(long, env = "PARKME_RATE_ANON_PER_HOUR", default_value_t = 100)]
+    pub rate_anon_per_hour: u32,
+
+    /// Requests per user per hour (0 = unlimited).
+    #[arg(long, env = "PARKME_RATE_USER_PER_HOUR", default_value_t = 1000)]
+    pub rate_user_per_hour: u32,
+
+    /// Bookings per user per hour (0 = unlimited).
+    #[arg(long, env = "PARKME_RATE_BOOKINGS_PER_HOUR", default_value_t = 100)]
+    pub rate_bookings_per_hour: u32,
+
+    /// Sensor messages per facility per second (0 = unlimited).
+    #[arg(long, env = "PARKME_RATE_SENSOR_PER_SEC", default_value_t = 200_000)]
+    pub rate_sensor_per_sec: u32,
+
+    /// A zone writes a snapshot after this many events.
+    #[arg(long, env = "PARKME_SNAPSHOT_EVERY", default_value_t = 1024)]
+    pub snapshot_every: u64,
+
+    /// Load a demo city (when empty) and run a sensor simulator.
+    #[arg(long, env = "PARKME_DEMO")]
+    pub demo: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("storage", &self.storage)
+            .field("data_dir", &self.data_dir)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("admin_token", &redacted(&self.admin_token))
+            .field("jwt_secret", &redacted(&self.jwt_secret))
+            .field("log_format", &self.log_format)
+            .field("rate_anon_per_hour", &self.rate_anon_per_hour)
+            .field("rate_user_per_hour", &self.rate_user_per_hour)
+            .field("rate_bookings_per_hour", &self.rate_bookings_per_hour)
+            .field("rate_sensor_per_sec", &self.rate_sensor_per_sec)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("demo", &self.demo)
+            .finish()
+    }
+}

@@ -1,0 +1,123 @@
+//! Request extractors that speak the contract's error shape: the caller
+//! (credentials + rate limits) and JSON bodies (400 malformed, 413 too
+//! large).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::auth::{Principal, bearer};
+use crate::error::ApiError;
+use crate::rate_limit::LimitKey;
+
+/// The authenticated (or anonymous) caller of a request, already counted
+/// against its rate limit.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub ip: IpAddr,
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.principal {
+            Principal::Admin => Ok(()),
+            Principal::Anonymous => Err(ApiError::unauthorized("admin credentials required")),
+            Principal::User(_) => Err(ApiError::forbidden("admin only")),
+        }
+    }
+}
+
+pub fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = client_ip(parts);
+        let is_write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let principal = bearer(&parts.headers).and_then(|token| state.auth().principal(token));
+        let limit_key = match &principal {
+            Ok(Principal::Admin) => None,
+            Ok(Principal::User(user)) => Some(LimitKey::User(user.to_string())),
+            // Failed credentials count as anonymous, so guessing is limited.
+            Ok(Principal::Anonymous) | Err(_) => is_write.then_some(LimitKey::AnonymousIp(ip)),
+        };
+        if let Some(key) = limit_key {
+            if let Err(wait) = state.limits().check(key) {
+                metrics::counter!("parkme_rate_limited_total").increment(1);
+                return Err(ApiError::rate_limited(wait));
+            }
+        }
+        Ok(Caller {
+            principal: principal?,
+            ip,
+        })
+    }
+}
+
+/// A JSON body, refused with the contract's errors.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request bodies are limited to 1 MiB",
+                )
+            } else {
+                ApiError::bad_request("malformed_body", "could not read the request body")
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request("malformed_json", format!("invalid JSON body: {e}")))
+    }
+}
+
+/// A caller that must be the admin; refused before the body is read.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_admin()?;
+        Ok(Admin(caller))
+    }
+}
+
+/// A caller that must be signed in (a user or the admin).
+#[derive(Debug, Clone)]
+pub struct SignedIn(pub Caller);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.principal == Principal::Anonymous {
+            return Err(ApiError::unauthorized("credentials required"));
+        }
+        Ok(SignedIn(caller))
+    }
+}

@@ -1,0 +1,35 @@
+//! ParkMe's edge: everything that speaks HTTP or websockets.
+//!
+//! Map of the crate, along the data path:
+//! - [`config`]: the one configuration struct (flags + `PARKME_*` env).
+//! - [`app`]: builds storage, the actor node and the router; runs and
+//!   drains the server.
+//! - [`extract`], [`auth`], [`rate_limit`]: who is calling and whether
+//!   they may.
+//! - [`http`]: the REST handlers of contract §3; [`dto`]: their JSON shapes.
+//! - [`ws`]: the sensor and app websockets of contract §4–5.
+//! - [`dashboard`]: the live page at `/`; [`demo`]: the demo city.
+//! - [`telemetry`]: tracing and the Prometheus recorder; [`redis`]: Redis
+//!   coordination; [`cql`]: the CQL backend's entry.
+//! - [`error`]: every failure as `{"error":{"code","message"}}`.
+//!
+//! This crate must never decide domain rules (that is `parkme_engine`) or
+//! hold live state (that is `parkme_actors`); it translates and guards.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod cql;
+pub mod dashboard;
+pub mod demo;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod rate_limit;
+pub mod redis;
+pub mod telemetry;
+pub mod ws;
+
+pub use app::{AppState, Application};
+pub use config::Config;

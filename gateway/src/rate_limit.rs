@@ -1,0 +1,129 @@
+//! Rate limits, with the old deployment's defaults: anonymous writes per
+//! IP, requests per user, bookings per user, sensor messages per facility.
+//! Each limit is a keyed GCRA limiter (`governor`); 0 disables a limit.
+//!
+//! With Redis configured the limits are shared between nodes (see
+//! `crate::redis`); without it they are per process.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Which limit a request counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    AnonymousIp(IpAddr),
+    User(String),
+    UserBookings(String),
+    Facility(String),
+}
+
+#[derive(Debug)]
+struct Limiter {
+    inner: DefaultKeyedRateLimiter<LimitKey>,
+}
+
+/// All limits of a node.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    anonymous: Option<Arc<Limiter>>,
+    user: Option<Arc<Limiter>>,
+    bookings: Option<Arc<Limiter>>,
+    sensor: Option<Arc<Limiter>>,
+}
+
+fn per_hour(n: u32) -> Option<Arc<Limiter>> {
+    let n = NonZeroU32::new(n)?;
+    let quota = Quota::with_period(Duration::from_secs(3600) / n.get())?.allow_burst(n);
+    Some(Arc::new(Limiter {
+        inner: RateLimiter::keyed(quota),
+    }))
+}
+
+fn per_second(n: u32) -> Option<Arc<Limiter>> {
+    let n = NonZeroU32::new(n)?;
+    Some(Arc::new(Limiter {
+        inner: RateLimiter::keyed(Quota::per_second(n)),
+    }))
+}
+
+impl RateLimits {
+    pub fn new(anon_per_hour: u32, user_per_hour: u32, bookings_per_hour: u32, sensor_per_sec: u32) -> Self {
+        Self {
+            anonymous: per_hour(anon_per_hour),
+            user: per_hour(user_per_hour),
+            bookings: per_hour(bookings_per_hour),
+            sensor: per_second(sensor_per_sec),
+        }
+    }
+
+    /// `Ok` if allowed; `Err(seconds to wait)` if limited.
+    pub fn check(&self, key: LimitKey) -> Result<(), u64> {
+        self.check_n(key, 1)
+    }
+
+    /// Counts `n` units at once (a batch of sensor messages).
+    pub fn check_n(&self, key: LimitKey, n: u32) -> Result<(), u64> {
+        let limiter = match &key {
+            LimitKey::AnonymousIp(_) => &self.anonymous,
+            LimitKey::User(_) => &self.user,
+            LimitKey::UserBookings(_) => &self.bookings,
+            LimitKey::Facility(_) => &self.sensor,
+        };
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(());
+        };
+        match limiter.inner.check_key_n(&key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(wait.as_secs().max(1))
+            }
+            // More than the burst at once: never allowed.
+            Err(_) => Err(1),
+        }
+    }
+
+    /// Drops state of keys that are back to full capacity.
+    pub fn shrink(&self) {
+        for limiter in [&self.anonymous, &self.user, &self.bookings, &self.sensor]
+            .into_iter()
+            .flatten()
+        {
+            limiter.inner.retain_recent();
+            limiter.inner.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_gets_exactly_the_hourly_quota_then_is_limited() {
+        let limits = RateLimits::new(100, 3, 100, 0);
+        let key = || LimitKey::User("alice".into());
+        assert!(limits.check(key()).is_ok());
+        assert!(limits.check(key()).is_ok());
+        assert!(limits.check(key()).is_ok());
+        let wait = limits.check(key()).expect_err("fourth request is limited");
+        assert!(wait >= 1);
+        assert!(limits.check(LimitKey::User("bob".into())).is_ok());
+    }
+
+    #[test]
+    fn zero_disables_a_limit() {
+        let limits = RateLimits::new(0, 0, 0, 0);
+        for _ in 0..10_000 {
+            assert!(limits.check(LimitKey::User("alice".into())).is_ok());
+        }
+    }
+}
