@@ -100,14 +100,17 @@ pub struct Node {
     inner: Arc<Inner>,
 }
 
-/// A new random opaque id.
-pub fn new_booking_id() -> BookingId {
+/// A new opaque booking id: a millisecond timestamp and a random tail.
+/// Ids minted close together sort close together, which keeps inserts
+/// into the stores' booking index local.
+pub fn new_booking_id(now: Millis) -> BookingId {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
-    let id: String = (0..20)
+    let tail: String = (0..12)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
-    BookingId::parse(&format!("bk_{id}")).expect("generated ids are valid")
+    let id = format!("bk_{:011x}{tail}", now.0.max(0));
+    BookingId::parse(&id).expect("generated ids are valid")
 }
 
 async fn ask<T>(
@@ -360,7 +363,7 @@ impl Node {
             (key, now.plus_secs(ttl))
         });
         let request = BookingRequest {
-            id: new_booking_id(),
+            id: new_booking_id(now),
             owner: params.owner.clone(),
             plate: params.plate.clone(),
             kind: params.kind,

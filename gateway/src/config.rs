@@ -67,7 +67,7 @@ pub struct Config {
     pub rate_sensor_per_sec: u32,
 
     /// A zone writes a snapshot after this many events.
-    #[arg(long, env = "PARKME_SNAPSHOT_EVERY", default_value_t = 1024)]
+    #[arg(long, env = "PARKME_SNAPSHOT_EVERY", default_value_t = 8192)]
     pub snapshot_every: u64,
 
     /// Load a demo city (when empty) and run a sensor simulator.

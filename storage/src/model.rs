@@ -2,10 +2,12 @@
 
 use std::fmt;
 
+use bincode::{Decode, Encode};
+
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId, ZoneId};
 
 /// A zone's journal and snapshots are keyed by facility and zone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub struct ZoneKey {
     pub facility: FacilityId,
     pub zone: ZoneId,
@@ -26,11 +28,11 @@ impl fmt::Display for ZoneKey {
 /// A writer's fencing token for one zone: a write carrying an epoch older
 /// than the zone's current one is refused, so two owners can never fork a
 /// zone's history.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub struct Epoch(pub u64);
 
 /// One durable change; a group commit writes many at once, all or none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum Write {
     /// Appends a journal event at `seq` (re-appending the same seq is
     /// harmless: it overwrites with the same bytes).

@@ -1,0 +1,245 @@
+//! The redb half of the embedded backend: checkpointed journal events,
+//! snapshots, epochs, facilities, bookings and idempotency keys, plus the
+//! WAL checkpoint marker. Synchronous; callers run it on blocking threads.
+//!
+//! redb takes an exclusive lock on its file, so two processes can never
+//! open the same data directory.
+
+use std::path::Path;
+
+use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use super::memtable::Generation;
+use crate::error::StorageError;
+use crate::model::ZoneKey;
+
+type ZoneTuple<'a> = (&'a str, &'a str);
+
+const JOURNAL: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("journal");
+const SNAPSHOTS: TableDefinition<ZoneTuple, (u64, &[u8])> = TableDefinition::new("snapshots");
+const EPOCHS: TableDefinition<ZoneTuple, u64> = TableDefinition::new("epochs");
+const FACILITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("facilities");
+const BOOKINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bookings");
+const IDEMPOTENCY: TableDefinition<(&str, &str), (&str, i64)> = TableDefinition::new("idempotency");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const CHECKPOINT: &str = "wal_checkpoint";
+
+pub(super) fn unavailable(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Unavailable(e.to_string())
+}
+
+fn zone_tuple(zone: &ZoneKey) -> ZoneTuple<'_> {
+    (zone.facility.as_str(), zone.zone.as_str())
+}
+
+#[derive(Debug)]
+pub(super) struct Tables {
+    db: Database,
+}
+
+impl Tables {
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let db = Database::create(dir.join("parkme.redb")).map_err(unavailable)?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        {
+            txn.open_table(JOURNAL).map_err(unavailable)?;
+            txn.open_table(SNAPSHOTS).map_err(unavailable)?;
+            txn.open_table(EPOCHS).map_err(unavailable)?;
+            txn.open_table(FACILITIES).map_err(unavailable)?;
+            txn.open_table(BOOKINGS).map_err(unavailable)?;
+            txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
+            txn.open_table(META).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(Self { db })
+    }
+
+    /// WAL segments below this id are fully contained in the tables.
+    pub fn checkpoint(&self) -> Result<u64, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(META).map_err(unavailable)?;
+        Ok(table
+            .get(CHECKPOINT)
+            .map_err(unavailable)?
+            .map(|v| v.value())
+            .unwrap_or(0))
+    }
+
+    /// Writes a frozen memtable generation and moves the checkpoint to
+    /// `next_segment`, in one durable transaction.
+    pub fn flush(&self, generation: &Generation, next_segment: u64) -> Result<(), StorageError> {
+        let mut txn = self.db.begin_write().map_err(unavailable)?;
+        txn.set_durability(Durability::Immediate).map_err(unavailable)?;
+        {
+            let mut journal = txn.open_table(JOURNAL).map_err(unavailable)?;
+            for ((zone, seq), bytes) in &generation.events {
+                journal
+                    .insert((zone.facility.as_str(), zone.zone.as_str(), *seq), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
+            let mut bookings = txn.open_table(BOOKINGS).map_err(unavailable)?;
+            for (id, bytes) in &generation.bookings {
+                bookings
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
+            let mut keys = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
+            for ((owner, key), (booking, expires_at)) in &generation.idempotency {
+                keys.insert((owner.as_str(), key.as_str()), (booking.as_str(), expires_at.0))
+                    .map_err(unavailable)?;
+            }
+            let mut meta = txn.open_table(META).map_err(unavailable)?;
+            meta.insert(CHECKPOINT, next_segment).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)
+    }
+
+    pub fn events(&self, zone: &ZoneKey, after: Seq) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(JOURNAL).map_err(unavailable)?;
+        let (f, z) = zone_tuple(zone);
+        let range = table
+            .range((f, z, after.0.saturating_add(1))..=(f, z, u64::MAX))
+            .map_err(unavailable)?;
+        range
+            .map(|item| {
+                let (key, value) = item.map_err(unavailable)?;
+                Ok((key.value().2, value.value().to_vec()))
+            })
+            .collect()
+    }
+
+    /// Stores a snapshot and forgets the journal up to its seq.
+    pub fn put_snapshot(&self, zone: &ZoneKey, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        {
+            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(unavailable)?;
+            snapshots
+                .insert(zone_tuple(zone), (seq.0, bytes))
+                .map_err(unavailable)?;
+            let mut journal = txn.open_table(JOURNAL).map_err(unavailable)?;
+            let (f, z) = zone_tuple(zone);
+            journal
+                .retain_in((f, z, 0)..=(f, z, seq.0), |_, _| false)
+                .map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)
+    }
+
+    pub fn latest_snapshot(&self, zone: &ZoneKey) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(SNAPSHOTS).map_err(unavailable)?;
+        let found = table.get(zone_tuple(zone)).map_err(unavailable)?;
+        Ok(found.map(|v| {
+            let (seq, bytes) = v.value();
+            (Seq(seq), bytes.to_vec())
+        }))
+    }
+
+    pub fn epochs(&self) -> Result<Vec<(ZoneKey, u64)>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(EPOCHS).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(unavailable)? {
+            let (key, value) = item.map_err(unavailable)?;
+            let (f, z) = key.value();
+            let zone = ZoneKey::new(
+                FacilityId::parse(f).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                parkme_engine::ZoneId::parse(z).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            );
+            out.push((zone, value.value()));
+        }
+        Ok(out)
+    }
+
+    pub fn put_epoch(&self, zone: &ZoneKey, epoch: u64) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        {
+            let mut epochs = txn.open_table(EPOCHS).map_err(unavailable)?;
+            epochs.insert(zone_tuple(zone), epoch).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)
+    }
+
+    pub fn drop_zone(&self, zone: &ZoneKey) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        {
+            let (f, z) = zone_tuple(zone);
+            let mut journal = txn.open_table(JOURNAL).map_err(unavailable)?;
+            journal
+                .retain_in((f, z, 0)..=(f, z, u64::MAX), |_, _| false)
+                .map_err(unavailable)?;
+            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(unavailable)?;
+            snapshots.remove((f, z)).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)
+    }
+
+    pub fn put_facility(&self, id: &FacilityId, bytes: &[u8]) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        {
+            let mut table = txn.open_table(FACILITIES).map_err(unavailable)?;
+            table.insert(id.as_str(), bytes).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)
+    }
+
+    pub fn facilities(&self) -> Result<Vec<(FacilityId, Vec<u8>)>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(FACILITIES).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(unavailable)? {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = FacilityId::parse(key.value())
+                .map_err(|e| StorageError::Corrupt(format!("facility key: {e}")))?;
+            out.push((id, value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(BOOKINGS).map_err(unavailable)?;
+        let found = table.get(id.as_str()).map_err(unavailable)?;
+        Ok(found.map(|v| v.value().to_vec()))
+    }
+
+    pub fn idempotent_booking(
+        &self,
+        owner: &UserId,
+        key: &str,
+    ) -> Result<Option<(BookingId, Millis)>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
+        let Some(found) = table.get((owner.as_str(), key)).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let (booking, expires_at) = found.value();
+        let booking = BookingId::parse(booking)
+            .map_err(|e| StorageError::Corrupt(format!("idempotency record: {e}")))?;
+        Ok(Some((booking, Millis(expires_at))))
+    }
+
+    /// Deletes idempotency keys that expired before `now`.
+    pub fn purge_expired_keys(&self, now: Millis) -> Result<u64, StorageError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        let removed;
+        {
+            let mut table = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
+            let before = table.len().map_err(unavailable)?;
+            table
+                .retain(|_, (_, expires_at)| expires_at > now.0)
+                .map_err(unavailable)?;
+            removed = before.saturating_sub(table.len().map_err(unavailable)?);
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(removed)
+    }
+
+    pub fn ping(&self) -> Result<(), StorageError> {
+        self.db.begin_read().map(|_| ()).map_err(unavailable)
+    }
+}
