@@ -53,9 +53,10 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = runtime.block_on(async {
         let storage = Arc::new(EmbeddedStorage::open(dir.path()).expect("open"));
-        let (node, _committer) = Node::start(storage, NodeConfig::default(), CancellationToken::new())
-            .await
-            .expect("node");
+        let (node, _committer) =
+            Node::start(storage, NodeConfig::default(), CancellationToken::new())
+                .await
+                .expect("node");
         for f in 0..FACILITIES {
             node.put_facility(layout(f)).await.expect("facility");
         }
@@ -75,8 +76,9 @@ fn bench(c: &mut Criterion) {
                         for i in 0..concurrency {
                             let node = node.clone();
                             tasks.push(tokio::spawn(async move {
-                                let facility = FacilityId::parse(&format!("bench-{}", i % FACILITIES))
-                                    .expect("id");
+                                let facility =
+                                    FacilityId::parse(&format!("bench-{}", i % FACILITIES))
+                                        .expect("id");
                                 let params = BookParams {
                                     owner: UserId::parse("bench").expect("id"),
                                     plate: Plate::parse("BENCH-1").expect("plate"),
@@ -86,7 +88,9 @@ fn bench(c: &mut Criterion) {
                                     hold_seconds: 600,
                                     idempotency_key: None,
                                 };
-                                if let Ok(Booked::Created(booking)) = node.book(&facility, params).await {
+                                if let Ok(Booked::Created(booking)) =
+                                    node.book(&facility, params).await
+                                {
                                     let _ = node.cancel(&booking).await;
                                 }
                             }));

@@ -168,7 +168,11 @@ impl FacilityState {
                 }
             }
         }
-        *self.shared.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+        *self
+            .shared
+            .routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
     }
 
     fn view(&self) -> FacilityView {
@@ -260,7 +264,10 @@ impl FacilityState {
             }
         }
         record_spot_gauges(&before, &slot.view.counts);
-        let advance = change.zone_seq.0.saturating_sub(known.unwrap_or(Seq::ZERO).0);
+        let advance = change
+            .zone_seq
+            .0
+            .saturating_sub(known.unwrap_or(Seq::ZERO).0);
         slot.seq = Some(change.zone_seq.max(known.unwrap_or(Seq::ZERO)));
         let view = slot.view.clone();
         if advance > 0 && known.is_some() {
@@ -320,7 +327,11 @@ impl FacilityState {
             .zones
             .iter()
             .enumerate()
-            .filter_map(|(i, z)| self.zones.get(&z.id).map(|slot| (available(slot), i, z.id.clone())))
+            .filter_map(|(i, z)| {
+                self.zones
+                    .get(&z.id)
+                    .map(|slot| (available(slot), i, z.id.clone()))
+            })
             .collect();
         // Zones that look free first (the read model may lag a commit),
         // then the rest in layout order, so a stale count never hides room.
@@ -459,7 +470,8 @@ impl Actor for FacilityActor {
                     if let Some(slot) = state.zones.get_mut(&zone) {
                         slot.actor = actor;
                     }
-                    metrics::counter!("parkme_actor_restarts_total", "actor" => "zone").increment(1);
+                    metrics::counter!("parkme_actor_restarts_total", "actor" => "zone")
+                        .increment(1);
                     break;
                 }
                 Err(e) => {
@@ -566,7 +578,11 @@ async fn relayout(
             },
         );
     }
-    *state.shared.sensor_key_hash.write().unwrap_or_else(|e| e.into_inner()) = record.sensor_key_hash;
+    *state
+        .shared
+        .sensor_key_hash
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = record.sensor_key_hash;
     state.record = record;
     state.publish_routes();
     // The layout change itself is one step of the facility seq.

@@ -15,8 +15,8 @@ use parkme_engine::{
     Seq, SpotId, SpotKind, SpotView, UserId, ZoneId,
 };
 use parkme_storage::{GroupCommit, Storage};
-use rand::Rng;
 use ractor::{Actor, ActorRef};
+use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -248,7 +248,11 @@ impl Node {
                     created_at: now,
                     updated_at: now,
                 };
-                ask(&handle.actor, |reply| FacilityMsg::Relayout { record, reply }).await??;
+                ask(&handle.actor, |reply| FacilityMsg::Relayout {
+                    record,
+                    reply,
+                })
+                .await??;
                 Ok((ask(&handle.actor, FacilityMsg::View).await?, false))
             }
             Err(_) => {
@@ -277,8 +281,15 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner());
         let given = hash_key(key);
         // Constant-time comparison of the two digests.
-        let diff = stored.iter().zip(given.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 { KeyCheck::Valid } else { KeyCheck::Wrong }
+        let diff = stored
+            .iter()
+            .zip(given.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff == 0 {
+            KeyCheck::Valid
+        } else {
+            KeyCheck::Wrong
+        }
     }
 
     pub fn facility_ids(&self) -> Vec<FacilityId> {
@@ -311,7 +322,11 @@ impl Node {
         since: Option<Seq>,
     ) -> Result<Subscription, ActorError> {
         let handle = self.handle(id)?;
-        ask(&handle.actor, |reply| FacilityMsg::Subscribe { since, reply }).await
+        ask(&handle.actor, |reply| FacilityMsg::Subscribe {
+            since,
+            reply,
+        })
+        .await
     }
 
     pub async fn set_service(
@@ -416,7 +431,11 @@ impl Node {
             return Ok(vec![zone.clone()]);
         }
         let kind = params.kind;
-        ask(&handle.actor, |reply| FacilityMsg::Candidates { kind, reply }).await
+        ask(&handle.actor, |reply| FacilityMsg::Candidates {
+            kind,
+            reply,
+        })
+        .await
     }
 
     /// Cancels a `CONFIRMED` booking.
@@ -539,10 +558,7 @@ impl Node {
                 }
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or(Ok(())))
-            .collect())
+        Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
     }
 
     /// Checks that storage answers.
@@ -563,7 +579,10 @@ impl Node {
         for handle in handles {
             let _ = handle
                 .actor
-                .stop_and_wait(Some("shutdown".into()), Some(std::time::Duration::from_secs(5)))
+                .stop_and_wait(
+                    Some("shutdown".into()),
+                    Some(std::time::Duration::from_secs(5)),
+                )
                 .await;
         }
     }
@@ -590,8 +609,14 @@ impl Node {
 /// One sensor reading as the edge parsed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SensorReading {
-    Spot { spot: SpotId, occupied: bool },
-    Count { zone: ZoneId, delta: i32 },
+    Spot {
+        spot: SpotId,
+        occupied: bool,
+    },
+    Count {
+        zone: ZoneId,
+        delta: i32,
+    },
     Plate {
         plate: Plate,
         direction: parkme_engine::PlateDirection,

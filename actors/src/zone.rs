@@ -44,9 +44,17 @@ pub struct ZoneContext {
 /// One sensor reading, routed to the zone it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SensorInput {
-    Spot { spot: SpotId, occupied: bool },
-    Count { delta: i32 },
-    Plate { plate: Plate, direction: PlateDirection },
+    Spot {
+        spot: SpotId,
+        occupied: bool,
+    },
+    Count {
+        delta: i32,
+    },
+    Plate {
+        plate: Plate,
+        direction: PlateDirection,
+    },
 }
 
 pub type Reply<T> = oneshot::Sender<Result<T, ActorError>>;
@@ -145,7 +153,7 @@ pub struct ZoneActorState {
     context: ZoneContext,
     facility: ActorRef<FacilityMsg>,
     pump: mpsc::UnboundedSender<PumpItem>,
-    pump_task: JoinHandle<()>,
+    pump_task: JoinHandle<bool>,
     timer: Option<(Millis, JoinHandle<()>)>,
     since_snapshot: u64,
 }
@@ -214,7 +222,7 @@ async fn pump(
     commit: GroupCommit,
     key: ZoneKey,
     epoch: Epoch,
-) {
+) -> bool {
     let mut failed = false;
     while let Some(item) = items.recv().await {
         let result = match item.ticket {
@@ -247,6 +255,8 @@ async fn pump(
         }
         (item.on_done)(result);
     }
+    // Whether every commit it saw succeeded.
+    !failed
 }
 
 fn storage_error(e: StorageError) -> ActorError {
@@ -378,7 +388,7 @@ fn booking_reply(
             .rev()
             .find_map(|(_, effect)| effect.booking)
             .ok_or(ActorError::Unavailable("zone"));
-        let _ = reply.send(result.map_err(storage_error).and_then(|()| booking));
+        let _ = reply.send(result.map_err(storage_error).and(booking));
     }
 }
 
@@ -424,7 +434,9 @@ impl Actor for ZoneActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let change = full_change(&state.key, &state.zone);
-        let _ = state.facility.send_message(FacilityMsg::ZoneChanged(change));
+        let _ = state
+            .facility
+            .send_message(FacilityMsg::ZoneChanged(change));
         // Holds that ran out while the zone was down expire now.
         state.rearm(&myself);
         Ok(())
@@ -438,8 +450,25 @@ impl Actor for ZoneActor {
         if let Some((_, handle)) = state.timer.take() {
             handle.abort();
         }
-        // The pump finishes the replies already queued, then ends.
-        let _ = &state.pump_task;
+        // Let the pump answer what is queued (closing its channel ends it),
+        // then leave a snapshot so the next start replays nothing.
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut state.pump, closed));
+        let drained =
+            tokio::time::timeout(std::time::Duration::from_secs(3), &mut state.pump_task).await;
+        if matches!(drained, Ok(Ok(true))) && state.since_snapshot > 0 {
+            let storage = state.context.commit.storage();
+            let bytes = codec::encode_stored(&state.zone.snapshot());
+            let started = std::time::Instant::now();
+            match storage
+                .put_snapshot(&state.key, state.epoch, state.zone.seq(), bytes)
+                .await
+            {
+                Ok(()) => metrics::histogram!("parkme_snapshot_seconds")
+                    .record(started.elapsed().as_secs_f64()),
+                Err(e) => tracing::warn!(zone = %state.key, error = %e, "final snapshot failed"),
+            }
+        }
         Ok(())
     }
 
@@ -513,9 +542,9 @@ impl Actor for ZoneActor {
                         let after = state.zone.spot(&spot).or(view);
                         tokio::spawn(async move {
                             let result = rx.await.unwrap_or(Err(ActorError::Unavailable("zone")));
-                            let _ = reply.send(result.and_then(|()| {
-                                after.ok_or(ActorError::Unavailable("zone"))
-                            }));
+                            let _ = reply.send(
+                                result.and_then(|()| after.ok_or(ActorError::Unavailable("zone"))),
+                            );
                         });
                     }
                     Err(e) => {
@@ -545,12 +574,16 @@ impl Actor for ZoneActor {
             }
             ZoneMsg::Expire => {
                 let command = Command::ExpireDue { now: state.now() };
-                let result = state.run(&command, |_| Vec::new(), |_, applied| {
-                    if !applied.is_empty() {
-                        metrics::counter!("parkme_bookings_expired_total")
-                            .increment(applied.len() as u64);
-                    }
-                });
+                let result = state.run(
+                    &command,
+                    |_| Vec::new(),
+                    |_, applied| {
+                        if !applied.is_empty() {
+                            metrics::counter!("parkme_bookings_expired_total")
+                                .increment(applied.len() as u64);
+                        }
+                    },
+                );
                 if let Err(e) = result.await {
                     tracing::warn!(zone = %state.key, error = %e, "expiry refused");
                 }

@@ -59,7 +59,7 @@ struct AppInner {
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
     storage_kind: &'static str,
-    redis: Option<redis::Client>,
+    redis: Option<Arc<crate::redis::Redis>>,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -87,8 +87,8 @@ impl AppState {
     pub fn storage_kind(&self) -> &'static str {
         self.inner.storage_kind
     }
-    pub fn redis(&self) -> Option<&redis::Client> {
-        self.inner.redis.as_ref()
+    pub fn redis(&self) -> Option<&crate::redis::Redis> {
+        self.inner.redis.as_deref()
     }
 }
 
@@ -131,15 +131,19 @@ impl std::fmt::Debug for Application {
 }
 
 fn key_secret(config: &Config) -> Vec<u8> {
-    [&config.sensor_key_secret, &config.jwt_secret, &config.admin_token]
-        .into_iter()
-        .flatten()
-        .find(|s| !s.is_empty())
-        .map(|s| s.as_bytes().to_vec())
-        .unwrap_or_else(|| {
-            tracing::warn!("no secret configured: sensor keys change at every restart");
-            rand::random::<[u8; 32]>().to_vec()
-        })
+    [
+        &config.sensor_key_secret,
+        &config.jwt_secret,
+        &config.admin_token,
+    ]
+    .into_iter()
+    .flatten()
+    .find(|s| !s.is_empty())
+    .map(|s| s.as_bytes().to_vec())
+    .unwrap_or_else(|| {
+        tracing::warn!("no secret configured: sensor keys change at every restart");
+        rand::random::<[u8; 32]>().to_vec()
+    })
 }
 
 impl Application {
@@ -150,7 +154,7 @@ impl Application {
             .redis_url
             .as_deref()
             .filter(|u| !u.is_empty())
-            .map(redis::Client::open)
+            .map(|url| crate::redis::Redis::new(url, &config.redis_prefix).map(Arc::new))
             .transpose()
             .map_err(|e| GatewayError::Redis(e.to_string()))?;
         let storage = open_storage(&config).await?;
@@ -173,13 +177,17 @@ impl Application {
         let state = AppState {
             inner: Arc::new(AppInner {
                 node,
-                auth: Authenticator::new(config.admin_token.as_deref(), config.jwt_secret.as_deref()),
+                auth: Authenticator::new(
+                    config.admin_token.as_deref(),
+                    config.jwt_secret.as_deref(),
+                ),
                 limits: RateLimits::new(
                     config.rate_anon_per_hour,
                     config.rate_user_per_hour,
                     config.rate_bookings_per_hour,
                     config.rate_sensor_per_sec,
-                ),
+                )
+                .shared_through(redis.clone()),
                 metrics,
                 shutdown: shutdown.clone(),
                 storage_kind,
@@ -190,12 +198,13 @@ impl Application {
         if config.demo {
             background.extend(crate::demo::start(&state).await);
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| GatewayError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -229,7 +238,10 @@ impl Application {
             // cancelled and every handle is gone.
             let _ = self.committer.await;
         };
-        if tokio::time::timeout(Duration::from_secs(8), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(8), drain)
+            .await
+            .is_err()
+        {
             tracing::warn!("drain did not finish in 8 s; exiting anyway");
         }
         for task in self.background {

@@ -58,7 +58,10 @@ fn digest(value: &str) -> [u8; 32] {
 
 /// Constant-time equality of two digests.
 pub fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 impl Authenticator {
@@ -125,8 +128,12 @@ mod tests {
 
     fn token(secret: &str, sub: &str) -> String {
         let claims = serde_json::json!({"sub": sub});
-        encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-            .expect("encode")
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("encode")
     }
 
     #[test]
@@ -139,7 +146,10 @@ mod tests {
     fn a_jwt_signed_with_the_secret_makes_its_sub_a_user() {
         let auth = Authenticator::new(Some("root"), Some("s3cret"));
         let p = auth.principal(Some(&token("s3cret", "alice"))).ok();
-        assert_eq!(p, Some(Principal::User(UserId::parse("alice").expect("id"))));
+        assert_eq!(
+            p,
+            Some(Principal::User(UserId::parse("alice").expect("id")))
+        );
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct Config {
     #[arg(long, env = "PARKME_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Prefix of every Redis key this node writes.
+    #[arg(long, env = "PARKME_REDIS_PREFIX", default_value = "parkme:")]
+    pub redis_prefix: String,
+
     /// Bearer token of the operator (admin).
     #[arg(long, env = "PARKME_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

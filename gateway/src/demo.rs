@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use parkme_actors::SensorReading;
 use parkme_engine::{
-    FacilityId, FacilityLayout, Location, SpotId, SpotKind, SpotLayout, ZoneId,
-    ZoneLayout, ZoneShape,
+    FacilityId, FacilityLayout, Location, SpotId, SpotKind, SpotLayout, ZoneId, ZoneLayout,
+    ZoneShape,
 };
 use rand::Rng;
 use rand::seq::IndexedRandom;
@@ -19,9 +19,26 @@ use tokio::task::JoinHandle;
 use crate::app::AppState;
 
 const CITY: [&str; 20] = [
-    "Harbour", "Old Town", "Station", "Cathedral", "Market", "University", "Stadium", "Airport",
-    "Riverside", "Museum", "Hospital", "Arena", "Docklands", "Business Park", "Mall", "Zoo",
-    "Library", "Ferry", "Conference", "Theatre",
+    "Harbour",
+    "Old Town",
+    "Station",
+    "Cathedral",
+    "Market",
+    "University",
+    "Stadium",
+    "Airport",
+    "Riverside",
+    "Museum",
+    "Hospital",
+    "Arena",
+    "Docklands",
+    "Business Park",
+    "Mall",
+    "Zoo",
+    "Library",
+    "Ferry",
+    "Conference",
+    "Theatre",
 ];
 const SPOT_ZONES: [&str; 4] = ["A", "B", "C", "D"];
 const SPOTS_PER_ZONE: usize = 625;
@@ -93,7 +110,10 @@ pub async fn start(app: &AppState) -> Vec<JoinHandle<()>> {
                 tracing::warn!(error = %e, "demo facility not created");
             }
         }
-        tracing::info!(ms = started.elapsed().as_millis() as u64, "demo city loaded");
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "demo city loaded"
+        );
     }
     vec![tokio::spawn(simulate(app.clone()))]
 }
@@ -134,7 +154,9 @@ async fn simulate(app: AppState) {
         }
         let batch = {
             let mut rng = rand::rng();
-            let Some(zone) = zones.choose(&mut rng) else { break };
+            let Some(zone) = zones.choose(&mut rng) else {
+                break;
+            };
             let readings: Vec<SensorReading> = if zone.spots.is_empty() {
                 vec![SensorReading::Count {
                     zone: zone.zone.clone(),

@@ -55,7 +55,7 @@ impl FromRequestParts<AppState> for Caller {
             Ok(Principal::Anonymous) | Err(_) => is_write.then_some(LimitKey::AnonymousIp(ip)),
         };
         if let Some(key) = limit_key {
-            if let Err(wait) = state.limits().check(key) {
+            if let Err(wait) = state.limits().check_shared(key).await {
                 metrics::counter!("parkme_rate_limited_total").increment(1);
                 return Err(ApiError::rate_limited(wait));
             }

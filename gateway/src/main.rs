@@ -16,7 +16,11 @@ use tokio_util::sync::CancellationToken;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "parkme", version, about = "ParkMe real-time parking occupancy engine")]
+#[command(
+    name = "parkme",
+    version,
+    about = "ParkMe real-time parking occupancy engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +33,11 @@ enum Command {
     /// Exit 0 if a running engine reports healthy on /health/.
     Healthcheck {
         /// Address of the engine.
-        #[arg(long, env = "PARKME_HEALTHCHECK_ADDR", default_value = "127.0.0.1:8080")]
+        #[arg(
+            long,
+            env = "PARKME_HEALTHCHECK_ADDR",
+            default_value = "127.0.0.1:8080"
+        )]
         addr: String,
     },
 }
@@ -73,7 +81,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let app = Application::build(config.clone(), shutdown.clone())
         .await
         .context("building the server")?;
-    println!("parkme listening on http://{}:{}/", config.listen.ip(), app.port());
+    println!(
+        "parkme listening on http://{}:{}/",
+        config.listen.ip(),
+        app.port()
+    );
     tokio::spawn(signals(shutdown.clone()));
     app.run_until_stopped().await.context("serving")?;
     tracing::info!("stopped");

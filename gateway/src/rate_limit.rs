@@ -13,6 +13,10 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::redis::{Redis, Shared};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
 /// Which limit a request counts against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LimitKey {
@@ -22,9 +26,22 @@ pub enum LimitKey {
     Facility(String),
 }
 
+impl LimitKey {
+    /// The key's name in the shared (Redis) store.
+    fn shared_name(&self) -> String {
+        match self {
+            LimitKey::AnonymousIp(ip) => format!("anon:{ip}"),
+            LimitKey::User(user) => format!("user:{user}"),
+            LimitKey::UserBookings(user) => format!("bookings:{user}"),
+            LimitKey::Facility(facility) => format!("sensor:{facility}"),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Limiter {
     inner: DefaultKeyedRateLimiter<LimitKey>,
+    per_hour: u32,
 }
 
 /// All limits of a node.
@@ -34,6 +51,7 @@ pub struct RateLimits {
     user: Option<Arc<Limiter>>,
     bookings: Option<Arc<Limiter>>,
     sensor: Option<Arc<Limiter>>,
+    redis: Option<Arc<Redis>>,
 }
 
 fn per_hour(n: u32) -> Option<Arc<Limiter>> {
@@ -41,6 +59,7 @@ fn per_hour(n: u32) -> Option<Arc<Limiter>> {
     let quota = Quota::with_period(Duration::from_secs(3600) / n.get())?.allow_burst(n);
     Some(Arc::new(Limiter {
         inner: RateLimiter::keyed(quota),
+        per_hour: n.get(),
     }))
 }
 
@@ -48,17 +67,54 @@ fn per_second(n: u32) -> Option<Arc<Limiter>> {
     let n = NonZeroU32::new(n)?;
     Some(Arc::new(Limiter {
         inner: RateLimiter::keyed(Quota::per_second(n)),
+        per_hour: 0,
     }))
 }
 
 impl RateLimits {
-    pub fn new(anon_per_hour: u32, user_per_hour: u32, bookings_per_hour: u32, sensor_per_sec: u32) -> Self {
+    pub fn new(
+        anon_per_hour: u32,
+        user_per_hour: u32,
+        bookings_per_hour: u32,
+        sensor_per_sec: u32,
+    ) -> Self {
         Self {
             anonymous: per_hour(anon_per_hour),
             user: per_hour(user_per_hour),
             bookings: per_hour(bookings_per_hour),
             sensor: per_second(sensor_per_sec),
+            redis: None,
         }
+    }
+
+    /// Shares the hourly limits between nodes through Redis.
+    #[must_use]
+    pub fn shared_through(mut self, redis: Option<Arc<Redis>>) -> Self {
+        self.redis = redis;
+        self
+    }
+
+    /// Like [`RateLimits::check`], but hourly limits are counted in Redis
+    /// when it is configured (falling back to this node's limiter when
+    /// Redis does not answer).
+    pub async fn check_shared(&self, key: LimitKey) -> Result<(), u64> {
+        let hourly = match &key {
+            LimitKey::AnonymousIp(_) => &self.anonymous,
+            LimitKey::User(_) => &self.user,
+            LimitKey::UserBookings(_) => &self.bookings,
+            LimitKey::Facility(_) => &None,
+        };
+        if let (Some(redis), Some(limiter)) = (&self.redis, hourly) {
+            match redis
+                .count(&key.shared_name(), 1, limiter.per_hour, HOUR)
+                .await
+            {
+                Shared::Allowed => return Ok(()),
+                Shared::Limited(wait) => return Err(wait),
+                Shared::Unknown => {}
+            }
+        }
+        self.check(key)
     }
 
     /// `Ok` if allowed; `Err(seconds to wait)` if limited.

@@ -14,7 +14,9 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. Tests stay quiet unless `TEST_LOG` is set.
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
@@ -50,17 +52,33 @@ fn register_families() {
         Unit::Seconds,
         "Time to answer a booking request."
     );
-    describe_gauge!("parkme_ws_connections", "Open websocket connections by kind.");
+    describe_gauge!(
+        "parkme_ws_connections",
+        "Open websocket connections by kind."
+    );
     describe_histogram!(
         "parkme_journal_write_seconds",
         Unit::Seconds,
         "Time of one durable group commit."
     );
-    describe_histogram!("parkme_snapshot_seconds", Unit::Seconds, "Time to write one zone snapshot.");
-    describe_gauge!("parkme_actor_mailbox_len", "Messages waiting in actor mailboxes.");
+    describe_histogram!(
+        "parkme_snapshot_seconds",
+        Unit::Seconds,
+        "Time to write one zone snapshot."
+    );
+    describe_gauge!(
+        "parkme_actor_mailbox_len",
+        "Messages waiting in actor mailboxes."
+    );
     describe_gauge!("parkme_spots", "Spots by state.");
     metrics::counter!("parkme_sensor_events_total").increment(0);
-    for outcome in ["created", "replayed", "no_spot_available", "rejected", "unavailable"] {
+    for outcome in [
+        "created",
+        "replayed",
+        "no_spot_available",
+        "rejected",
+        "unavailable",
+    ] {
         metrics::counter!("parkme_bookings_total", "outcome" => outcome).increment(0);
     }
     for kind in ["sensor", "app"] {

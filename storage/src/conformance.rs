@@ -31,7 +31,10 @@ pub fn unique_facility(tag: &str) -> FacilityId {
 }
 
 fn zone(tag: &str, name: &str) -> ZoneKey {
-    ZoneKey::new(unique_facility(tag), ZoneId::parse(name).expect("valid zone"))
+    ZoneKey::new(
+        unique_facility(tag),
+        ZoneId::parse(name).expect("valid zone"),
+    )
 }
 
 fn event(zone: &ZoneKey, epoch: Epoch, seq: u64, bytes: Vec<u8>) -> Write {
@@ -47,7 +50,12 @@ fn payload(seq: u64) -> Vec<u8> {
     format!("event-{seq}").into_bytes()
 }
 
-async fn append_range(s: &dyn Storage, z: &ZoneKey, epoch: Epoch, seqs: std::ops::RangeInclusive<u64>) {
+async fn append_range(
+    s: &dyn Storage,
+    z: &ZoneKey,
+    epoch: Epoch,
+    seqs: std::ops::RangeInclusive<u64>,
+) {
     let writes: Vec<Write> = seqs.map(|n| event(z, epoch, n, payload(n))).collect();
     s.commit(&writes).await.expect("commit");
 }
@@ -84,7 +92,11 @@ pub async fn snapshot_then_tail_replay(s: &dyn Storage) {
         .await
         .expect("snapshot");
     append_range(s, &z, epoch, 11..=13).await;
-    let (seq, image) = s.latest_snapshot(&z).await.expect("read").expect("a snapshot");
+    let (seq, image) = s
+        .latest_snapshot(&z)
+        .await
+        .expect("read")
+        .expect("a snapshot");
     assert_eq!((seq, image.as_slice()), (Seq(7), b"image-at-7".as_slice()));
     let tail: Vec<u64> = s
         .read_events(&z, seq)
@@ -97,7 +109,11 @@ pub async fn snapshot_then_tail_replay(s: &dyn Storage) {
     s.put_snapshot(&z, epoch, Seq(12), b"image-at-12".to_vec())
         .await
         .expect("snapshot");
-    let (seq, _) = s.latest_snapshot(&z).await.expect("read").expect("a snapshot");
+    let (seq, _) = s
+        .latest_snapshot(&z)
+        .await
+        .expect("read")
+        .expect("a snapshot");
     assert_eq!(seq, Seq(12));
 }
 
@@ -105,12 +121,20 @@ pub async fn large_payloads_round_trip(s: &dyn Storage) {
     let z = zone("large", "a");
     let epoch = s.claim_zone(&z).await.expect("claim");
     let big: Vec<u8> = (0..(2 << 20)).map(|i: u32| (i % 251) as u8).collect();
-    s.commit(&[event(&z, epoch, 1, big.clone())]).await.expect("commit");
+    s.commit(&[event(&z, epoch, 1, big.clone())])
+        .await
+        .expect("commit");
     let events = s.read_events(&z, Seq::ZERO).await.expect("read");
     assert_eq!(events.len(), 1);
     assert!(events[0].1 == big, "large event changed on the way");
-    s.put_snapshot(&z, epoch, Seq(1), big.clone()).await.expect("snapshot");
-    let (_, image) = s.latest_snapshot(&z).await.expect("read").expect("a snapshot");
+    s.put_snapshot(&z, epoch, Seq(1), big.clone())
+        .await
+        .expect("snapshot");
+    let (_, image) = s
+        .latest_snapshot(&z)
+        .await
+        .expect("read")
+        .expect("a snapshot");
     assert!(image == big, "large snapshot changed on the way");
 }
 
@@ -154,7 +178,12 @@ pub async fn a_second_writer_for_the_same_zone_is_refused(s: &dyn Storage) {
         Err(StorageError::Fenced { .. }) => {}
         other => panic!("a stale writer must be fenced, got {other:?}"),
     }
-    assert!(s.read_events(&other, Seq::ZERO).await.expect("read").is_empty());
+    assert!(
+        s.read_events(&other, Seq::ZERO)
+            .await
+            .expect("read")
+            .is_empty()
+    );
     assert_eq!(s.booking(&booking).await.expect("read"), None);
     let stale_snapshot = s.put_snapshot(&z, old, Seq(2), b"old".to_vec()).await;
     assert!(matches!(stale_snapshot, Err(StorageError::Fenced { .. })));
@@ -168,9 +197,12 @@ pub async fn zones_do_not_see_each_others_events(s: &dyn Storage) {
     let b = ZoneKey::new(facility, ZoneId::parse("b").expect("valid"));
     let ea = s.claim_zone(&a).await.expect("claim");
     let eb = s.claim_zone(&b).await.expect("claim");
-    s.commit(&[event(&a, ea, 1, payload(1)), event(&b, eb, 1, b"b1".to_vec())])
-        .await
-        .expect("commit");
+    s.commit(&[
+        event(&a, ea, 1, payload(1)),
+        event(&b, eb, 1, b"b1".to_vec()),
+    ])
+    .await
+    .expect("commit");
     let read_a = s.read_events(&a, Seq::ZERO).await.expect("read");
     let read_b = s.read_events(&b, Seq::ZERO).await.expect("read");
     assert_eq!(read_a, vec![(Seq(1), payload(1))]);
@@ -210,17 +242,40 @@ pub async fn idempotency_keys_are_scoped_to_their_owner_and_expire(s: &dyn Stora
     .expect("commit");
     let found = s.idempotent_booking(&alice, "retry-1", Millis(5_000)).await;
     assert_eq!(found.expect("read"), Some(booking));
-    assert_eq!(s.idempotent_booking(&bob, "retry-1", Millis(5_000)).await.expect("read"), None);
-    assert_eq!(s.idempotent_booking(&alice, "retry-2", Millis(5_000)).await.expect("read"), None);
-    assert_eq!(s.idempotent_booking(&alice, "retry-1", Millis(10_001)).await.expect("read"), None);
+    assert_eq!(
+        s.idempotent_booking(&bob, "retry-1", Millis(5_000))
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        s.idempotent_booking(&alice, "retry-2", Millis(5_000))
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        s.idempotent_booking(&alice, "retry-1", Millis(10_001))
+            .await
+            .expect("read"),
+        None
+    );
 }
 
 pub async fn facility_records_round_trip(s: &dyn Storage) {
     let id = unique_facility("fac");
-    s.put_facility(&id, b"layout-1".to_vec()).await.expect("put");
-    s.put_facility(&id, b"layout-2".to_vec()).await.expect("put");
+    s.put_facility(&id, b"layout-1".to_vec())
+        .await
+        .expect("put");
+    s.put_facility(&id, b"layout-2".to_vec())
+        .await
+        .expect("put");
     let all = s.facilities().await.expect("list");
-    let mine: Vec<&Vec<u8>> = all.iter().filter(|(f, _)| f == &id).map(|(_, v)| v).collect();
+    let mine: Vec<&Vec<u8>> = all
+        .iter()
+        .filter(|(f, _)| f == &id)
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(mine, vec![&b"layout-2".to_vec()]);
 }
 
@@ -228,7 +283,9 @@ pub async fn dropping_a_zone_forgets_its_journal_and_snapshot(s: &dyn Storage) {
     let z = zone("drop", "a");
     let epoch = s.claim_zone(&z).await.expect("claim");
     append_range(s, &z, epoch, 1..=4).await;
-    s.put_snapshot(&z, epoch, Seq(2), b"img".to_vec()).await.expect("snapshot");
+    s.put_snapshot(&z, epoch, Seq(2), b"img".to_vec())
+        .await
+        .expect("snapshot");
     s.drop_zone(&z).await.expect("drop");
     assert!(s.read_events(&z, Seq::ZERO).await.expect("read").is_empty());
     assert_eq!(s.latest_snapshot(&z).await.expect("read"), None);

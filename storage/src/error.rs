@@ -8,7 +8,11 @@ pub enum StorageError {
     Unavailable(String),
     /// Another writer claimed the zone with a newer epoch.
     #[error("zone {zone} is owned by a newer writer (epoch {current}, ours {ours})")]
-    Fenced { zone: String, current: u64, ours: u64 },
+    Fenced {
+        zone: String,
+        current: u64,
+        ours: u64,
+    },
     /// An earlier commit of this zone failed; its owner must recover first.
     #[error("zone {0} must recover after a failed commit")]
     Poisoned(String),

@@ -85,7 +85,11 @@ impl GroupCommit {
     }
 }
 
-async fn run(storage: Arc<dyn Storage>, mut rx: mpsc::Receiver<Pending>, shutdown: CancellationToken) {
+async fn run(
+    storage: Arc<dyn Storage>,
+    mut rx: mpsc::Receiver<Pending>,
+    shutdown: CancellationToken,
+) {
     let mut poisoned: HashSet<(ZoneKey, Epoch)> = HashSet::new();
     let mut batch: Vec<Pending> = Vec::new();
     let mut writes: Vec<Write> = Vec::new();
@@ -135,7 +139,9 @@ async fn commit_batch(
             .find(|(zone, epoch)| poisoned.contains(&((*zone).clone(), *epoch)));
         match hit {
             Some((zone, _)) => {
-                let _ = pending.done.send(Err(StorageError::Poisoned(zone.to_string())));
+                let _ = pending
+                    .done
+                    .send(Err(StorageError::Poisoned(zone.to_string())));
             }
             None => accepted.push(pending),
         }
@@ -152,7 +158,8 @@ async fn commit_batch(
     let started = Instant::now();
     let result = storage.commit(writes).await;
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::histogram!("parkme_journal_write_seconds", "backend" => storage.name()).record(elapsed);
+    metrics::histogram!("parkme_journal_write_seconds", "backend" => storage.name())
+        .record(elapsed);
     metrics::counter!("parkme_journal_writes_total", "backend" => storage.name())
         .increment(writes.len() as u64);
     metrics::counter!("parkme_journal_commits_total", "backend" => storage.name()).increment(1);

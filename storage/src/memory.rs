@@ -39,7 +39,11 @@ impl MemoryStorage {
     }
 }
 
-fn check_epoch(epochs: &HashMap<ZoneKey, Epoch>, zone: &ZoneKey, ours: Epoch) -> Result<(), StorageError> {
+fn check_epoch(
+    epochs: &HashMap<ZoneKey, Epoch>,
+    zone: &ZoneKey,
+    ours: Epoch,
+) -> Result<(), StorageError> {
     let current = epochs.get(zone).copied().unwrap_or_default();
     if ours < current {
         return Err(StorageError::Fenced {

@@ -9,7 +9,10 @@ use parkme_storage::embedded::EmbeddedStorage;
 use parkme_storage::{Storage, Write, ZoneKey};
 
 fn zone() -> ZoneKey {
-    ZoneKey::new(FacilityId::parse("f1").expect("id"), ZoneId::parse("z1").expect("id"))
+    ZoneKey::new(
+        FacilityId::parse("f1").expect("id"),
+        ZoneId::parse("z1").expect("id"),
+    )
 }
 
 fn event(epoch: parkme_storage::Epoch, seq: u64) -> Write {
@@ -27,7 +30,10 @@ async fn acknowledged_writes_survive_a_crash_before_any_checkpoint() {
     {
         let storage = EmbeddedStorage::open(dir.path()).expect("open");
         let epoch = storage.claim_zone(&zone()).await.expect("claim");
-        storage.commit(&[event(epoch, 1), event(epoch, 2)]).await.expect("commit");
+        storage
+            .commit(&[event(epoch, 1), event(epoch, 2)])
+            .await
+            .expect("commit");
         storage
             .commit(&[Write::Booking {
                 id: BookingId::parse("b1").expect("id"),
@@ -40,7 +46,10 @@ async fn acknowledged_writes_survive_a_crash_before_any_checkpoint() {
     let storage = EmbeddedStorage::open(dir.path()).expect("reopen");
     let events = storage.read_events(&zone(), Seq::ZERO).await.expect("read");
     assert_eq!(events.len(), 2);
-    let booking = storage.booking(&BookingId::parse("b1").expect("id")).await.expect("read");
+    let booking = storage
+        .booking(&BookingId::parse("b1").expect("id"))
+        .await
+        .expect("read");
     assert_eq!(booking, Some(b"booking".to_vec()));
 }
 
@@ -80,14 +89,21 @@ async fn a_torn_wal_tail_is_cut_off_and_earlier_commits_survive() {
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .expect("a WAL segment");
-    let mut file = std::fs::OpenOptions::new().append(true).open(&segment).expect("open segment");
-    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 9, 9]).expect("torn write");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .expect("open segment");
+    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 9, 9])
+        .expect("torn write");
     drop(file);
     let storage = EmbeddedStorage::open(dir.path()).expect("reopen");
     let events = storage.read_events(&zone(), Seq::ZERO).await.expect("read");
     assert_eq!(events, vec![(Seq(1), b"e1".to_vec())]);
     let epoch = storage.claim_zone(&zone()).await.expect("claim");
-    storage.commit(&[event(epoch, 2)]).await.expect("commit after recovery");
+    storage
+        .commit(&[event(epoch, 2)])
+        .await
+        .expect("commit after recovery");
 }
 
 #[tokio::test]

@@ -46,21 +46,32 @@ fn params(input: BookingInput, caller: &Caller, key: Option<String>) -> ApiResul
         .principal
         .owner()
         .ok_or_else(|| ApiError::unauthorized("a user token is required to book"))?;
-    let plate = Plate::parse(&input.plate).map_err(|e| ApiError::bad_request("invalid_plate", e.to_string()))?;
+    let plate = Plate::parse(&input.plate)
+        .map_err(|e| ApiError::bad_request("invalid_plate", e.to_string()))?;
     let zone = input
         .zone
         .map(|z| {
-            ZoneId::parse(&z).map_err(|_| ApiError::not_found("unknown_zone", format!("zone {z:?} does not exist")))
+            ZoneId::parse(&z).map_err(|_| {
+                ApiError::not_found("unknown_zone", format!("zone {z:?} does not exist"))
+            })
         })
         .transpose()?;
     let spot = input
         .spot
         .map(|s| {
-            SpotId::parse(&s).map_err(|_| ApiError::not_found("unknown_spot", format!("spot {s:?} does not exist")))
+            SpotId::parse(&s).map_err(|_| {
+                ApiError::not_found("unknown_spot", format!("spot {s:?} does not exist"))
+            })
         })
         .transpose()?;
-    let kind = input.kind.as_deref().map(|k| parse_kind(Some(k))).transpose()?;
-    let hold = input.hold_seconds.unwrap_or(i64::from(DEFAULT_HOLD_SECONDS));
+    let kind = input
+        .kind
+        .as_deref()
+        .map(|k| parse_kind(Some(k)))
+        .transpose()?;
+    let hold = input
+        .hold_seconds
+        .unwrap_or(i64::from(DEFAULT_HOLD_SECONDS));
     let hold_seconds = u32::try_from(hold)
         .ok()
         .filter(|h| (1..=MAX_HOLD_SECONDS).contains(h))
@@ -103,7 +114,8 @@ pub async fn create(
     let result = async {
         if let Principal::User(user) = &caller.principal {
             app.limits()
-                .check(LimitKey::UserBookings(user.to_string()))
+                .check_shared(LimitKey::UserBookings(user.to_string()))
+                .await
                 .map_err(ApiError::rate_limited)?;
         }
         let id = facility_id(&fid)?;
@@ -119,7 +131,9 @@ pub async fn create(
             tracing::debug!(booking = %booking.id, facility = %booking.facility, zone = %booking.zone, "booked");
             Ok((StatusCode::CREATED, Json(booking_json(&booking))).into_response())
         }
-        Booked::Replayed(booking) => Ok((StatusCode::OK, Json(booking_json(&booking))).into_response()),
+        Booked::Replayed(booking) => {
+            Ok((StatusCode::OK, Json(booking_json(&booking))).into_response())
+        }
     }
 }
 
@@ -131,7 +145,8 @@ async fn owned_booking(app: &AppState, caller: &Caller, raw: &str) -> ApiResult<
         Principal::Admin => None,
         Principal::User(user) => Some(user),
     };
-    let not_found = || ApiError::not_found("unknown_booking", format!("booking {raw:?} does not exist"));
+    let not_found =
+        || ApiError::not_found("unknown_booking", format!("booking {raw:?} does not exist"));
     let id = BookingId::parse(raw).map_err(|_| not_found())?;
     let booking = app.node().booking(&id).await?.ok_or_else(not_found)?;
     if owner.is_some_and(|o| o != &booking.owner) {

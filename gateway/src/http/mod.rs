@@ -11,6 +11,10 @@ use crate::error::ApiError;
 /// A facility id from a path: anything that is not a valid id cannot name
 /// a facility, so it is a 404.
 pub fn facility_id(raw: &str) -> Result<FacilityId, ApiError> {
-    FacilityId::parse(raw)
-        .map_err(|_| ApiError::not_found("unknown_facility", format!("facility {raw:?} does not exist")))
+    FacilityId::parse(raw).map_err(|_| {
+        ApiError::not_found(
+            "unknown_facility",
+            format!("facility {raw:?} does not exist"),
+        )
+    })
 }

@@ -24,9 +24,13 @@ pub async fn health(State(app): State<AppState>) -> Response {
         json!({"status": if storage_ok { "up" } else { "down" }, "backend": app.storage_kind()}),
     );
     let mut healthy = storage_ok;
-    if let Some(redis) = crate::redis::health(&app).await {
+    if let Some(redis) = app.redis() {
+        let redis = redis.ping().await;
         healthy &= redis;
-        checks.insert("redis", json!({"status": if redis { "up" } else { "down" }}));
+        checks.insert(
+            "redis",
+            json!({"status": if redis { "up" } else { "down" }}),
+        );
     }
     checks.insert(
         "facilities",
@@ -46,7 +50,10 @@ pub async fn health(State(app): State<AppState>) -> Response {
 
 pub async fn metrics(State(app): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics().render(),
     )
         .into_response()

@@ -54,7 +54,11 @@ impl Generation {
     pub fn forget_events(&mut self, zone: &ZoneKey, up_to: Seq) {
         let start = (zone.clone(), 0);
         let end = (zone.clone(), up_to.0);
-        let doomed: Vec<(ZoneKey, u64)> = self.events.range(start..=end).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<(ZoneKey, u64)> = self
+            .events
+            .range(start..=end)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in doomed {
             self.events.remove(&key);
         }

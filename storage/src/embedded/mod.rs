@@ -164,7 +164,8 @@ impl EmbeddedStorage {
 
     /// Deletes idempotency keys that expired before `now`.
     pub async fn purge_expired_keys(&self, now: Millis) -> Result<u64, StorageError> {
-        self.blocking(move |inner| inner.tables.purge_expired_keys(now)).await
+        self.blocking(move |inner| inner.tables.purge_expired_keys(now))
+            .await
     }
 }
 
@@ -203,13 +204,22 @@ fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
 
 fn merge_back(active: &mut Generation, frozen: &Generation) {
     for (key, bytes) in &frozen.events {
-        active.events.entry(key.clone()).or_insert_with(|| bytes.clone());
+        active
+            .events
+            .entry(key.clone())
+            .or_insert_with(|| bytes.clone());
     }
     for (key, bytes) in &frozen.bookings {
-        active.bookings.entry(key.clone()).or_insert_with(|| bytes.clone());
+        active
+            .bookings
+            .entry(key.clone())
+            .or_insert_with(|| bytes.clone());
     }
     for (key, value) in &frozen.idempotency {
-        active.idempotency.entry(key.clone()).or_insert_with(|| value.clone());
+        active
+            .idempotency
+            .entry(key.clone())
+            .or_insert_with(|| value.clone());
     }
     active.bytes += frozen.bytes;
 }
@@ -248,7 +258,10 @@ impl Storage for EmbeddedStorage {
             for (seq, bytes) in inner.tables.events(&zone, after)? {
                 events.entry(seq).or_insert(bytes);
             }
-            Ok(events.into_iter().map(|(seq, bytes)| (Seq(seq), bytes)).collect())
+            Ok(events
+                .into_iter()
+                .map(|(seq, bytes)| (Seq(seq), bytes))
+                .collect())
         })
         .await
     }

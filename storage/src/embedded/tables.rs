@@ -72,12 +72,16 @@ impl Tables {
     /// `next_segment`, in one durable transaction.
     pub fn flush(&self, generation: &Generation, next_segment: u64) -> Result<(), StorageError> {
         let mut txn = self.db.begin_write().map_err(unavailable)?;
-        txn.set_durability(Durability::Immediate).map_err(unavailable)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(unavailable)?;
         {
             let mut journal = txn.open_table(JOURNAL).map_err(unavailable)?;
             for ((zone, seq), bytes) in &generation.events {
                 journal
-                    .insert((zone.facility.as_str(), zone.zone.as_str(), *seq), bytes.as_slice())
+                    .insert(
+                        (zone.facility.as_str(), zone.zone.as_str(), *seq),
+                        bytes.as_slice(),
+                    )
                     .map_err(unavailable)?;
             }
             let mut bookings = txn.open_table(BOOKINGS).map_err(unavailable)?;
@@ -88,8 +92,11 @@ impl Tables {
             }
             let mut keys = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
             for ((owner, key), (booking, expires_at)) in &generation.idempotency {
-                keys.insert((owner.as_str(), key.as_str()), (booking.as_str(), expires_at.0))
-                    .map_err(unavailable)?;
+                keys.insert(
+                    (owner.as_str(), key.as_str()),
+                    (booking.as_str(), expires_at.0),
+                )
+                .map_err(unavailable)?;
             }
             let mut meta = txn.open_table(META).map_err(unavailable)?;
             meta.insert(CHECKPOINT, next_segment).map_err(unavailable)?;
@@ -148,7 +155,8 @@ impl Tables {
             let (f, z) = key.value();
             let zone = ZoneKey::new(
                 FacilityId::parse(f).map_err(|e| StorageError::Corrupt(e.to_string()))?,
-                parkme_engine::ZoneId::parse(z).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                parkme_engine::ZoneId::parse(z)
+                    .map_err(|e| StorageError::Corrupt(e.to_string()))?,
             );
             out.push((zone, value.value()));
         }
@@ -159,7 +167,9 @@ impl Tables {
         let txn = self.db.begin_write().map_err(unavailable)?;
         {
             let mut epochs = txn.open_table(EPOCHS).map_err(unavailable)?;
-            epochs.insert(zone_tuple(zone), epoch).map_err(unavailable)?;
+            epochs
+                .insert(zone_tuple(zone), epoch)
+                .map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)
     }

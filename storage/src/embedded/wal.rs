@@ -26,7 +26,10 @@ pub(super) fn segments(dir: &Path) -> io::Result<Vec<u64>> {
         .filter_map(|entry| {
             let name = entry.ok()?.file_name();
             let name = name.to_str()?;
-            name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
+            name.strip_prefix("wal-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
         })
         .collect();
     ids.sort_unstable();
@@ -42,10 +45,23 @@ pub(super) fn read_segment(dir: &Path, id: u64) -> io::Result<Vec<Vec<u8>>> {
     let mut frames = Vec::new();
     let mut offset = 0;
     while offset + HEADER <= data.len() {
-        let len = u32::from_le_bytes([data[offset], data[offset + 1], data[offset + 2], data[offset + 3]]) as usize;
-        let crc = u32::from_le_bytes([data[offset + 4], data[offset + 5], data[offset + 6], data[offset + 7]]);
+        let len = u32::from_le_bytes([
+            data[offset],
+            data[offset + 1],
+            data[offset + 2],
+            data[offset + 3],
+        ]) as usize;
+        let crc = u32::from_le_bytes([
+            data[offset + 4],
+            data[offset + 5],
+            data[offset + 6],
+            data[offset + 7],
+        ]);
         let start = offset + HEADER;
-        let Some(end) = start.checked_add(len).filter(|e| *e <= data.len() && len <= MAX_FRAME) else {
+        let Some(end) = start
+            .checked_add(len)
+            .filter(|e| *e <= data.len() && len <= MAX_FRAME)
+        else {
             break;
         };
         let payload = &data[start..end];
@@ -56,7 +72,12 @@ pub(super) fn read_segment(dir: &Path, id: u64) -> io::Result<Vec<Vec<u8>>> {
         offset = end;
     }
     if offset < data.len() {
-        tracing::warn!(segment = id, kept = offset, dropped = data.len() - offset, "cutting a torn WAL tail");
+        tracing::warn!(
+            segment = id,
+            kept = offset,
+            dropped = data.len() - offset,
+            "cutting a torn WAL tail"
+        );
         file.set_len(offset as u64)?;
         file.sync_data()?;
     }
@@ -98,9 +119,14 @@ impl Wal {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "WAL frame too large"))?;
         self.buffer.clear();
         self.buffer.extend_from_slice(&len.to_le_bytes());
-        self.buffer.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.buffer
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         self.buffer.extend_from_slice(payload);
-        if let Err(e) = self.file.write_all(&self.buffer).and_then(|()| self.file.sync_data()) {
+        if let Err(e) = self
+            .file
+            .write_all(&self.buffer)
+            .and_then(|()| self.file.sync_data())
+        {
             // Leave no partial frame behind: the next append starts clean.
             let _ = self.file.set_len(self.size);
             let _ = self.file.seek(SeekFrom::Start(self.size));
