@@ -71,6 +71,41 @@ fn register_families() {
         "Messages waiting in actor mailboxes."
     );
     describe_gauge!("parkme_spots", "Spots by state.");
+    describe_counter!("parkme_zone_events_total", "Events applied by zone actors.");
+    describe_counter!(
+        "parkme_journal_writes_total",
+        "Writes made durable by group commits."
+    );
+    describe_counter!("parkme_journal_commits_total", "Durable group commits.");
+    describe_gauge!(
+        "parkme_commit_queue_len",
+        "Write batches waiting for the group committer."
+    );
+    describe_histogram!(
+        "parkme_checkpoint_seconds",
+        Unit::Seconds,
+        "Time to checkpoint the embedded store's write-ahead log."
+    );
+    describe_counter!(
+        "parkme_actor_failures_total",
+        "Actors that failed (panic or error)."
+    );
+    describe_counter!(
+        "parkme_actor_restarts_total",
+        "Actors restarted by their supervisor."
+    );
+    describe_counter!(
+        "parkme_rate_limited_total",
+        "Requests refused by a rate limit."
+    );
+    describe_counter!(
+        "parkme_handler_panics_total",
+        "HTTP handlers that panicked (bugs)."
+    );
+    describe_counter!(
+        "parkme_bookings_expired_total",
+        "Holds that expired unclaimed."
+    );
     metrics::counter!("parkme_sensor_events_total").increment(0);
     for outcome in [
         "created",

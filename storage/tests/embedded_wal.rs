@@ -112,3 +112,42 @@ async fn a_second_process_cannot_open_the_same_data_dir() {
     let _first = EmbeddedStorage::open(dir.path()).expect("open");
     assert!(EmbeddedStorage::open(dir.path()).is_err());
 }
+
+#[tokio::test]
+async fn a_reappended_event_reads_back_as_its_latest_write_across_checkpoints() {
+    let dir = tempfile::tempdir().expect("dir");
+    let storage = EmbeddedStorage::open(dir.path()).expect("open");
+    let epoch = storage.claim_zone(&zone()).await.expect("claim");
+    storage
+        .commit(&[event(epoch, 1), event(epoch, 2), event(epoch, 3)])
+        .await
+        .expect("commit");
+    storage.checkpoint().await.expect("checkpoint");
+    let epoch = storage.claim_zone(&zone()).await.expect("claim");
+    let rewrite = Write::Event {
+        zone: zone(),
+        epoch,
+        seq: Seq(2),
+        bytes: b"again".to_vec(),
+    };
+    storage
+        .commit(&[rewrite, event(epoch, 4)])
+        .await
+        .expect("commit");
+    storage.checkpoint().await.expect("checkpoint");
+    let events = storage.read_events(&zone(), Seq(1)).await.expect("read");
+    assert_eq!(
+        events,
+        vec![
+            (Seq(2), b"again".to_vec()),
+            (Seq(3), b"e3".to_vec()),
+            (Seq(4), b"e4".to_vec())
+        ]
+    );
+    storage
+        .put_snapshot(&zone(), epoch, Seq(3), b"image".to_vec())
+        .await
+        .expect("snapshot");
+    let tail = storage.read_events(&zone(), Seq(3)).await.expect("read");
+    assert_eq!(tail, vec![(Seq(4), b"e4".to_vec())]);
+}

@@ -258,6 +258,7 @@ impl Storage for EmbeddedStorage {
             for (seq, bytes) in inner.tables.events(&zone, after)? {
                 events.entry(seq).or_insert(bytes);
             }
+
             Ok(events
                 .into_iter()
                 .map(|(seq, bytes)| (Seq(seq), bytes))

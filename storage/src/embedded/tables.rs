@@ -5,7 +5,10 @@
 //! redb takes an exclusive lock on its file, so two processes can never
 //! open the same data directory.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use parkme_engine::codec;
 
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 use redb::{
@@ -18,7 +21,11 @@ use crate::model::ZoneKey;
 
 type ZoneTuple<'a> = (&'a str, &'a str);
 
-const JOURNAL: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("journal");
+/// Journal events in chunks: one row per zone per checkpoint, keyed by the
+/// chunk's last seq and the checkpoint that wrote it. Trimming behind a
+/// snapshot then deletes a handful of rows instead of one per event.
+const JOURNAL: TableDefinition<(&str, &str, u64, u64), &[u8]> =
+    TableDefinition::new("journal_chunks");
 const SNAPSHOTS: TableDefinition<ZoneTuple, (u64, &[u8])> = TableDefinition::new("snapshots");
 const EPOCHS: TableDefinition<ZoneTuple, u64> = TableDefinition::new("epochs");
 const FACILITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("facilities");
@@ -33,6 +40,18 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> StorageError {
 
 fn zone_tuple(zone: &ZoneKey) -> ZoneTuple<'_> {
     (zone.facility.as_str(), zone.zone.as_str())
+}
+
+/// A generation's events grouped per zone, in seq order.
+fn chunks(generation: &Generation) -> Vec<(&ZoneKey, Vec<(u64, &[u8])>)> {
+    let mut out: Vec<(&ZoneKey, Vec<(u64, &[u8])>)> = Vec::new();
+    for ((zone, seq), bytes) in &generation.events {
+        match out.last_mut() {
+            Some((current, chunk)) if *current == zone => chunk.push((*seq, bytes.as_slice())),
+            _ => out.push((zone, vec![(*seq, bytes.as_slice())])),
+        }
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -76,10 +95,19 @@ impl Tables {
             .map_err(unavailable)?;
         {
             let mut journal = txn.open_table(JOURNAL).map_err(unavailable)?;
-            for ((zone, seq), bytes) in &generation.events {
+            for (zone, chunk) in chunks(generation) {
+                let Some(&(last, _)) = chunk.last() else {
+                    continue;
+                };
+                let bytes = codec::encode_stored(&chunk);
                 journal
                     .insert(
-                        (zone.facility.as_str(), zone.zone.as_str(), *seq),
+                        (
+                            zone.facility.as_str(),
+                            zone.zone.as_str(),
+                            last,
+                            next_segment,
+                        ),
                         bytes.as_slice(),
                     )
                     .map_err(unavailable)?;
@@ -104,19 +132,33 @@ impl Tables {
         txn.commit().map_err(unavailable)
     }
 
-    pub fn events(&self, zone: &ZoneKey, after: Seq) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+    /// Events of `zone` after `after`; a later chunk wins for a seq that
+    /// was written twice (re-appended after a crash).
+    pub fn events(
+        &self,
+        zone: &ZoneKey,
+        after: Seq,
+    ) -> Result<BTreeMap<u64, Vec<u8>>, StorageError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(JOURNAL).map_err(unavailable)?;
         let (f, z) = zone_tuple(zone);
+        let mut chunks: Vec<((u64, u64), Vec<(u64, Vec<u8>)>)> = Vec::new();
         let range = table
-            .range((f, z, after.0.saturating_add(1))..=(f, z, u64::MAX))
+            .range((f, z, after.0.saturating_add(1), 0)..=(f, z, u64::MAX, u64::MAX))
             .map_err(unavailable)?;
-        range
-            .map(|item| {
-                let (key, value) = item.map_err(unavailable)?;
-                Ok((key.value().2, value.value().to_vec()))
-            })
-            .collect()
+        for item in range {
+            let (key, value) = item.map_err(unavailable)?;
+            let (_, _, last, written) = key.value();
+            let chunk: Vec<(u64, Vec<u8>)> = codec::decode_stored(value.value())
+                .map_err(|e| StorageError::Corrupt(format!("journal chunk of {zone}: {e}")))?;
+            chunks.push(((written, last), chunk));
+        }
+        chunks.sort_by_key(|(order, _)| *order);
+        let mut events = BTreeMap::new();
+        for (_, chunk) in chunks {
+            events.extend(chunk.into_iter().filter(|(seq, _)| *seq > after.0));
+        }
+        Ok(events)
     }
 
     /// Stores a snapshot and forgets the journal up to its seq.
@@ -130,7 +172,7 @@ impl Tables {
             let mut journal = txn.open_table(JOURNAL).map_err(unavailable)?;
             let (f, z) = zone_tuple(zone);
             journal
-                .retain_in((f, z, 0)..=(f, z, seq.0), |_, _| false)
+                .retain_in((f, z, 0, 0)..=(f, z, seq.0, u64::MAX), |_, _| false)
                 .map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)
@@ -180,7 +222,7 @@ impl Tables {
             let (f, z) = zone_tuple(zone);
             let mut journal = txn.open_table(JOURNAL).map_err(unavailable)?;
             journal
-                .retain_in((f, z, 0)..=(f, z, u64::MAX), |_, _| false)
+                .retain_in((f, z, 0, 0)..=(f, z, u64::MAX, u64::MAX), |_, _| false)
                 .map_err(unavailable)?;
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(unavailable)?;
             snapshots.remove((f, z)).map_err(unavailable)?;
