@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use parkme_engine::{
     FacilityId, Seq, SpotId, SpotKind, SpotView, ZoneCounts, ZoneId, ZoneLayout, ZoneShape,
+    ZoneState,
 };
 use parkme_storage::ZoneKey;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -444,6 +445,24 @@ impl Actor for FacilityActor {
         Ok(())
     }
 
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stop the zones gracefully: each answers what its pump holds and
+        // writes a final snapshot. Left to ractor, a stopping supervisor
+        // *kills* its children, which skips their `post_stop`, and they
+        // would still hold storage after this facility is gone.
+        myself
+            .stop_children_and_wait(
+                Some("facility stopping".into()),
+                Some(std::time::Duration::from_secs(4)),
+            )
+            .await;
+        Ok(())
+    }
+
     async fn handle_supervisor_evt(
         &self,
         myself: ActorRef<Self::Msg>,
@@ -551,7 +570,15 @@ async fn relayout(
     for id in &removed {
         if let Some(slot) = state.zones.remove(id) {
             state.by_actor.remove(&slot.actor.get_id());
-            slot.actor.stop(Some("zone removed from layout".into()));
+            // Wait for it: its last snapshot must land before the drop, or
+            // a zone declared again under this id would recover from it.
+            let _ = slot
+                .actor
+                .stop_and_wait(
+                    Some("zone removed from layout".into()),
+                    Some(std::time::Duration::from_secs(4)),
+                )
+                .await;
             record_spot_gauges(&slot.view.counts, &ZoneCounts::default());
             let key = ZoneKey::new(state.id.clone(), id.clone());
             state.context.commit.storage().drop_zone(&key).await?;
@@ -566,15 +593,28 @@ async fn relayout(
             .await
             .map_err(|_| ActorError::Unavailable("zone"))?;
         state.by_actor.insert(actor.get_id(), layout.id.clone());
+        // A new zone starts empty at seq 0, and its first report at seq 0
+        // publishes no delta: the read model (and the delta below) must
+        // already hold its spots and counts.
+        let fresh = ZoneState::new(state.id.clone(), layout.clone());
+        let spots = fresh.spots();
+        record_spot_gauges(&ZoneCounts::default(), fresh.counts());
         state.zones.insert(
             layout.id.clone(),
             ZoneSlot {
                 layout: layout.clone(),
                 actor,
                 seq: Some(Seq::ZERO),
-                view: empty_view(layout),
-                spots: Vec::new(),
-                spot_index: HashMap::new(),
+                view: ZoneView {
+                    counts: fresh.counts().clone(),
+                    ..empty_view(layout)
+                },
+                spot_index: spots
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.id.clone(), i))
+                    .collect(),
+                spots,
             },
         );
     }

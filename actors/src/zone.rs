@@ -111,6 +111,21 @@ impl std::fmt::Debug for ZoneMsg {
     }
 }
 
+impl ZoneMsg {
+    /// Requests whose senders count them into `parkme_actor_mailbox_len`
+    /// (timer, pump and test messages are not counted).
+    fn is_counted(&self) -> bool {
+        matches!(
+            self,
+            ZoneMsg::Book { .. }
+                | ZoneMsg::Cancel { .. }
+                | ZoneMsg::Sensor { .. }
+                | ZoneMsg::SetService { .. }
+                | ZoneMsg::Relayout { .. }
+        )
+    }
+}
+
 /// A zone's published change, sent to its facility after durability.
 #[derive(Debug, Clone)]
 pub struct ZoneChange {
@@ -224,7 +239,11 @@ async fn pump(
     epoch: Epoch,
 ) -> bool {
     let mut failed = false;
+    // Snapshot writes run beside the pump; it waits for them before it
+    // ends, so a stopped zone writes nothing afterwards.
+    let mut snapshots = tokio::task::JoinSet::new();
     while let Some(item) = items.recv().await {
+        while snapshots.try_join_next().is_some() {}
         let result = match item.ticket {
             Some(ticket) => ticket.wait().await,
             None => Ok(()),
@@ -237,7 +256,7 @@ async fn pump(
                 if let Some((seq, bytes)) = item.snapshot {
                     let storage = Arc::clone(commit.storage());
                     let key = key.clone();
-                    tokio::spawn(async move {
+                    snapshots.spawn(async move {
                         let started = std::time::Instant::now();
                         match storage.put_snapshot(&key, epoch, seq, bytes).await {
                             Ok(()) => metrics::histogram!("parkme_snapshot_seconds")
@@ -255,12 +274,18 @@ async fn pump(
         }
         (item.on_done)(result);
     }
+    while snapshots.join_next().await.is_some() {}
     // Whether every commit it saw succeeded.
     !failed
 }
 
 fn storage_error(e: StorageError) -> ActorError {
-    ActorError::Storage(e)
+    match e {
+        // A newer incarnation of this zone (a restart) claimed it before
+        // this write landed: the request did not happen and may be retried.
+        StorageError::Fenced { .. } => ActorError::Unavailable("zone"),
+        e => ActorError::Storage(e),
+    }
 }
 
 impl ZoneActorState {
@@ -478,7 +503,9 @@ impl Actor for ZoneActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
+        if message.is_counted() {
+            metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
+        }
         match message {
             ZoneMsg::Book {
                 request,
@@ -648,7 +675,7 @@ async fn handle_sensor(
                     Ok(()) => results,
                     Err(e) => results
                         .into_iter()
-                        .map(|_| Err(ActorError::Storage(e.clone())))
+                        .map(|_| Err(storage_error(e.clone())))
                         .collect(),
                 };
                 let _ = reply.send(results);

@@ -42,9 +42,14 @@ fn zone_tuple(zone: &ZoneKey) -> ZoneTuple<'_> {
     (zone.facility.as_str(), zone.zone.as_str())
 }
 
+/// Events of one zone, `(seq, bytes)` in seq order.
+type Chunk<B> = Vec<(u64, B)>;
+/// `(checkpoint that wrote a chunk, its last seq)`: later writes win.
+type ChunkOrder = (u64, u64);
+
 /// A generation's events grouped per zone, in seq order.
-fn chunks(generation: &Generation) -> Vec<(&ZoneKey, Vec<(u64, &[u8])>)> {
-    let mut out: Vec<(&ZoneKey, Vec<(u64, &[u8])>)> = Vec::new();
+fn chunks(generation: &Generation) -> Vec<(&ZoneKey, Chunk<&[u8]>)> {
+    let mut out: Vec<(&ZoneKey, Chunk<&[u8]>)> = Vec::new();
     for ((zone, seq), bytes) in &generation.events {
         match out.last_mut() {
             Some((current, chunk)) if *current == zone => chunk.push((*seq, bytes.as_slice())),
@@ -142,14 +147,15 @@ impl Tables {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(JOURNAL).map_err(unavailable)?;
         let (f, z) = zone_tuple(zone);
-        let mut chunks: Vec<((u64, u64), Vec<(u64, Vec<u8>)>)> = Vec::new();
+        // ((checkpoint that wrote it, last seq), events)
+        let mut chunks: Vec<(ChunkOrder, Chunk<Vec<u8>>)> = Vec::new();
         let range = table
             .range((f, z, after.0.saturating_add(1), 0)..=(f, z, u64::MAX, u64::MAX))
             .map_err(unavailable)?;
         for item in range {
             let (key, value) = item.map_err(unavailable)?;
             let (_, _, last, written) = key.value();
-            let chunk: Vec<(u64, Vec<u8>)> = codec::decode_stored(value.value())
+            let chunk: Chunk<Vec<u8>> = codec::decode_stored(value.value())
                 .map_err(|e| StorageError::Corrupt(format!("journal chunk of {zone}: {e}")))?;
             chunks.push(((written, last), chunk));
         }
