@@ -14,7 +14,6 @@ use parkme_engine::{
     ZoneShape,
 };
 use parkme_storage::embedded::EmbeddedStorage;
-use tokio_util::sync::CancellationToken;
 
 const FACILITIES: usize = 8;
 const ZONES: usize = 4;
@@ -53,10 +52,9 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = runtime.block_on(async {
         let storage = Arc::new(EmbeddedStorage::open(dir.path()).expect("open"));
-        let (node, _committer) =
-            Node::start(storage, NodeConfig::default(), CancellationToken::new())
-                .await
-                .expect("node");
+        let (node, _committer) = Node::start(storage, NodeConfig::default())
+            .await
+            .expect("node");
         for f in 0..FACILITIES {
             node.put_facility(layout(f)).await.expect("facility");
         }

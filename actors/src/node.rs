@@ -92,6 +92,8 @@ struct Inner {
     facilities: RwLock<HashMap<FacilityId, Arc<FacilityHandle>>>,
     /// Serializes idempotent retries of one key (striped).
     idempotency_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Tells the committer to drain and stop, once the actors are gone.
+    close_commits: CancellationToken,
 }
 
 /// A cheap-to-clone handle to the node.
@@ -138,13 +140,15 @@ async fn ask_zone<T>(
 }
 
 impl Node {
-    /// Starts the committer and every stored facility.
+    /// Starts the committer and every stored facility. The committer runs
+    /// until [`Node::stop`] has stopped every actor, so requests accepted
+    /// before a shutdown still commit.
     pub async fn start(
         storage: Arc<dyn Storage>,
         config: NodeConfig,
-        shutdown: CancellationToken,
     ) -> Result<(Node, JoinHandle<()>), ActorError> {
-        let (commit, committer) = GroupCommit::spawn(storage, shutdown);
+        let close_commits = CancellationToken::new();
+        let (commit, committer) = GroupCommit::spawn(storage, close_commits.clone());
         let node = Node {
             inner: Arc::new(Inner {
                 commit,
@@ -152,6 +156,7 @@ impl Node {
                 config,
                 facilities: RwLock::new(HashMap::new()),
                 idempotency_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+                close_commits,
             }),
         };
         let stored = node.inner.commit.storage().facilities().await?;
@@ -566,7 +571,8 @@ impl Node {
         self.storage().ping().await.map_err(Into::into)
     }
 
-    /// Stops every facility (and so every zone) actor.
+    /// Stops every facility (and so every zone) actor, then lets the
+    /// committer drain what is queued and stop.
     pub async fn stop(&self) {
         let handles: Vec<Arc<FacilityHandle>> = self
             .inner
@@ -585,6 +591,7 @@ impl Node {
                 )
                 .await;
         }
+        self.inner.close_commits.cancel();
     }
 
     /// Test hook: makes a zone actor panic.

@@ -165,7 +165,7 @@ impl Application {
             ..NodeConfig::default()
         };
         let started = std::time::Instant::now();
-        let (node, committer) = Node::start(storage, node_config, shutdown.clone())
+        let (node, committer) = Node::start(storage, node_config)
             .await
             .map_err(|e| GatewayError::Storage(e.to_string()))?;
         tracing::info!(

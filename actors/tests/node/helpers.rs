@@ -97,9 +97,7 @@ impl TestNode {
 
     pub async fn start_with(storage: Arc<dyn Storage>, config: NodeConfig) -> Self {
         let shutdown = CancellationToken::new();
-        let (node, committer) = Node::start(storage, config, shutdown.clone())
-            .await
-            .expect("node starts");
+        let (node, committer) = Node::start(storage, config).await.expect("node starts");
         Self {
             node,
             shutdown,
