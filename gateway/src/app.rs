@@ -34,6 +34,12 @@ use crate::telemetry;
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1 << 20;
 
+/// At shutdown, how long in-flight requests may take to finish.
+const CONNECTION_GRACE: Duration = Duration::from_secs(2);
+/// Then, how long stopping the actors and the committer may take. Both
+/// together stay under the contract's 10 s from SIGTERM to exit.
+const DRAIN_BOUND: Duration = Duration::from_secs(7);
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("storage: {0}")]
@@ -228,9 +234,22 @@ impl Application {
         let app = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        let stopping = shutdown.clone();
         let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        let served = server.await.map_err(GatewayError::Serve);
+            .with_graceful_shutdown(async move { stopping.cancelled().await });
+        // Graceful shutdown waits for every open connection to finish; a
+        // stalled client (a half-sent request) must not hold the exit
+        // past the contract's 10 s, so in-flight requests get a bound.
+        let served = tokio::select! {
+            served = server.into_future() => served.map_err(GatewayError::Serve),
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(CONNECTION_GRACE).await;
+            } => {
+                tracing::warn!("connections still open after {CONNECTION_GRACE:?}; dropping them");
+                Ok(())
+            }
+        };
         tracing::info!("stopped accepting; draining");
         let drain = async {
             self.state.node().stop().await;
@@ -238,11 +257,8 @@ impl Application {
             // cancelled and every handle is gone.
             let _ = self.committer.await;
         };
-        if tokio::time::timeout(Duration::from_secs(8), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain did not finish in 8 s; exiting anyway");
+        if tokio::time::timeout(DRAIN_BOUND, drain).await.is_err() {
+            tracing::warn!("drain did not finish in {DRAIN_BOUND:?}; exiting anyway");
         }
         for task in self.background {
             task.abort();

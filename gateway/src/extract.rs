@@ -1,11 +1,13 @@
 //! Request extractors that speak the contract's error shape: the caller
-//! (credentials + rate limits) and JSON bodies (400 malformed, 413 too
-//! large).
+//! (credentials + rate limits), JSON bodies (400 malformed, 413 too
+//! large) and path ids (404 when unreadable).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -120,4 +122,46 @@ impl FromRequestParts<AppState> for SignedIn {
         }
         Ok(SignedIn(caller))
     }
+}
+
+/// Path ids (`{fid}`, `{zid}`, `{sid}`, `{id}`) as strings. A parameter
+/// that is not valid UTF-8 once percent-decoded cannot name anything, so
+/// it is the same 404 as any other unknown id (axum's own `Path` would
+/// answer a plain-text 400).
+#[derive(Debug)]
+pub struct Ids<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Ids<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(ids)| Ids(ids))
+            .map_err(|rejection| unreadable_id(&rejection))
+    }
+}
+
+fn unreadable_id(rejection: &PathRejection) -> ApiError {
+    let key = match rejection {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            ErrorKind::InvalidUtf8InPathParam { key }
+            | ErrorKind::ParseErrorAtKey { key, .. }
+            | ErrorKind::DeserializeError { key, .. } => key.as_str(),
+            _ => "",
+        },
+        _ => "",
+    };
+    let (code, what) = match key {
+        "fid" => ("unknown_facility", "facility"),
+        "zid" => ("unknown_zone", "zone"),
+        "sid" => ("unknown_spot", "spot"),
+        "id" => ("unknown_booking", "booking"),
+        _ => ("not_found", "resource"),
+    };
+    ApiError::not_found(code, format!("no such {what}"))
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parkme_actors::{BookParams, Booked};
@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::dto::{BookingInput, booking_json, parse_kind};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody, SignedIn};
+use crate::extract::{Caller, Ids, JsonBody, SignedIn};
 use crate::rate_limit::LimitKey;
 
 /// Longest accepted `Idempotency-Key`.
@@ -106,7 +106,7 @@ fn outcome_label(result: &Result<Booked, ApiError>) -> &'static str {
 pub async fn create(
     State(app): State<AppState>,
     SignedIn(caller): SignedIn,
-    Path(fid): Path<String>,
+    Ids(fid): Ids<String>,
     headers: HeaderMap,
     JsonBody(input): JsonBody<BookingInput>,
 ) -> ApiResult<Response> {
@@ -158,7 +158,7 @@ async fn owned_booking(app: &AppState, caller: &Caller, raw: &str) -> ApiResult<
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Ids(id): Ids<String>,
 ) -> ApiResult<Json<Value>> {
     let booking = owned_booking(&app, &caller, &id).await?;
     Ok(Json(booking_json(&booking)))
@@ -167,7 +167,7 @@ pub async fn get(
 pub async fn cancel(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Ids(id): Ids<String>,
 ) -> ApiResult<Json<Value>> {
     let booking = owned_booking(&app, &caller, &id).await?;
     let cancelled = app.node().cancel(&booking).await?;

@@ -1,7 +1,7 @@
 //! Facility endpoints: layout PUT/GET, listing, spots, service flag.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parkme_engine::{SpotId, ZoneId};
@@ -11,16 +11,17 @@ use super::facility_id;
 use crate::app::AppState;
 use crate::dto::{LayoutInput, ServiceInput, facility_json};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Admin, Caller, JsonBody};
+use crate::extract::{Admin, Caller, Ids, JsonBody};
 
 pub async fn put(
     State(app): State<AppState>,
     _admin: Admin,
-    Path(fid): Path<String>,
+    fid: Result<Ids<String>, ApiError>,
     JsonBody(input): JsonBody<LayoutInput>,
 ) -> ApiResult<Response> {
-    let id = parkme_engine::FacilityId::parse(&fid)
-        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let invalid = |e: String| ApiError::bad_request("invalid_id", e);
+    let Ids(fid) = fid.map_err(|_| invalid("a facility id must be valid UTF-8".into()))?;
+    let id = parkme_engine::FacilityId::parse(&fid).map_err(|e| invalid(e.to_string()))?;
     let layout = input.into_layout(id.clone())?;
     let (view, created) = app.node().put_facility(layout).await?;
     let mut body = facility_json(&view);
@@ -39,7 +40,7 @@ pub async fn put(
 pub async fn get(
     State(app): State<AppState>,
     _caller: Caller,
-    Path(fid): Path<String>,
+    Ids(fid): Ids<String>,
 ) -> ApiResult<Json<Value>> {
     let id = facility_id(&fid)?;
     let view = app.node().facility(&id).await?;
@@ -60,7 +61,7 @@ pub async fn list(State(app): State<AppState>, _caller: Caller) -> ApiResult<Jso
 pub async fn spots(
     State(app): State<AppState>,
     _caller: Caller,
-    Path((fid, zid)): Path<(String, String)>,
+    Ids((fid, zid)): Ids<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let id = facility_id(&fid)?;
     let zone = ZoneId::parse(&zid)
@@ -72,7 +73,7 @@ pub async fn spots(
 pub async fn service(
     State(app): State<AppState>,
     _admin: Admin,
-    Path((fid, sid)): Path<(String, String)>,
+    Ids((fid, sid)): Ids<(String, String)>,
     JsonBody(input): JsonBody<ServiceInput>,
 ) -> ApiResult<Json<Value>> {
     let id = facility_id(&fid)?;

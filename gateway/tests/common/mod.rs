@@ -1,0 +1,210 @@
+//! Shared by the integration test binaries: start the real `parkme`
+//! binary on a free port with a fresh data dir, talk to it over sockets.
+//!
+//! `TestServer::start(env)` spawns `parkme serve` (port 0, the bound port
+//! read from its "listening on" line), waits until `/health/` answers 200,
+//! and kills the process on drop. `restart()` starts a new process on the
+//! same data dir and port. Logs are quiet unless `TEST_LOG` is set.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{EncodingKey, Header, encode};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const JWT_SECRET: &str = "test-jwt-secret";
+
+/// How long a start may take before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug)]
+pub struct TestServer {
+    child: Option<Child>,
+    port: u16,
+    env: Vec<(String, String)>,
+    data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts `parkme serve` with `env` on top of the test defaults
+    /// (embedded storage in a temp dir, known admin token and JWT secret).
+    pub async fn start(env: &[(&str, &str)]) -> TestServer {
+        let mut server = TestServer {
+            child: None,
+            port: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            data_dir: tempfile::tempdir().expect("a temp data dir"),
+        };
+        server.spawn().await;
+        server
+    }
+
+    fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    async fn spawn(&mut self) {
+        let verbose = std::env::var_os("TEST_LOG").is_some();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_parkme"));
+        command.arg("serve");
+        for (name, _) in std::env::vars() {
+            if name.starts_with("PARKME_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("PARKME_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("PARKME_DATA_DIR", self.data_dir.path())
+            .env("PARKME_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("PARKME_JWT_SECRET", JWT_SECRET)
+            .env("PARKME_LOG_FORMAT", "pretty")
+            .env("RUST_LOG", if verbose { "info" } else { "warn" })
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(if verbose {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        let mut child = command.spawn().expect("parkme starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        // Reads the bound port, then keeps draining stdout (logs) so the
+        // server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let port = rest
+                        .trim_end_matches('/')
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
+                    let _ = tx.send(port);
+                }
+                if verbose {
+                    println!("[parkme] {line}");
+                }
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let port = loop {
+            match rx.try_recv() {
+                Ok(Some(port)) => break port,
+                Ok(None) => panic!("parkme printed an unreadable listening line"),
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    let status = self.child.as_mut().and_then(|c| c.try_wait().ok());
+                    panic!("parkme exited before listening: {status:?}");
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            assert!(Instant::now() < deadline, "parkme did not start in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.port = port;
+        self.wait_healthy(deadline).await;
+    }
+
+    async fn wait_healthy(&mut self, deadline: Instant) {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
+        loop {
+            if let Ok(response) = client.get(format!("{}/health/", self.url())).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("parkme exited during start: {status}");
+            }
+            assert!(Instant::now() < deadline, "parkme never became healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    pub fn admin_token(&self) -> &str {
+        self.env_value("PARKME_ADMIN_TOKEN").unwrap_or(ADMIN_TOKEN)
+    }
+
+    /// An HS256 user token `{"sub": sub}` signed with the server's secret.
+    pub fn user_token(&self, sub: &str) -> String {
+        let secret = self.env_value("PARKME_JWT_SECRET").unwrap_or(JWT_SECRET);
+        user_token_signed_with(secret, sub)
+    }
+
+    /// SIGKILL: no flush, no snapshot, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The child process, to signal or wait on it directly.
+    pub fn child_mut(&mut self) -> Option<&mut Child> {
+        self.child.as_mut()
+    }
+
+    /// Starts a new process on the same data dir and port (killing the
+    /// current one first if it still runs).
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A user token signed with any secret (to test a wrong one).
+pub fn user_token_signed_with(secret: &str, sub: &str) -> String {
+    encode(
+        &Header::default(),
+        &serde_json::json!({ "sub": sub }),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a signed token")
+}
