@@ -281,6 +281,7 @@ impl FacilityState {
                 zones: vec![view],
                 spots: change.spots,
                 relaid: change.full,
+                published_at: std::time::Instant::now(),
                 encoded: Default::default(),
             });
         } else if known.is_none() {
@@ -350,7 +351,9 @@ fn record_spot_gauges(before: &ZoneCounts, after: &ZoneCounts) {
     }
 }
 
-async fn ask_zone<T>(
+/// Sends a request to a zone actor and waits for its answer; a zone that
+/// is gone (restarting) is `Unavailable`.
+pub(crate) async fn ask_zone<T>(
     actor: &ActorRef<ZoneMsg>,
     make: impl FnOnce(oneshot::Sender<Result<T, ActorError>>) -> ZoneMsg,
 ) -> Result<T, ActorError> {
@@ -636,6 +639,7 @@ async fn relayout(
         zones: snapshot.view.zones,
         spots: snapshot.spots,
         relaid: true,
+        published_at: std::time::Instant::now(),
         encoded: Default::default(),
     });
     Ok(())

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::error::ActorError;
-use crate::facility::{FacilityActor, FacilityArgs, FacilityMsg, FacilityShared, Routes};
+use crate::facility::{FacilityActor, FacilityArgs, FacilityMsg, FacilityShared, Routes, ask_zone};
 use crate::publish::{FacilityView, Subscription};
 use crate::record::{FacilityRecord, hash_key};
 use crate::zone::{SensorInput, ZoneContext, ZoneMsg};
@@ -124,19 +124,6 @@ async fn ask<T>(
         .send_message(make(tx))
         .map_err(|_| ActorError::Unavailable("facility"))?;
     rx.await.map_err(|_| ActorError::Unavailable("facility"))
-}
-
-async fn ask_zone<T>(
-    actor: &ActorRef<ZoneMsg>,
-    make: impl FnOnce(oneshot::Sender<Result<T, ActorError>>) -> ZoneMsg,
-) -> Result<T, ActorError> {
-    let (tx, rx) = oneshot::channel();
-    metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").increment(1.0);
-    if actor.send_message(make(tx)).is_err() {
-        metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
-        return Err(ActorError::Unavailable("zone"));
-    }
-    rx.await.unwrap_or(Err(ActorError::Unavailable("zone")))
 }
 
 impl Node {

@@ -10,6 +10,7 @@
 //! This module must never block or hold a lock across an await.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use parkme_engine::{FacilityId, Location, Seq, SpotView, ZoneCounts, ZoneId};
 use tokio::sync::broadcast;
@@ -55,6 +56,9 @@ pub struct Delta {
     pub spots: Vec<SpotView>,
     /// The layout changed: readers should take a fresh snapshot.
     pub relaid: bool,
+    /// When the facility published it (after the commit behind it was
+    /// durable): the start of the edge's delivery latency.
+    pub published_at: Instant,
     /// Encodings of this delta: `[zones only, with spots]`.
     pub encoded: [OnceLock<Arc<str>>; 2],
 }
