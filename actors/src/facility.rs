@@ -75,6 +75,12 @@ pub enum FacilityMsg {
         record: FacilityRecord,
         reply: oneshot::Sender<Result<(), ActorError>>,
     },
+    /// A failed zone is running again at a new address.
+    ZoneRestarted {
+        zone: ZoneId,
+        layout: ZoneLayout,
+        actor: ActorRef<ZoneMsg>,
+    },
 }
 
 impl std::fmt::Debug for FacilityMsg {
@@ -87,6 +93,7 @@ impl std::fmt::Debug for FacilityMsg {
             FacilityMsg::Candidates { .. } => "Candidates",
             FacilityMsg::Subscribe { .. } => "Subscribe",
             FacilityMsg::Relayout { .. } => "Relayout",
+            FacilityMsg::ZoneRestarted { .. } => "ZoneRestarted",
         })
     }
 }
@@ -440,6 +447,27 @@ impl Actor for FacilityActor {
             FacilityMsg::Subscribe { since, reply } => {
                 let _ = reply.send(state.subscribe(since));
             }
+            FacilityMsg::ZoneRestarted {
+                zone,
+                layout,
+                actor,
+            } => {
+                let current = state
+                    .zones
+                    .get_mut(&zone)
+                    .filter(|slot| slot.layout == layout);
+                match current {
+                    Some(slot) => {
+                        slot.actor = actor.clone();
+                        state.by_actor.insert(actor.get_id(), zone);
+                        metrics::counter!("parkme_actor_restarts_total", "actor" => "zone")
+                            .increment(1);
+                        state.publish_routes();
+                    }
+                    // The zone left (or changed) while it was restarting.
+                    None => actor.stop(Some("zone no longer in this layout".into())),
+                }
+            }
             FacilityMsg::Relayout { record, reply } => {
                 let result = relayout(&myself, state, record).await;
                 let _ = reply.send(result);
@@ -483,27 +511,40 @@ impl Actor for FacilityActor {
         let Some(layout) = state.zones.get(&zone).map(|slot| slot.layout.clone()) else {
             return Ok(());
         };
-        // Storage may be down: keep trying with a bounded back-off.
-        let mut delay = std::time::Duration::from_millis(50);
-        loop {
-            match spawn_zone(&myself, &state.id, &layout, &state.context).await {
-                Ok(actor) => {
-                    state.by_actor.insert(actor.get_id(), zone.clone());
-                    if let Some(slot) = state.zones.get_mut(&zone) {
-                        slot.actor = actor;
-                    }
-                    metrics::counter!("parkme_actor_restarts_total", "actor" => "zone")
-                        .increment(1);
-                    break;
+        // Restart off the mailbox: storage may be down for a while, and the
+        // facility keeps answering (requests for this zone get "restarting,
+        // retry" from its dead address) until the zone is back.
+        let context = state.context.clone();
+        let facility = state.id.clone();
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_millis(50);
+            loop {
+                if matches!(
+                    myself.get_status(),
+                    ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
+                ) {
+                    return;
                 }
-                Err(e) => {
-                    tracing::warn!(facility = %state.id, zone = %zone, error = %e, "zone restart failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                match spawn_zone(&myself, &facility, &layout, &context).await {
+                    Ok(actor) => {
+                        let restarted = FacilityMsg::ZoneRestarted {
+                            zone,
+                            layout,
+                            actor: actor.clone(),
+                        };
+                        if myself.send_message(restarted).is_err() {
+                            actor.stop(Some("facility stopped".into()));
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(facility = %facility, zone = %zone, error = %e, "zone restart failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                    }
                 }
             }
-        }
-        state.publish_routes();
+        });
         Ok(())
     }
 }
@@ -536,17 +577,17 @@ async fn relayout(
     }
     // 2. Apply to the zones that stay.
     for (id, slot) in state.zones.iter_mut() {
-        if let Some(layout) = new_zones.get(id) {
-            if slot.layout != **layout {
-                let layout = (*layout).clone();
-                ask_zone(&slot.actor, |reply| ZoneMsg::Relayout {
-                    layout: layout.clone(),
-                    dry_run: false,
-                    reply,
-                })
-                .await?;
-                slot.layout = layout;
-            }
+        if let Some(layout) = new_zones.get(id)
+            && slot.layout != **layout
+        {
+            let layout = (*layout).clone();
+            ask_zone(&slot.actor, |reply| ZoneMsg::Relayout {
+                layout: layout.clone(),
+                dry_run: false,
+                reply,
+            })
+            .await?;
+            slot.layout = layout;
         }
     }
     // 3. Retire zones that left; their seqs move into the base so the

@@ -354,10 +354,10 @@ impl Node {
                     .storage()
                     .idempotent_booking(&params.owner, key, now)
                     .await?;
-                if let Some(existing) = found {
-                    if let Some(booking) = self.booking(&existing).await? {
-                        return Ok(Booked::Replayed(booking));
-                    }
+                if let Some(existing) = found
+                    && let Some(booking) = self.booking(&existing).await?
+                {
+                    return Ok(Booked::Replayed(booking));
                 }
                 Some(guard)
             }

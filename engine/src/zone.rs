@@ -842,10 +842,8 @@ impl ZoneState {
         match &booking.spot {
             Some(spot) => self.update_slot(spot, |s| s.booking = None),
             None => {
-                if was_confirmed {
-                    if let Shape::Counter(counter) = &mut self.shape {
-                        counter.reserved = counter.reserved.saturating_sub(1);
-                    }
+                if was_confirmed && let Shape::Counter(counter) = &mut self.shape {
+                    counter.reserved = counter.reserved.saturating_sub(1);
                 }
                 self.refresh_counter_counts();
             }

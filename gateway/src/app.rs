@@ -275,6 +275,9 @@ fn spawn_upkeep(state: AppState) -> JoinHandle<()> {
                 () = state.shutdown().cancelled() => break,
                 _ = tick.tick() => {
                     state.limits().shrink();
+                    // Histograms keep raw samples until drained: fold them
+                    // into their buckets so memory stays flat between scrapes.
+                    state.metrics().run_upkeep();
                     metrics::gauge!("parkme_commit_queue_len").set(state.node().commit_queue() as f64);
                 }
             }

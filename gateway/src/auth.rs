@@ -85,10 +85,10 @@ impl Authenticator {
         let Some(token) = token else {
             return Ok(Principal::Anonymous);
         };
-        if let Some(admin) = &self.admin_token_hash {
-            if same_digest(admin, &digest(token)) {
-                return Ok(Principal::Admin);
-            }
+        if let Some(admin) = &self.admin_token_hash
+            && same_digest(admin, &digest(token))
+        {
+            return Ok(Principal::Admin);
         }
         let Some((key, validation)) = &self.jwt else {
             return Err(ApiError::unauthorized("invalid credentials"));

@@ -56,11 +56,11 @@ impl FromRequestParts<AppState> for Caller {
             // Failed credentials count as anonymous, so guessing is limited.
             Ok(Principal::Anonymous) | Err(_) => is_write.then_some(LimitKey::AnonymousIp(ip)),
         };
-        if let Some(key) = limit_key {
-            if let Err(wait) = state.limits().check_shared(key).await {
-                metrics::counter!("parkme_rate_limited_total").increment(1);
-                return Err(ApiError::rate_limited(wait));
-            }
+        if let Some(key) = limit_key
+            && let Err(wait) = state.limits().check_shared(key).await
+        {
+            metrics::counter!("parkme_rate_limited_total").increment(1);
+            return Err(ApiError::rate_limited(wait));
         }
         Ok(Caller {
             principal: principal?,

@@ -17,6 +17,7 @@
 
 pub mod backend;
 pub mod conformance;
+pub mod cql;
 pub mod embedded;
 pub mod error;
 pub mod group_commit;

@@ -27,23 +27,29 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-            )
-        })?;
-    Ok(Some(key.to_owned()))
+    let key = value.to_str().unwrap_or_default();
+    checked_idempotency_key(key).map(Some)
 }
 
-fn params(input: BookingInput, caller: &Caller, key: Option<String>) -> ApiResult<BookParams> {
-    let owner = caller
-        .principal
+/// An `Idempotency-Key` (header, or the app socket's `idempotency_key`):
+/// 1 to 255 visible characters once trimmed.
+pub fn checked_idempotency_key(raw: &str) -> ApiResult<String> {
+    let key = raw.trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+fn params(
+    input: BookingInput,
+    principal: &Principal,
+    key: Option<String>,
+) -> ApiResult<BookParams> {
+    let owner = principal
         .owner()
         .ok_or_else(|| ApiError::unauthorized("a user token is required to book"))?;
     let plate = Plate::parse(&input.plate)
@@ -103,6 +109,37 @@ fn outcome_label(result: &Result<Booked, ApiError>) -> &'static str {
     }
 }
 
+/// Books for `principal` in facility `fid`: the one path behind
+/// `POST /v1/facilities/{fid}/bookings` and the app socket's `book` op
+/// (per-user bookings limit, validation, durable booking, metrics).
+pub async fn book_as(
+    app: &AppState,
+    principal: &Principal,
+    fid: &str,
+    input: BookingInput,
+    idempotency_key: Option<String>,
+) -> ApiResult<Booked> {
+    let started = Instant::now();
+    let result = async {
+        if let Principal::User(user) = principal {
+            app.limits()
+                .check_shared(LimitKey::UserBookings(user.to_string()))
+                .await
+                .map_err(ApiError::rate_limited)?;
+        }
+        let id = facility_id(fid)?;
+        let params = params(input, principal, idempotency_key)?;
+        app.node().book(&id, params).await.map_err(ApiError::from)
+    }
+    .await;
+    metrics::counter!("parkme_bookings_total", "outcome" => outcome_label(&result)).increment(1);
+    metrics::histogram!("parkme_booking_latency_seconds").record(started.elapsed().as_secs_f64());
+    if let Ok(Booked::Created(booking)) = &result {
+        tracing::debug!(booking = %booking.id, facility = %booking.facility, zone = %booking.zone, "booked");
+    }
+    result
+}
+
 pub async fn create(
     State(app): State<AppState>,
     SignedIn(caller): SignedIn,
@@ -110,25 +147,9 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(input): JsonBody<BookingInput>,
 ) -> ApiResult<Response> {
-    let started = Instant::now();
-    let result = async {
-        if let Principal::User(user) = &caller.principal {
-            app.limits()
-                .check_shared(LimitKey::UserBookings(user.to_string()))
-                .await
-                .map_err(ApiError::rate_limited)?;
-        }
-        let id = facility_id(&fid)?;
-        let key = idempotency_key(&headers)?;
-        let params = params(input, &caller, key)?;
-        app.node().book(&id, params).await.map_err(ApiError::from)
-    }
-    .await;
-    metrics::counter!("parkme_bookings_total", "outcome" => outcome_label(&result)).increment(1);
-    metrics::histogram!("parkme_booking_latency_seconds").record(started.elapsed().as_secs_f64());
-    match result? {
+    let key = idempotency_key(&headers)?;
+    match book_as(&app, &caller.principal, &fid, input, key).await? {
         Booked::Created(booking) => {
-            tracing::debug!(booking = %booking.id, facility = %booking.facility, zone = %booking.zone, "booked");
             Ok((StatusCode::CREATED, Json(booking_json(&booking))).into_response())
         }
         Booked::Replayed(booking) => {
@@ -139,8 +160,8 @@ pub async fn create(
 
 /// Loads a booking the caller may see: 401 anonymous, 404 unknown, 403
 /// someone else's.
-async fn owned_booking(app: &AppState, caller: &Caller, raw: &str) -> ApiResult<Booking> {
-    let owner = match &caller.principal {
+async fn owned_booking(app: &AppState, principal: &Principal, raw: &str) -> ApiResult<Booking> {
+    let owner = match principal {
         Principal::Anonymous => return Err(ApiError::unauthorized("credentials required")),
         Principal::Admin => None,
         Principal::User(user) => Some(user),
@@ -155,12 +176,21 @@ async fn owned_booking(app: &AppState, caller: &Caller, raw: &str) -> ApiResult<
     Ok(booking)
 }
 
+/// Cancels booking `raw` for `principal` (its owner or the admin): the one
+/// path behind `DELETE /v1/bookings/{id}` and the app socket's `cancel` op.
+pub async fn cancel_as(app: &AppState, principal: &Principal, raw: &str) -> ApiResult<Booking> {
+    let booking = owned_booking(app, principal, raw).await?;
+    let cancelled = app.node().cancel(&booking).await?;
+    metrics::counter!("parkme_bookings_total", "outcome" => "cancelled").increment(1);
+    Ok(cancelled)
+}
+
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> ApiResult<Json<Value>> {
-    let booking = owned_booking(&app, &caller, &id).await?;
+    let booking = owned_booking(&app, &caller.principal, &id).await?;
     Ok(Json(booking_json(&booking)))
 }
 
@@ -169,8 +199,6 @@ pub async fn cancel(
     caller: Caller,
     Ids(id): Ids<String>,
 ) -> ApiResult<Json<Value>> {
-    let booking = owned_booking(&app, &caller, &id).await?;
-    let cancelled = app.node().cancel(&booking).await?;
-    metrics::counter!("parkme_bookings_total", "outcome" => "cancelled").increment(1);
+    let cancelled = cancel_as(&app, &caller.principal, &id).await?;
     Ok(Json(booking_json(&cancelled)))
 }

@@ -1,0 +1,478 @@
+//! The sensor socket, `GET /v1/sensors/{fid}` (contract §4).
+//!
+//! Handshake: the facility must exist (404) and the key must be this
+//! facility's (401 missing or wrong, 403 another facility's), all before
+//! any upgrade. Then one task per connection:
+//!
+//! - frames are read and parsed; bad messages are answered with error
+//!   frames at once; good ones are dispatched to the node in arrival
+//!   order (the first poll of each dispatch reaches the zone actors before
+//!   the next frame is read), coalescing frames that are already buffered;
+//! - dispatches are pipelined: reading goes on while earlier ones commit,
+//!   up to a bound, then stops (back-pressure through TCP);
+//! - answers come back in order and move the cumulative ack
+//!   ([`super::acks`]); an ack is only ever sent for what the node
+//!   reported durable or refused, so storage that stalls stalls the acks.
+//!
+//! This module must never ack a message the node has not answered.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::Duration;
+
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{FuturesOrdered, SplitStream};
+use futures_util::{FutureExt, StreamExt};
+use parkme_actors::{ActorError, KeyCheck, SensorReading};
+use parkme_engine::FacilityId;
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+use super::acks::{AckTracker, Span};
+use super::protocol::{
+    self, BINCODE_PROTOCOL, Codec, Encoded, JSON_PROTOCOL, Rejected, SensorReply,
+};
+use super::socket::{self, Buffers, ConnectionGauge, Liveness, Next, Pulse, close, write_loop};
+use crate::app::AppState;
+use crate::auth::{bearer, same_digest};
+use crate::error::ApiError;
+use crate::extract::Ids;
+use crate::http::facility_id;
+use crate::rate_limit::LimitKey;
+
+/// Sensors send batches of up to a frame: reads of a few KiB at a time.
+const BUFFERS: Buffers = Buffers {
+    read: 16 * 1024,
+    write: 4 * 1024,
+};
+/// Messages dispatched and not yet answered, per connection.
+const MAX_INFLIGHT_MESSAGES: usize = 64 * 1024;
+/// Dispatches not yet answered, per connection.
+const MAX_INFLIGHT_DISPATCHES: usize = 256;
+/// Messages coalesced into one dispatch from frames already buffered.
+const MAX_DISPATCH: usize = 1024;
+/// Error frames waiting for the writer before reading pauses.
+const MAX_QUEUED_ERRORS: usize = 1024;
+/// At shutdown, how long answers to dispatched messages are awaited.
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(1500);
+
+#[derive(Debug, Deserialize)]
+struct KeyQuery {
+    key: Option<String>,
+}
+
+/// The key a sensor presents: `Authorization: Bearer`, `X-Sensor-Key`, or
+/// `?key=` for devices that cannot set headers.
+fn presented_key(headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, ApiError> {
+    if let Some(token) = bearer(headers)? {
+        return Ok(Some(token.to_owned()));
+    }
+    if let Some(value) = headers.get("x-sensor-key") {
+        let key = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("malformed X-Sensor-Key header"))?;
+        return Ok(Some(key.trim().to_owned()));
+    }
+    Ok(Query::<KeyQuery>::try_from_uri(uri)
+        .ok()
+        .and_then(|Query(q)| q.key)
+        .filter(|k| !k.is_empty()))
+}
+
+/// 404 unknown facility, 401 no or wrong key, 403 another facility's key.
+fn authorize(
+    app: &AppState,
+    fid: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<FacilityId, ApiError> {
+    let id = facility_id(fid)?;
+    let node = app.node();
+    if !node.facility_ids().contains(&id) {
+        return Err(ApiError::not_found(
+            "unknown_facility",
+            format!("facility {fid:?} does not exist"),
+        ));
+    }
+    let key = presented_key(headers, uri)?
+        .ok_or_else(|| ApiError::unauthorized("a sensor key is required"))?;
+    match node.check_sensor_key(&id, &key) {
+        KeyCheck::Valid => Ok(id),
+        KeyCheck::UnknownFacility => Err(ApiError::not_found(
+            "unknown_facility",
+            format!("facility {fid:?} does not exist"),
+        )),
+        KeyCheck::Wrong => {
+            let given = digest(&key);
+            let elsewhere = node
+                .facility_ids()
+                .iter()
+                .any(|other| other != &id && same_digest(&digest(&node.sensor_key(other)), &given));
+            if elsewhere {
+                Err(ApiError::forbidden(
+                    "this sensor key belongs to another facility",
+                ))
+            } else {
+                Err(ApiError::unauthorized("invalid sensor key"))
+            }
+        }
+    }
+}
+
+fn digest(value: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value.as_bytes()).into()
+}
+
+/// `GET /v1/sensors/{fid}`.
+pub async fn handshake(
+    State(app): State<AppState>,
+    fid: Result<Ids<String>, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let authorized = fid.and_then(|Ids(fid)| authorize(&app, &fid, &headers, &uri));
+    let fid = match authorized {
+        Ok(fid) => fid,
+        Err(error) => return error.into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return super::not_an_upgrade(&rejection).into_response(),
+    };
+    let ws = socket::configure(ws, BUFFERS).protocols([JSON_PROTOCOL, BINCODE_PROTOCOL]);
+    let codec = Codec::from_protocol(ws.selected_protocol().and_then(|p| p.to_str().ok()));
+    ws.on_upgrade(move |socket| run(socket, app, fid, codec))
+}
+
+/// Replies waiting for the writer. Acks are cumulative, so only the
+/// latest is kept; errors go out before it.
+#[derive(Debug, Default)]
+struct Replies {
+    errors: VecDeque<SensorReply>,
+    ack: Option<u64>,
+    ping: bool,
+    close: Option<(u16, &'static str)>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn next_reply(replies: &Mutex<Replies>, codec: Codec) -> Next {
+    let reply = {
+        let mut replies = lock(replies);
+        if let Some(error) = replies.errors.pop_front() {
+            error
+        } else if let Some(seq) = replies.ack.take() {
+            metrics::counter!("parkme_ws_acks_total").increment(1);
+            SensorReply::Ack { seq }
+        } else if std::mem::take(&mut replies.ping) {
+            return Next::Send(Message::Ping(Default::default()), None);
+        } else if let Some((code, reason)) = replies.close {
+            return Next::Close(code, reason);
+        } else {
+            return Next::Idle;
+        }
+    };
+    let message = match protocol::encode_reply(codec, &reply) {
+        Encoded::Text(text) => Message::Text(text.into()),
+        Encoded::Binary(bytes) => Message::Binary(bytes.into()),
+    };
+    Next::Send(message, None)
+}
+
+/// The node's answers to one dispatch, in the order of `seqs`.
+struct Answered {
+    span: Span,
+    seqs: Vec<u64>,
+    results: Vec<Result<(), ActorError>>,
+}
+
+type Dispatch = Pin<Box<dyn Future<Output = Answered> + Send>>;
+
+/// Why the read loop ended.
+#[derive(Debug)]
+enum End {
+    /// Tell the peer this code, then stop.
+    Close(u16, &'static str),
+    /// The peer closed (or vanished): answer its close if it sent one.
+    Gone,
+}
+
+/// Messages read but not dispatched yet (frames coalesced together).
+#[derive(Default)]
+struct Pending {
+    readings: Vec<SensorReading>,
+    seqs: Vec<u64>,
+}
+
+struct Session<'a> {
+    app: AppState,
+    fid: FacilityId,
+    limit_key: LimitKey,
+    replies: &'a Mutex<Replies>,
+    notify: &'a Notify,
+    acks: AckTracker,
+    inflight: FuturesOrdered<Dispatch>,
+    inflight_messages: usize,
+    pending: Pending,
+}
+
+impl Session<'_> {
+    fn can_read(&self) -> bool {
+        self.inflight_messages < MAX_INFLIGHT_MESSAGES
+            && self.inflight.len() < MAX_INFLIGHT_DISPATCHES
+            && lock(self.replies).errors.len() < MAX_QUEUED_ERRORS
+    }
+
+    fn refuse(&mut self, rejected: Rejected) {
+        tracing::debug!(facility = %self.fid, seq = ?rejected.seq, code = rejected.code, "sensor message refused");
+        if let Some(seq) = rejected.seq {
+            self.acks.settled(seq);
+        }
+        lock(self.replies).errors.push_back(rejected.into_reply());
+    }
+
+    /// Takes one frame in: refusals are answered now, readings wait in
+    /// `pending` for [`Session::dispatch`].
+    fn absorb(&mut self, message: Message) -> Result<(), End> {
+        let frame = match &message {
+            Message::Text(text) => protocol::parse_json(text),
+            Message::Binary(bytes) => protocol::parse_bincode(bytes),
+            Message::Close(_) => return Err(End::Gone),
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+        };
+        metrics::counter!("parkme_ws_messages_in_total", "kind" => "sensor").increment(1);
+        let count = frame.len();
+        if count == 0 {
+            return Ok(());
+        }
+        metrics::counter!("parkme_sensor_events_total").increment(count as u64);
+        let units = u32::try_from(count).unwrap_or(u32::MAX);
+        if self
+            .app
+            .limits()
+            .check_n(self.limit_key.clone(), units)
+            .is_err()
+        {
+            metrics::counter!("parkme_rate_limited_total").increment(1);
+            tracing::info!(facility = %self.fid, "sensor flood past the rate limit; closing");
+            return Err(End::Close(close::POLICY, "rate limit exceeded"));
+        }
+        for rejected in frame.rejected {
+            self.refuse(rejected);
+        }
+        for message in frame.messages {
+            match message.to_reading() {
+                Ok(reading) => {
+                    self.pending.readings.push(reading);
+                    self.pending.seqs.push(message.seq());
+                }
+                Err(rejected) => self.refuse(rejected),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is pending to the node. The dispatch is polled once
+    /// right here, which hands every reading to its zone actor before the
+    /// next frame is read: readings apply in the order they arrived.
+    async fn dispatch(&mut self) {
+        let Pending { readings, seqs } = std::mem::take(&mut self.pending);
+        let Some(span) = Span::of(seqs.iter().copied()) else {
+            return;
+        };
+        self.acks.dispatched(span);
+        self.inflight_messages += seqs.len();
+        let node = self.app.node().clone();
+        let fid = self.fid.clone();
+        let mut answer: Dispatch = Box::pin(async move {
+            let count = readings.len();
+            let results = match node.sense(&fid, readings).await {
+                Ok(results) => results,
+                Err(e) => vec![Err(e); count],
+            };
+            Answered {
+                span,
+                seqs,
+                results,
+            }
+        });
+        let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(answered) => self
+                .inflight
+                .push_back(Box::pin(std::future::ready(answered))),
+            Poll::Pending => self.inflight.push_back(answer),
+        }
+    }
+
+    /// The node answered a dispatch: errors out, then the ack it allows.
+    fn answered(&mut self, answered: Answered) {
+        self.inflight_messages -= answered.seqs.len();
+        {
+            let mut replies = lock(self.replies);
+            for (seq, result) in answered.seqs.iter().zip(answered.results) {
+                if let Err(error) = result {
+                    let error = ApiError::from(error);
+                    replies.errors.push_back(SensorReply::Error {
+                        seq: Some(*seq),
+                        code: error.code.to_owned(),
+                        message: error.message,
+                    });
+                }
+            }
+        }
+        self.acks.answered(answered.span);
+        self.queue_ack();
+    }
+
+    fn queue_ack(&mut self) {
+        if let Some(seq) = self.acks.next_ack() {
+            lock(self.replies).ack = Some(seq);
+        }
+        self.notify.notify_one();
+    }
+}
+
+/// One sensor connection, from upgrade to close.
+pub async fn run(socket: WebSocket, app: AppState, fid: FacilityId, codec: Codec) {
+    let _gauge = ConnectionGauge::open("sensor");
+    tracing::debug!(facility = %fid, ?codec, "sensor connected");
+    let (mut sink, mut stream) = socket.split();
+    let replies = Mutex::new(Replies::default());
+    let notify = Notify::new();
+    let writer = write_loop(&mut sink, &notify, "sensor", || next_reply(&replies, codec));
+    tokio::pin!(writer);
+    let shutdown = app.shutdown().clone();
+    let mut session = Session {
+        limit_key: LimitKey::Facility(fid.to_string()),
+        app,
+        fid,
+        replies: &replies,
+        notify: &notify,
+        acks: AckTracker::default(),
+        inflight: FuturesOrdered::new(),
+        inflight_messages: 0,
+        pending: Pending::default(),
+    };
+    let mut liveness = Liveness::default();
+    let mut ticker = socket::liveness_ticker();
+    let end = loop {
+        let can_read = session.can_read();
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down"),
+            written = &mut writer => {
+                if let Err(e) = written {
+                    tracing::debug!(facility = %session.fid, error = %e, "sensor socket write failed");
+                }
+                return;
+            }
+            Some(answered) = session.inflight.next(), if !session.inflight.is_empty() => {
+                session.answered(answered);
+            }
+            frame = stream.next(), if can_read => {
+                liveness.heard();
+                match read_frames(&mut session, &mut stream, frame).await {
+                    Ok(()) => {}
+                    Err(end) => break end,
+                }
+            }
+            _ = ticker.tick() => match liveness.tick() {
+                // A connection stalled by back-pressure is not read, so
+                // its pongs are not seen: only a reading one can be dead.
+                Pulse::Dead if can_read => break End::Gone,
+                Pulse::Ping | Pulse::Dead => {
+                    lock(&replies).ping = true;
+                    notify.notify_one();
+                }
+                Pulse::Fine => {}
+            },
+        }
+    };
+    let (code, reason) = match end {
+        End::Close(code, reason) => (code, reason),
+        // Flushes the reply to the peer's close frame, if any.
+        End::Gone => (1000, ""),
+    };
+    if code == close::GOING_AWAY {
+        // Let what was dispatched commit and be acked before going.
+        let drain = async {
+            while let Some(answered) = session.inflight.next().await {
+                session.answered(answered);
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(SHUTDOWN_DRAIN, drain) => {}
+            _ = &mut writer => return,
+        }
+    }
+    lock(&replies).close = Some((code, reason));
+    notify.notify_one();
+    let _ = tokio::time::timeout(socket::CLOSE_GRACE, &mut writer).await;
+    if code != 1000 {
+        linger(&mut stream).await;
+    }
+}
+
+/// Takes the frame `select!` read plus every frame already buffered behind
+/// it (up to [`MAX_DISPATCH`] messages), then dispatches them as one.
+async fn read_frames(
+    session: &mut Session<'_>,
+    stream: &mut SplitStream<WebSocket>,
+    first: Option<Result<Message, axum::Error>>,
+) -> Result<(), End> {
+    let mut next = first;
+    let outcome = loop {
+        let step = match next {
+            None => Err(End::Gone),
+            Some(Err(error)) => Err(read_error(&session.fid, &error)),
+            Some(Ok(message)) => session.absorb(message),
+        };
+        if step.is_err() {
+            break step;
+        }
+        if session.pending.readings.len() >= MAX_DISPATCH || !session.can_read() {
+            break Ok(());
+        }
+        match stream.next().now_or_never() {
+            Some(frame) => next = frame,
+            None => break Ok(()),
+        }
+    };
+    session.dispatch().await;
+    session.queue_ack();
+    outcome
+}
+
+fn read_error(fid: &FacilityId, error: &axum::Error) -> End {
+    match socket::close_code_for(error) {
+        Some(close::TOO_BIG) => {
+            tracing::info!(facility = %fid, "sensor frame over 64 KiB; closing");
+            End::Close(close::TOO_BIG, "frame over 64 KiB")
+        }
+        Some(code) => {
+            tracing::debug!(facility = %fid, error = %error, "sensor protocol error");
+            End::Close(code, "protocol error")
+        }
+        None => End::Gone,
+    }
+}
+
+/// After our close frame, reads (and drops) what the peer still sends
+/// until it closes, so the socket is not reset under unread data.
+async fn linger(stream: &mut SplitStream<WebSocket>) {
+    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    let _ = tokio::time::timeout(socket::CLOSE_GRACE, drain).await;
+}

@@ -1,0 +1,521 @@
+//! The app socket, `GET /v1/stream` (contract §5).
+//!
+//! Anyone may read; a user token (header or `?token=`) also allows `book`
+//! and `cancel`, which go through the same validation, limits and node
+//! calls as the HTTP API. One task per connection holds:
+//!
+//! - the writer ([`super::socket::write_loop`]) draining the connection's
+//!   [`Outbox`];
+//! - one *forwarder* future per subscribed facility, moving deltas from
+//!   the facility's broadcast into the outbox (which conflates them when
+//!   the client is behind) and swapping in a fresh snapshot when the
+//!   broadcast lags or the layout changes;
+//! - booking ops in flight, and the reader of client ops.
+//!
+//! Deltas are encoded once per wire shape and the bytes shared by every
+//! subscriber (the `encoded` caches of [`Delta`] and [`Snapshot`]).
+//!
+//! This module must never let a client that does not read grow the
+//! server's memory: everything it holds per connection is bounded.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::{
+    Message, Utf8Bytes, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use parkme_actors::facility::encoded_slot;
+use parkme_actors::{Booked, Delta, Node, Start};
+use parkme_engine::{FacilityId, Seq};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+use super::outbox::{Item, Outbox, Pushed, Taken};
+use super::protocol::{self, ClientOp, Detail, JSON_PROTOCOL};
+use super::socket::{self, Buffers, ConnectionGauge, Liveness, Next, Pulse, close, write_loop};
+use crate::app::AppState;
+use crate::auth::{Principal, bearer};
+use crate::error::ApiError;
+use crate::http::bookings::{book_as, cancel_as, checked_idempotency_key};
+use crate::rate_limit::LimitKey;
+
+/// Apps send small ops: a small read buffer keeps idle subscribers cheap.
+const BUFFERS: Buffers = Buffers {
+    read: 1024,
+    write: 4 * 1024,
+};
+/// Facilities one connection may follow.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+/// Booking ops running at once per connection before reading pauses.
+const MAX_OPS_IN_FLIGHT: usize = 16;
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /v1/stream`.
+pub async fn handshake(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let token = match bearer(&headers) {
+        Ok(Some(token)) => Some(token.to_owned()),
+        Ok(None) => Query::<TokenQuery>::try_from_uri(&uri)
+            .ok()
+            .and_then(|Query(q)| q.token)
+            .filter(|t| !t.is_empty()),
+        Err(error) => return error.into_response(),
+    };
+    let principal = match app.auth().principal(token.as_deref()) {
+        Ok(principal) => principal,
+        Err(error) => return error.into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return super::not_an_upgrade(&rejection).into_response(),
+    };
+    socket::configure(ws, BUFFERS)
+        .protocols([JSON_PROTOCOL])
+        .on_upgrade(move |socket| run(socket, app, principal))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Shared bytes as a text frame, without copying them per subscriber.
+fn shared_text(text: &Arc<str>) -> Message {
+    struct Shared(Arc<str>);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    let bytes = Bytes::from_owner(Shared(Arc::clone(text)));
+    Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from(&**text)))
+}
+
+/// The writer's side of the outbox: what to send next, encoded.
+fn next_frame(outbox: &Mutex<Outbox>) -> Next {
+    let taken = lock(outbox).take();
+    let item = match taken {
+        Taken::Item(item) => item,
+        Taken::Close(code, reason) => return Next::Close(code, reason),
+        Taken::Nothing => return Next::Idle,
+    };
+    match item {
+        Item::Text(text) => Next::Send(Message::Text(text.into()), None),
+        Item::Ping => Next::Send(Message::Ping(Bytes::new()), None),
+        Item::Snapshot(snapshot, detail) => {
+            let text = encoded_slot(&snapshot.encoded, detail.with_spots())
+                .get_or_init(|| Arc::from(protocol::snapshot_json(&snapshot, detail)));
+            Next::Send(shared_text(text), None)
+        }
+        Item::Delta(delta, detail) => {
+            let text = encoded_slot(&delta.encoded, detail.with_spots())
+                .get_or_init(|| Arc::from(encode_delta(&delta, detail)));
+            Next::Send(shared_text(text), Some(delta.published_at))
+        }
+        Item::Merged(merged) => Next::Send(
+            Message::Text(merged.to_json().into()),
+            Some(merged.published_at()),
+        ),
+    }
+}
+
+fn encode_delta(delta: &Delta, detail: Detail) -> String {
+    protocol::delta_json(
+        delta.facility.as_str(),
+        delta.prev.0,
+        delta.seq.0,
+        delta.zones.iter(),
+        detail.with_spots().then(|| delta.spots.iter()),
+    )
+}
+
+type Forwarder<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+type Op = Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// Where a forwarder writes.
+#[derive(Clone, Copy)]
+struct Sink<'a> {
+    outbox: &'a Mutex<Outbox>,
+    notify: &'a Notify,
+}
+
+impl Sink<'_> {
+    fn reply(&self, text: String) {
+        lock(self.outbox).push_reply(text);
+        self.notify.notify_one();
+    }
+}
+
+/// Moves one facility's deltas into the outbox until cancelled; a lagging
+/// broadcast, a gap or a layout change swaps in a fresh snapshot.
+async fn forward(
+    node: Node,
+    facility: FacilityId,
+    generation: u64,
+    mut updates: broadcast::Receiver<Arc<Delta>>,
+    cancel: CancellationToken,
+    sink: Sink<'_>,
+) {
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            received = updates.recv() => received,
+        };
+        let resync = match received {
+            Ok(delta) => match lock(sink.outbox).push_delta(generation, delta) {
+                Pushed::Queued => false,
+                Pushed::Conflated => {
+                    metrics::counter!("parkme_ws_conflations_total").increment(1);
+                    false
+                }
+                Pushed::Stale => continue,
+                Pushed::Resync => true,
+                Pushed::Unsubscribed => return,
+            },
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(facility = %facility, missed, "subscriber lagged; resending a snapshot");
+                true
+            }
+            Err(RecvError::Closed) => {
+                sink.reply(protocol::error_reply(
+                    None,
+                    Some(facility.as_str()),
+                    "facility_unavailable",
+                    "the facility stopped publishing; subscribe again",
+                ));
+                return;
+            }
+        };
+        if resync {
+            let fresh = node.subscribe(&facility, None).await;
+            if cancel.is_cancelled() {
+                return;
+            }
+            let subscription = match fresh {
+                Ok(subscription) => subscription,
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    sink.reply(protocol::error_reply(
+                        None,
+                        Some(facility.as_str()),
+                        error.code,
+                        &error.message,
+                    ));
+                    return;
+                }
+            };
+            let Start::Snapshot(snapshot) = subscription.start else {
+                debug_assert!(
+                    false,
+                    "a subscription without `since` starts with a snapshot"
+                );
+                return;
+            };
+            if !lock(sink.outbox).resync(generation, snapshot) {
+                return;
+            }
+            metrics::counter!("parkme_ws_snapshot_resends_total").increment(1);
+            updates = subscription.updates;
+        }
+        sink.notify.notify_one();
+    }
+}
+
+struct Conn<'a> {
+    app: AppState,
+    principal: Principal,
+    sink: Sink<'a>,
+    subscriptions: HashMap<FacilityId, CancellationToken>,
+    generation: u64,
+    forwarders: FuturesUnordered<Forwarder<'a>>,
+    ops: FuturesUnordered<Op>,
+}
+
+impl<'a> Conn<'a> {
+    fn error(&self, req: Option<&Value>, facility: Option<&str>, code: &str, message: &str) {
+        self.sink
+            .reply(protocol::error_reply(req, facility, code, message));
+    }
+
+    fn can_read(&self) -> bool {
+        self.ops.len() < MAX_OPS_IN_FLIGHT && !lock(self.sink.outbox).replies_full()
+    }
+
+    async fn on_message(&mut self, message: Message) {
+        let text = match &message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                self.error(
+                    None,
+                    None,
+                    "unsupported_frame",
+                    "the app socket speaks JSON text frames",
+                );
+                return;
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return,
+        };
+        metrics::counter!("parkme_ws_messages_in_total", "kind" => "app").increment(1);
+        match protocol::parse_op(text) {
+            Ok(op) => self.on_op(op).await,
+            Err((req, message)) => self.error(req.as_ref(), None, "malformed_message", &message),
+        }
+    }
+
+    async fn on_op(&mut self, op: ClientOp) {
+        match op {
+            ClientOp::Subscribe {
+                facility,
+                detail,
+                since,
+                req,
+            } => self.subscribe(req, &facility, detail, since).await,
+            ClientOp::Unsubscribe { facility, .. } => {
+                if let Ok(id) = FacilityId::parse(&facility) {
+                    if let Some(cancel) = self.subscriptions.remove(&id) {
+                        cancel.cancel();
+                    }
+                    lock(self.sink.outbox).unsubscribe(&id);
+                }
+            }
+            ClientOp::Book {
+                req,
+                facility,
+                input,
+                idempotency_key,
+            } => {
+                let Some(app) = self.signed_in(req.as_ref()) else {
+                    return;
+                };
+                let principal = self.principal.clone();
+                self.ops.push(Box::pin(async move {
+                    let booked = async {
+                        check_user_limit(&app, &principal).await?;
+                        let key = idempotency_key
+                            .as_deref()
+                            .map(checked_idempotency_key)
+                            .transpose()?;
+                        book_as(&app, &principal, &facility, input, key).await
+                    }
+                    .await;
+                    match booked {
+                        Ok(Booked::Created(booking) | Booked::Replayed(booking)) => {
+                            protocol::booking_reply(req.as_ref(), &booking)
+                        }
+                        Err(e) => protocol::error_reply(req.as_ref(), None, e.code, &e.message),
+                    }
+                }));
+            }
+            ClientOp::Cancel { req, booking } => {
+                let Some(app) = self.signed_in(req.as_ref()) else {
+                    return;
+                };
+                let principal = self.principal.clone();
+                self.ops.push(Box::pin(async move {
+                    let cancelled = async {
+                        check_user_limit(&app, &principal).await?;
+                        cancel_as(&app, &principal, &booking).await
+                    }
+                    .await;
+                    match cancelled {
+                        Ok(booking) => protocol::booking_reply(req.as_ref(), &booking),
+                        Err(e) => protocol::error_reply(req.as_ref(), None, e.code, &e.message),
+                    }
+                }));
+            }
+        }
+    }
+
+    /// The app state for a booking op, or an error reply for anonymous.
+    fn signed_in(&self, req: Option<&Value>) -> Option<AppState> {
+        if self.principal == Principal::Anonymous {
+            self.error(
+                req,
+                None,
+                "unauthorized",
+                "a user token is required to book or cancel",
+            );
+            return None;
+        }
+        Some(self.app.clone())
+    }
+
+    async fn subscribe(
+        &mut self,
+        req: Option<Value>,
+        facility: &str,
+        detail: Detail,
+        since: Option<u64>,
+    ) {
+        let unknown = || format!("facility {facility:?} does not exist");
+        let Ok(id) = FacilityId::parse(facility) else {
+            self.error(req.as_ref(), Some(facility), "unknown_facility", &unknown());
+            return;
+        };
+        if !self.subscriptions.contains_key(&id) && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            self.error(
+                req.as_ref(),
+                Some(facility),
+                "too_many_subscriptions",
+                &format!("one connection may follow at most {MAX_SUBSCRIPTIONS} facilities"),
+            );
+            return;
+        }
+        if let Some(previous) = self.subscriptions.remove(&id) {
+            previous.cancel();
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let node = self.app.node().clone();
+        let updates = match start(self.sink, &node, &id, generation, detail, since).await {
+            Ok(updates) => updates,
+            Err(error) => {
+                lock(self.sink.outbox).unsubscribe(&id);
+                self.error(req.as_ref(), Some(facility), error.code, &error.message);
+                return;
+            }
+        };
+        self.sink.notify.notify_one();
+        let cancel = CancellationToken::new();
+        self.forwarders.push(Box::pin(forward(
+            node,
+            id.clone(),
+            generation,
+            updates,
+            cancel.clone(),
+            self.sink,
+        )));
+        self.subscriptions.insert(id, cancel);
+    }
+}
+
+/// Queues how a subscription starts (a snapshot, or the deltas after
+/// `since`) and returns its live updates.
+async fn start(
+    sink: Sink<'_>,
+    node: &Node,
+    id: &FacilityId,
+    generation: u64,
+    detail: Detail,
+    since: Option<u64>,
+) -> Result<broadcast::Receiver<Arc<Delta>>, ApiError> {
+    let subscription = node.subscribe(id, since.map(Seq)).await?;
+    match subscription.start {
+        Start::Snapshot(snapshot) => {
+            lock(sink.outbox).start_snapshot(generation, detail, snapshot);
+            Ok(subscription.updates)
+        }
+        Start::Resume(deltas) => {
+            let since = Seq(since.unwrap_or_default());
+            let resumed = lock(sink.outbox).start_resume(generation, detail, id, since, deltas);
+            if resumed != Pushed::Resync {
+                return Ok(subscription.updates);
+            }
+            // The history does not line up with `since`: start afresh.
+            let fresh = node.subscribe(id, None).await?;
+            if let Start::Snapshot(snapshot) = fresh.start {
+                lock(sink.outbox).start_snapshot(generation, detail, snapshot);
+            }
+            Ok(fresh.updates)
+        }
+    }
+}
+
+/// The general per-user request limit, as every HTTP request counts.
+async fn check_user_limit(app: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    if let Principal::User(user) = principal {
+        app.limits()
+            .check_shared(LimitKey::User(user.to_string()))
+            .await
+            .map_err(ApiError::rate_limited)?;
+    }
+    Ok(())
+}
+
+/// One app connection, from upgrade to close.
+pub async fn run(socket: WebSocket, app: AppState, principal: Principal) {
+    let _gauge = ConnectionGauge::open("app");
+    let (mut sink, mut stream) = socket.split();
+    let outbox = Mutex::new(Outbox::default());
+    let notify = Notify::new();
+    let writer = write_loop(&mut sink, &notify, "app", || next_frame(&outbox));
+    tokio::pin!(writer);
+    let shutdown = app.shutdown().clone();
+    let mut conn = Conn {
+        app,
+        principal,
+        sink: Sink {
+            outbox: &outbox,
+            notify: &notify,
+        },
+        subscriptions: HashMap::new(),
+        generation: 0,
+        forwarders: FuturesUnordered::new(),
+        ops: FuturesUnordered::new(),
+    };
+    let mut liveness = Liveness::default();
+    let mut ticker = socket::liveness_ticker();
+    let (code, reason) = loop {
+        let can_read = conn.can_read();
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break (close::GOING_AWAY, "server shutting down"),
+            // Forwarders run first so the writer sees what they queued in
+            // the same wake-up. They only complete when they stop.
+            Some(()) = conn.forwarders.next(), if !conn.forwarders.is_empty() => {}
+            Some(reply) = conn.ops.next(), if !conn.ops.is_empty() => conn.sink.reply(reply),
+            written = &mut writer => {
+                if let Err(e) = written {
+                    tracing::debug!(error = %e, "app socket write failed");
+                }
+                return;
+            }
+            frame = stream.next(), if can_read => {
+                liveness.heard();
+                match frame {
+                    None => break (1000, ""),
+                    Some(Err(error)) => match socket::close_code_for(&error) {
+                        Some(close::TOO_BIG) => break (close::TOO_BIG, "frame over 64 KiB"),
+                        Some(code) => break (code, "protocol error"),
+                        None => break (1000, ""),
+                    },
+                    Some(Ok(Message::Close(_))) => break (1000, ""),
+                    Some(Ok(message)) => conn.on_message(message).await,
+                }
+            }
+            _ = ticker.tick() => match liveness.tick() {
+                Pulse::Dead => break (1000, ""),
+                Pulse::Ping => {
+                    lock(&outbox).push_ping();
+                    notify.notify_one();
+                }
+                Pulse::Fine => {}
+            },
+        }
+    };
+    for cancel in conn.subscriptions.values() {
+        cancel.cancel();
+    }
+    lock(&outbox).close(code, reason);
+    notify.notify_one();
+    let _ = tokio::time::timeout(socket::CLOSE_GRACE, &mut writer).await;
+}
