@@ -140,10 +140,10 @@ impl Server {
         };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/health/", server.url())).send().await {
-                if r.status().is_success() {
-                    return Ok(server);
-                }
+            if let Ok(r) = client.get(format!("{}/health/", server.url())).send().await
+                && r.status().is_success()
+            {
+                return Ok(server);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -184,6 +184,51 @@ impl Server {
 
 fn spot_id(zone: usize, spot: usize) -> String {
     format!("Z{zone}-{spot}")
+}
+
+/// CPU time (user + system) a process used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces).
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// The p50 and p99 of a Prometheus histogram, from its buckets.
+async fn scraped_quantiles(url: &str, family: &str) -> Option<(f64, f64)> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let prefix = format!("{family}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    let at = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= q * total)
+            .map(|(le, _)| *le)
+    };
+    Some((at(0.5)?, at(0.99)?))
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -283,7 +328,7 @@ async fn flood(
                     SensorMessage::Spot {
                         seq,
                         spot: spot_id(zone, n % spots),
-                        occupied: (n / spots) % 2 == 0,
+                        occupied: (n / spots).is_multiple_of(2),
                         at: None,
                     }
                 })
@@ -391,10 +436,10 @@ async fn fanout(args: &Args) -> Result<()> {
             let mut received: Vec<(u64, Instant)> = Vec::with_capacity(events as usize);
             // The snapshot first.
             while let Some(message) = ws.next().await {
-                if let Message::Text(text) = message? {
-                    if text.contains("\"snapshot\"") {
-                        break;
-                    }
+                if let Message::Text(text) = message?
+                    && text.contains("\"snapshot\"")
+                {
+                    break;
                 }
             }
             drop(permit);
@@ -433,6 +478,8 @@ async fn fanout(args: &Args) -> Result<()> {
         64 * 1024,
     )
     .await?;
+    let server_cpu = cpu_seconds(server.child.id());
+    let bench_cpu = cpu_seconds(std::process::id());
     let mut sent_at = std::collections::HashMap::new();
     let mut acked_at = std::collections::HashMap::new();
     for i in 1..=events {
@@ -449,10 +496,10 @@ async fn fanout(args: &Args) -> Result<()> {
         loop {
             match sensor.next().await {
                 Some(Ok(Message::Text(text))) => {
-                    if let Ok(SensorReply::Ack { seq }) = serde_json::from_str(&text) {
-                        if seq >= i {
-                            break;
-                        }
+                    if let Ok(SensorReply::Ack { seq }) = serde_json::from_str(&text)
+                        && seq >= i
+                    {
+                        break;
                     }
                 }
                 Some(Ok(_)) => continue,
@@ -463,6 +510,9 @@ async fn fanout(args: &Args) -> Result<()> {
         acked_at.insert(seq0 + i, Instant::now());
         tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
     }
+    let server_cpu = cpu_seconds(server.child.id()) - server_cpu;
+    let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu;
+    let server_side = scraped_quantiles(&server.url(), "parkme_delivery_latency_seconds").await;
     let mut from_send = Vec::new();
     let mut from_ack = Vec::new();
     let mut complete = 0;
@@ -481,6 +531,14 @@ async fn fanout(args: &Args) -> Result<()> {
             }
         }
     }
+    println!(
+        "fan-out CPU during the events: server {:.0} µs per delivery, bench clients {:.0} µs per delivery; \
+         server-side publication → socket hand-off (sampled histogram buckets): p50 ≤ {:?} s, p99 ≤ {:?} s",
+        server_cpu * 1e6 / (n as f64 * events as f64),
+        bench_cpu * 1e6 / (n as f64 * events as f64),
+        server_side.map(|q| q.0),
+        server_side.map(|q| q.1),
+    );
     from_send.sort_by(f64::total_cmp);
     from_ack.sort_by(f64::total_cmp);
     println!(

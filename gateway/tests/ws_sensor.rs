@@ -212,7 +212,9 @@ async fn a_flood_past_the_rate_limit_closes_with_1008() {
     let mut ws = sensor(&server, "f1", &key, JSON).await;
     send_sensor(&mut ws, JSON, &[spot(1, "A-1", true)]).await;
     assert!(await_ack(&mut ws, 1).await.is_empty());
-    let flood: Vec<SensorMessage> = (2..=400).map(|i| spot(i, "A-2", i % 2 == 0)).collect();
+    let flood: Vec<SensorMessage> = (2..=400)
+        .map(|i| spot(i, "A-2", i.is_multiple_of(2)))
+        .collect();
     send_sensor(&mut ws, JSON, &flood).await;
     loop {
         match next(&mut ws).await {
@@ -257,7 +259,7 @@ async fn pipelined_acks_come_in_order_and_every_acked_message_survives_kill_9() 
         let batch: Vec<SensorMessage> = (1..=20)
             .map(|i| {
                 seq += 1;
-                spot(seq, &format!("A-{i}"), round % 2 == 0)
+                spot(seq, &format!("A-{i}"), round.is_multiple_of(2))
             })
             .collect();
         send_sensor(&mut ws, BINCODE, &batch).await;

@@ -55,7 +55,12 @@ async fn two_sensors_and_several_subscribers_get_a_snapshot_then_gap_free_deltas
         tasks.push(tokio::spawn(async move {
             for seq in 1..=200u64 {
                 let spot_id = format!("{zone}-{}", seq % 50 + 1);
-                send_sensor(&mut ws, protocol, &[spot(seq, &spot_id, seq % 3 != 0)]).await;
+                send_sensor(
+                    &mut ws,
+                    protocol,
+                    &[spot(seq, &spot_id, !seq.is_multiple_of(3))],
+                )
+                .await;
             }
             await_ack(&mut ws, 200).await
         }));
@@ -144,7 +149,7 @@ async fn a_client_that_does_not_read_gets_conflated_deltas_and_server_memory_sta
             .map(|z| {
                 seq += 1;
                 let spot_id = format!("Z{z}-{}", (round + z) % 5 + 1);
-                spot(seq, &spot_id, (round / 5) % 2 == 0)
+                spot(seq, &spot_id, (round / 5).is_multiple_of(2))
             })
             .collect();
         send_sensor(sensor_ws, BINCODE, &msgs).await;

@@ -201,10 +201,8 @@ impl Cli {
         if self.zone_size == 0 || self.zone_size > 10_000 {
             return fail("--zone-size must be 1 to 10000".into());
         }
-        if let Some(b) = self.bookable {
-            if b > self.spots {
-                return fail("--bookable cannot exceed --spots".into());
-            }
+        if self.bookable.is_some_and(|b| b > self.spots) {
+            return fail("--bookable cannot exceed --spots".into());
         }
         if self.sensors < self.facilities {
             return fail(format!(

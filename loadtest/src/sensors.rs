@@ -366,6 +366,7 @@ impl Sensor {
     {
         let batch = self.ctx.batch;
         let mut frames = 0usize;
+        let mut unflushed = 0usize;
         loop {
             let mut frame: Vec<Outgoing> = Vec::with_capacity(batch);
             while frame.len() < batch && self.in_flight.len() + frame.len() < self.ctx.window {
@@ -414,8 +415,10 @@ impl Sensor {
                 .await
                 .map_err(|e| crate::stream::ws_error_code(&e))?;
             frames += 1;
+            unflushed += 1;
             // Yield now and then so one fast sensor cannot starve the others.
-            if frames % 16 == 0 {
+            if unflushed == 16 {
+                unflushed = 0;
                 sink.flush()
                     .await
                     .map_err(|e| crate::stream::ws_error_code(&e))?;
@@ -498,11 +501,14 @@ impl Sensor {
                     conn: self.conn,
                     seq,
                 });
-                if let Ok(i) = self.in_flight.binary_search_by_key(&seq, |f| f.seq) {
-                    if let Some(done) = self.in_flight.remove(i) {
-                        self.out.answered_with_error += 1;
-                        self.settled(done, Instant::now());
-                    }
+                let answered = self
+                    .in_flight
+                    .binary_search_by_key(&seq, |f| f.seq)
+                    .ok()
+                    .and_then(|i| self.in_flight.remove(i));
+                if let Some(done) = answered {
+                    self.out.answered_with_error += 1;
+                    self.settled(done, Instant::now());
                 }
             }
         }

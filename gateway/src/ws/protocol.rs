@@ -190,13 +190,11 @@ fn parse_json_value(value: Value) -> Result<SensorMessage, Rejected> {
 /// single message is taken only if its ids are well formed, else a batch.
 pub fn parse_bincode(bytes: &[u8]) -> Frame {
     let single = decode_wire::<SensorMessage>(bytes);
-    if let Ok(message) = &single {
-        if message.to_reading().is_ok() {
-            return Frame {
-                messages: single.into_iter().collect(),
-                rejected: Vec::new(),
-            };
-        }
+    if single.as_ref().is_ok_and(|m| m.to_reading().is_ok()) {
+        return Frame {
+            messages: single.into_iter().collect(),
+            rejected: Vec::new(),
+        };
     }
     match decode_wire::<Vec<SensorMessage>>(bytes) {
         Ok(messages) => Frame {

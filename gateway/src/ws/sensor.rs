@@ -354,7 +354,10 @@ pub async fn run(socket: WebSocket, app: AppState, fid: FacilityId, codec: Codec
     let notify = Notify::new();
     let writer = write_loop(&mut sink, &notify, "sensor", || next_reply(&replies, codec));
     tokio::pin!(writer);
-    let shutdown = app.shutdown().clone();
+    // A child of the shared token, awaited by one pinned future: polling
+    // it at every wake-up locks only this connection's node.
+    let shutdown = app.shutdown().child_token().cancelled_owned();
+    tokio::pin!(shutdown);
     let mut session = Session {
         limit_key: LimitKey::Facility(fid.to_string()),
         app,
@@ -372,7 +375,7 @@ pub async fn run(socket: WebSocket, app: AppState, fid: FacilityId, codec: Codec
         let can_read = session.can_read();
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down"),
+            () = &mut shutdown => break End::Close(close::GOING_AWAY, "server shutting down"),
             written = &mut writer => {
                 if let Err(e) = written {
                     tracing::debug!(facility = %session.fid, error = %e, "sensor socket write failed");

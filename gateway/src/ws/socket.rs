@@ -64,24 +64,34 @@ pub enum Next {
     Idle,
 }
 
-/// Counts a frame that reached the socket, and samples delivery latency:
-/// one frame in [`LATENCY_SAMPLE`] per connection, so that histogram
-/// memory does not grow with fan-out between two upkeeps.
-#[derive(Debug, Default)]
+/// Counts frames handed to the socket and samples delivery latency: one
+/// frame in [`LATENCY_SAMPLE`] per connection, so histogram memory does
+/// not grow with fan-out between two upkeeps. Handles are resolved once
+/// per connection, not per frame.
+#[derive(Debug)]
 pub struct Sent {
     frames: u64,
+    out: metrics::Counter,
+    latency: metrics::Histogram,
 }
 
 /// One delivery in this many is timed.
 pub const LATENCY_SAMPLE: u64 = 8;
 
 impl Sent {
-    fn record(&mut self, kind: &'static str, published: Option<Instant>) {
-        metrics::counter!("parkme_ws_messages_out_total", "kind" => kind).increment(1);
+    fn new(kind: &'static str) -> Self {
+        Self {
+            frames: 0,
+            out: metrics::counter!("parkme_ws_messages_out_total", "kind" => kind),
+            latency: metrics::histogram!("parkme_delivery_latency_seconds"),
+        }
+    }
+
+    fn record(&mut self, published: Option<Instant>) {
+        self.out.increment(1);
         if let Some(published) = published {
-            if self.frames % LATENCY_SAMPLE == 0 {
-                metrics::histogram!("parkme_delivery_latency_seconds")
-                    .record(published.elapsed().as_secs_f64());
+            if self.frames.is_multiple_of(LATENCY_SAMPLE) {
+                self.latency.record(published.elapsed().as_secs_f64());
             }
             self.frames += 1;
         }
@@ -96,12 +106,12 @@ pub async fn write_loop(
     kind: &'static str,
     mut next: impl FnMut() -> Next,
 ) -> Result<(), axum::Error> {
-    let mut sent = Sent::default();
+    let mut sent = Sent::new(kind);
     loop {
         match next() {
             Next::Send(message, published) => {
                 sink.feed(message).await?;
-                sent.record(kind, published);
+                sent.record(published);
             }
             Next::Close(code, reason) => {
                 let frame = CloseFrame {

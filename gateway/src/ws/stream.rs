@@ -174,10 +174,12 @@ async fn forward(
     cancel: CancellationToken,
     sink: Sink<'_>,
 ) {
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let received = tokio::select! {
             biased;
-            () = cancel.cancelled() => return,
+            () = &mut cancelled => return,
             received = updates.recv() => received,
         };
         let resync = match received {
@@ -459,7 +461,10 @@ pub async fn run(socket: WebSocket, app: AppState, principal: Principal) {
     let notify = Notify::new();
     let writer = write_loop(&mut sink, &notify, "app", || next_frame(&outbox));
     tokio::pin!(writer);
-    let shutdown = app.shutdown().clone();
+    // A child of the shared token, awaited by one pinned future: polling
+    // it at every wake-up locks only this connection's node.
+    let shutdown = app.shutdown().child_token().cancelled_owned();
+    tokio::pin!(shutdown);
     let mut conn = Conn {
         app,
         principal,
@@ -478,7 +483,7 @@ pub async fn run(socket: WebSocket, app: AppState, principal: Principal) {
         let can_read = conn.can_read();
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break (close::GOING_AWAY, "server shutting down"),
+            () = &mut shutdown => break (close::GOING_AWAY, "server shutting down"),
             // Forwarders run first so the writer sees what they queued in
             // the same wake-up. They only complete when they stop.
             Some(()) = conn.forwarders.next(), if !conn.forwarders.is_empty() => {}

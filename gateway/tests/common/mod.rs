@@ -124,10 +124,10 @@ impl TestServer {
             .build()
             .expect("client");
         loop {
-            if let Ok(response) = client.get(format!("{}/health/", self.url())).send().await {
-                if response.status() == 200 {
-                    return;
-                }
+            if let Ok(response) = client.get(format!("{}/health/", self.url())).send().await
+                && response.status() == 200
+            {
+                return;
             }
             if let Some(status) = self
                 .child
