@@ -28,7 +28,7 @@ use crate::record::FacilityRecord;
 use crate::zone::{ZoneActor, ZoneArgs, ZoneChange, ZoneContext, ZoneMsg};
 
 /// Deltas kept for subscribers resuming with `since`.
-pub const HISTORY: usize = 4096;
+pub const HISTORY: usize = 1024;
 /// Deltas buffered per subscriber before it must resync with a snapshot.
 pub const BROADCAST: usize = 1024;
 
@@ -131,6 +131,10 @@ pub struct FacilityState {
     history: VecDeque<Arc<Delta>>,
     updates: broadcast::Sender<Arc<Delta>>,
     waiting: Vec<oneshot::Sender<()>>,
+    /// The last snapshot handed to a subscriber, shared (with its
+    /// encodings) by every subscriber that starts at the same state, so a
+    /// reconnect or relayout storm builds and encodes it once.
+    last_snapshot: Option<Arc<Snapshot>>,
 }
 
 fn empty_view(layout: &ZoneLayout) -> ZoneView {
@@ -248,6 +252,7 @@ impl FacilityState {
         let Some(slot) = self.zones.get_mut(&change.key.zone) else {
             return;
         };
+        self.last_snapshot = None;
         let before = slot.view.counts.clone();
         let known = slot.seq;
         if known.is_some_and(|k| change.zone_seq <= k) && !change.full {
@@ -298,7 +303,18 @@ impl FacilityState {
         self.wake_waiters();
     }
 
-    fn subscribe(&self, since: Option<Seq>) -> Subscription {
+    fn shared_snapshot(&mut self) -> Arc<Snapshot> {
+        if let Some(snapshot) = &self.last_snapshot
+            && snapshot.view.seq == self.seq
+        {
+            return Arc::clone(snapshot);
+        }
+        let snapshot = Arc::new(self.snapshot());
+        self.last_snapshot = Some(Arc::clone(&snapshot));
+        snapshot
+    }
+
+    fn subscribe(&mut self, since: Option<Seq>) -> Subscription {
         let updates = self.updates.subscribe();
         let start = match since {
             Some(since) if since == self.seq => Start::Resume(Vec::new()),
@@ -317,10 +333,10 @@ impl FacilityState {
                             .collect(),
                     )
                 } else {
-                    Start::Snapshot(Arc::new(self.snapshot()))
+                    Start::Snapshot(self.shared_snapshot())
                 }
             }
-            _ => Start::Snapshot(Arc::new(self.snapshot())),
+            _ => Start::Snapshot(self.shared_snapshot()),
         };
         Subscription { start, updates }
     }
@@ -413,6 +429,7 @@ impl Actor for FacilityActor {
             history: VecDeque::new(),
             updates,
             waiting: Vec::new(),
+            last_snapshot: None,
         };
         state.publish_routes();
         Ok(state)

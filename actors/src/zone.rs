@@ -320,7 +320,9 @@ impl ZoneActorState {
         metrics::counter!("parkme_zone_events_total").increment(applied.len() as u64);
         let first_seq = self.zone.seq().0 + 1 - applied.len() as u64;
         let mut writes = Vec::with_capacity(applied.len() + 1);
-        let mut spots: Vec<SpotView> = Vec::new();
+        // Spots touched by the batch, once each, in first-touch order.
+        let mut touched: Vec<&SpotId> = Vec::new();
+        let mut seen: std::collections::HashSet<&SpotId> = std::collections::HashSet::new();
         let mut relaid = false;
         for (i, (event, effect)) in applied.iter().enumerate() {
             writes.push(Write::Event {
@@ -335,12 +337,18 @@ impl ZoneActorState {
                     bytes: codec::encode_stored(booking),
                 });
             }
-            if let Some(spot) = &effect.spot {
-                spots.retain(|v| &v.id != spot);
-                spots.extend(self.zone.spot(spot));
+            if let Some(spot) = &effect.spot
+                && seen.insert(spot)
+            {
+                touched.push(spot);
             }
             relaid |= effect.relaid;
         }
+        // Every event is already applied: these are the spots' final states.
+        let spots: Vec<SpotView> = touched
+            .into_iter()
+            .filter_map(|spot| self.zone.spot(spot))
+            .collect();
         writes.extend(extra(&applied));
         let change = if relaid {
             full_change(&self.key, &self.zone)

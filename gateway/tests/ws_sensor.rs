@@ -341,3 +341,25 @@ async fn a_plate_read_in_matching_a_confirmed_booking_makes_it_active() {
     let booking = get_json(&server, &format!("/v1/bookings/{id}"), Some(&token)).await;
     assert_eq!(booking["status"], "ACTIVE", "{booking}");
 }
+
+#[tokio::test]
+async fn an_idle_connection_is_pinged() {
+    use futures_util::StreamExt;
+    let (server, key) = server_with_facility(NO_LIMITS).await;
+    let mut ws = sensor(&server, "f1", &key, JSON).await;
+    // The server pings after 20 s of silence (and drops a peer silent for
+    // 50 s); the client's automatic pong keeps it alive.
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(35), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_))) => return true,
+                Some(Ok(_)) => continue,
+                _ => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(ping.ok(), Some(true), "a ping within 35 s");
+    send_sensor(&mut ws, JSON, &[spot(1, "A-1", true)]).await;
+    assert!(await_ack(&mut ws, 1).await.is_empty());
+}

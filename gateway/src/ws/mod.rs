@@ -11,6 +11,20 @@
 //! - [`socket`]: what both share: limits, the writer, close codes,
 //!   liveness, the connection gauge.
 //!
+//! Where the contract is silent (to be mirrored in the README):
+//! - sensor error frames carry `message` too, and omit `seq` when the
+//!   frame was unreadable; codes: `malformed_message`, `unknown_spot`,
+//!   `unknown_zone`, `invalid_plate`, the engine's codes, and
+//!   `storage_unavailable`/`unavailable` (retry: nothing was applied);
+//! - with out-of-order seqs the ack is the largest answered seq below
+//!   every pending one; a resent (already acked) seq is acked again;
+//! - `detail` defaults to `zones`; snapshots also carry the facility
+//!   `name`; app errors about a facility carry `facility`; `req` is echoed
+//!   as sent (any JSON value); `book` also takes `spot`, `hold_seconds`
+//!   and `idempotency_key`; `unsubscribe` has no reply;
+//! - both sockets: frames up to 64 KiB, a ping after 20 s of silence, a
+//!   peer silent 50 s is dropped; at most 256 facilities per app socket.
+//!
 //! Every connection loop selects on the application's shutdown token and
 //! closes with 1001. This module must never hold unbounded state per
 //! connection, nor ack a sensor message before the node says it is
