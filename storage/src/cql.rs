@@ -226,14 +226,7 @@ impl CqlStorage {
         }
         let checks = oldest.into_iter().map(|(zone, ours)| async move {
             let current = self.current_epoch(zone).await?;
-            if ours.0 < current {
-                return Err(StorageError::Fenced {
-                    zone: zone.to_string(),
-                    current,
-                    ours: ours.0,
-                });
-            }
-            Ok(())
+            ours.admit(zone, current)
         });
         first_failure(join_all(checks).await)
     }

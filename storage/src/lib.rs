@@ -5,7 +5,9 @@
 //!   one group commit.
 //! - [`backend`]: the one [`Storage`] trait every backend implements.
 //! - [`memory`]: an in-memory backend, for tests only.
-//! - [`embedded`]: the on-disk default (redb), one file under the data dir.
+//! - [`embedded`]: the on-disk default: a write-ahead log in front of redb,
+//!   under the data dir.
+//! - [`cql`]: ScyllaDB or any CQL cluster (`scylla://h1:9042,h2/keyspace`).
 //! - [`group_commit`]: batches the writes of many zones into one durable
 //!   commit (one fsync for a burst of bookings) and fails a zone fast after
 //!   one of its commits failed.

@@ -44,15 +44,7 @@ fn check_epoch(
     zone: &ZoneKey,
     ours: Epoch,
 ) -> Result<(), StorageError> {
-    let current = epochs.get(zone).copied().unwrap_or_default();
-    if ours < current {
-        return Err(StorageError::Fenced {
-            zone: zone.to_string(),
-            current: current.0,
-            ours: ours.0,
-        });
-    }
-    Ok(())
+    ours.admit(zone, epochs.get(zone).copied().unwrap_or_default().0)
 }
 
 #[async_trait]

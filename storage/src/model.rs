@@ -31,6 +31,21 @@ impl fmt::Display for ZoneKey {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub struct Epoch(pub u64);
 
+impl Epoch {
+    /// The fencing rule every backend applies: a writer whose epoch is
+    /// older than the zone's `current` one is refused.
+    pub fn admit(self, zone: &ZoneKey, current: u64) -> Result<(), crate::error::StorageError> {
+        if self.0 < current {
+            return Err(crate::error::StorageError::Fenced {
+                zone: zone.to_string(),
+                current,
+                ours: self.0,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One durable change; a group commit writes many at once, all or none.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum Write {

@@ -71,14 +71,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn check_epochs(epochs: &HashMap<ZoneKey, u64>, writes: &[Write]) -> Result<(), StorageError> {
     for (zone, epoch) in writes.iter().filter_map(Write::zone) {
-        let current = epochs.get(zone).copied().unwrap_or(0);
-        if epoch.0 < current {
-            return Err(StorageError::Fenced {
-                zone: zone.to_string(),
-                current,
-                ours: epoch.0,
-            });
-        }
+        epoch.admit(zone, epochs.get(zone).copied().unwrap_or(0))?;
     }
     Ok(())
 }
@@ -278,13 +271,7 @@ impl Storage for EmbeddedStorage {
         self.blocking(move |inner| {
             let _writer = lock(&inner.writer);
             let current = lock(&inner.epochs).get(&zone).copied().unwrap_or(0);
-            if epoch.0 < current {
-                return Err(StorageError::Fenced {
-                    zone: zone.to_string(),
-                    current,
-                    ours: epoch.0,
-                });
-            }
+            epoch.admit(&zone, current)?;
             inner.tables.put_snapshot(&zone, seq, &bytes)?;
             lock(&inner.mem).active.forget_events(&zone, seq);
             Ok(())
