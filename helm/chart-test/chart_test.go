@@ -17,11 +17,13 @@ import (
 
 // Figures the chart promises, with where they come from.
 const (
-	healthPath  = "/health/" // contract §3
-	metricsPath = "/metrics" // contract §3
-	httpPort    = "http"     // the container port name every probe and Service uses
+	healthPath  = "/health/"      // contract §3
+	readyPath   = "/health/ready" // 200 while serving, 503 before start-up finished and from the start of a drain
+	metricsPath = "/metrics"      // contract §3
+	httpPort    = "http"          // the container port name every probe and Service uses
 
-	engineDrainSeconds = 10 // contract §1: exit within 10 s of SIGTERM
+	engineDrainSeconds = 10   // contract §1: exit within 10 s of SIGTERM
+	defaultLeaseMs     = 5000 // contract §7: PARKME_LEASE_MS default
 
 	// Old deployment guide, "Horizontal Scaling": 2..10 servers, CPU > 70 %
 	// for 5 min up, low for 10 min down; servers of 2 vCPU / 4 GB.
@@ -48,18 +50,22 @@ var contractMetrics = []string{
 	"parkme_spots",
 }
 
-// The value sets helm/test.sh renders: defaults and the two ci/ files.
+// The value sets helm/test.sh renders: defaults and the ci/ files.
 var valueSets = map[string][]string{
 	"default":     nil,
 	"all-enabled": valuesFile("all-enabled-values.yaml"),
 	"scylla":      valuesFile("scylla-values.yaml"),
+	"cluster":     valuesFile("cluster-values.yaml"),
 }
 
-func TestProbesPointAtHealth(t *testing.T) {
+// The value sets that make every pod a cluster node (scylla storage and Redis).
+var clusterValueSets = []string{"all-enabled", "scylla", "cluster"}
+
+func TestStartupAndLivenessProbesGetHealth(t *testing.T) {
 	for name, args := range valueSets {
 		t.Run(name, func(t *testing.T) {
 			_, c := engine(t, render(t, args...))
-			probes := map[string]*probe{"startup": c.StartupProbe, "readiness": c.ReadinessProbe, "liveness": c.LivenessProbe}
+			probes := map[string]*probe{"startup": c.StartupProbe, "liveness": c.LivenessProbe}
 			for kind, p := range probes {
 				if p == nil || p.HTTPGet == nil {
 					t.Fatalf("%s probe: want an httpGet probe, got %+v", kind, p)
@@ -76,12 +82,20 @@ func TestProbesPointAtHealth(t *testing.T) {
 }
 
 func TestSecretValuesAreNeverInConfigMaps(t *testing.T) {
+	// Admin token and JWT secret, plus the cluster secret in cluster mode;
+	// ci/cluster-values.yaml takes all three from an existing Secret.
+	rendered := map[string]int{"default": 2, "all-enabled": 3, "scylla": 3, "cluster": 0}
 	for name, args := range valueSets {
 		t.Run(name, func(t *testing.T) {
 			m := render(t, args...)
-			secretValues := decodedSecretValues(t, decode[secret](t, m.one(t, "Secret")))
-			if len(secretValues) != 2 {
-				t.Fatalf("want the admin token and the JWT secret in the Secret, got %d values", len(secretValues))
+			secretValues := map[string]string{}
+			for _, d := range m.ofKind("Secret") {
+				for key, value := range decodedSecretValues(t, decode[secret](t, d)) {
+					secretValues[d.Metadata.Name+"/"+key] = value
+				}
+			}
+			if len(secretValues) != rendered[name] {
+				t.Fatalf("want %d values in the chart's Secrets, got %d", rendered[name], len(secretValues))
 			}
 			for _, d := range m {
 				if d.Kind == "Secret" {
@@ -317,21 +331,6 @@ func TestTmpIsAWritableEmptyDir(t *testing.T) {
 	t.Error("the root filesystem is read-only, so /tmp needs an emptyDir mount")
 }
 
-func TestTerminationGracePeriodExceedsDrain(t *testing.T) {
-	for name, args := range valueSets {
-		t.Run(name, func(t *testing.T) {
-			sts, _ := engine(t, render(t, args...))
-			grace := sts.Spec.Template.Spec.TerminationGracePeriodSeconds
-			if grace == nil || *grace <= engineDrainSeconds {
-				t.Errorf("terminationGracePeriodSeconds = %v, want more than the engine's %d s drain", grace, engineDrainSeconds)
-			}
-		})
-	}
-	if _, err := renderErr(t, "--set", fmt.Sprintf("terminationGracePeriodSeconds=%d", engineDrainSeconds)); err == nil {
-		t.Errorf("terminationGracePeriodSeconds=%d must be refused", engineDrainSeconds)
-	}
-}
-
 func TestResourcesSizedLikeOldGuide(t *testing.T) {
 	_, c := engine(t, render(t))
 	if got := fmt.Sprint(c.Resources.Limits["cpu"]); got != guideCPULimit {
@@ -375,7 +374,7 @@ func TestServicesForHTTPAndHeadless(t *testing.T) {
 	}
 }
 
-func TestPodDisruptionBudgetCoversThePods(t *testing.T) {
+func TestPodDisruptionBudgetLetsOnePodDownAtATime(t *testing.T) {
 	for name, args := range valueSets {
 		t.Run(name, func(t *testing.T) {
 			m := render(t, args...)
@@ -389,8 +388,11 @@ func TestPodDisruptionBudgetCoversThePods(t *testing.T) {
 			if !subset(pdb.Spec.Selector.MatchLabels, sts.Spec.Template.Metadata.Labels) {
 				t.Error("the PodDisruptionBudget does not select the engine's pods")
 			}
-			if pdb.Spec.MaxUnavailable == nil {
-				t.Error("want maxUnavailable, so that a single-pod install can still be drained")
+			// maxUnavailable, not minAvailable, so that a single-pod install can still
+			// be drained; 1, so that a node drain or upgrade never takes two
+			// cluster members (and their facilities) at once.
+			if n, ok := pdb.Spec.MaxUnavailable.(float64); !ok || n != 1 {
+				t.Errorf("maxUnavailable = %v, want 1", pdb.Spec.MaxUnavailable)
 			}
 		})
 	}
@@ -522,6 +524,11 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"not a Redis URL", "redis.url=http://cache:6379", "redis/url"},
 		{"bad keyspace", "scylla.keyspace=no-dashes", "keyspace"},
 		{"misspelt key", "replicaCont=2", "replicaCont"},
+		{"lease shorter than a renewal", "cluster.leaseMs=200", "leaseMs"},
+		{"unknown anti-affinity", "antiAffinity.type=maybe", "antiAffinity"},
+		{"negative preStop pause", "preStop.sleepSeconds=-1", "sleepSeconds"},
+		{"retention of zero days", "backup.retentionDays=0", "retentionDays"},
+		{"bad cluster domain", "clusterDomain=Cluster_Local", "clusterDomain"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -543,6 +550,10 @@ func TestInconsistentValuesFail(t *testing.T) {
 		mentions string
 	}{
 		{"embedded with two pods", []string{"--set", "replicaCount=2"}, "replicaCount must be 1"},
+		{"scylla with three pods without Redis", []string{"--set", "storage.mode=scylla", "--set", "scylla.hosts={db}", "--set", "replicaCount=3"}, "Redis"},
+		{"autoscaling without Redis", []string{"--set", "storage.mode=scylla", "--set", "scylla.hosts={db}", "--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=1", "--set", "autoscaling.minReplicas=1"}, "Redis"},
+		{"backup of embedded storage", []string{"--set", "backup.enabled=true"}, "backup.enabled needs storage.mode=scylla"},
+		{"existing cluster Secret and inline secret", append(valuesFile("scylla-values.yaml"), "--set", "cluster.existingSecret=x", "--set", "cluster.secret=y"), "cluster.existingSecret"},
 		{"scylla without hosts", []string{"--set", "storage.mode=scylla"}, "scylla.hosts"},
 		{"several pods without Redis", append(valuesFile("scylla-values.yaml"), "--set", "redis.url="), "Redis"},
 		{"Redis password in a ConfigMap", []string{"--set", "redis.url=redis://:hunter2@cache:6379"}, "redis.existingSecret"},

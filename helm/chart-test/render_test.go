@@ -62,7 +62,12 @@ func helm(t *testing.T) string {
 // renderErr runs `helm template` and returns its combined output.
 func renderErr(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmdArgs := append([]string{"template", releaseName, chartDir, "--namespace", "parking"}, args...)
+	return renderChartErr(t, chartDir, args...)
+}
+
+func renderChartErr(t *testing.T, chart string, args ...string) (string, error) {
+	t.Helper()
+	cmdArgs := append([]string{"template", releaseName, chart, "--namespace", "parking"}, args...)
 	cmd := exec.Command(helm(t), cmdArgs...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -71,6 +76,38 @@ func renderErr(t *testing.T, args ...string) (string, error) {
 		return stderr.String(), err
 	}
 	return stdout.String(), nil
+}
+
+// renderNotes renders templates/NOTES.txt. `helm template` drops the NOTES and
+// `helm install --dry-run=client` still dials a cluster (helm/helm#13144), so
+// this renders a copy of the chart in which one extra template runs NOTES.txt
+// through `tpl` (the same functions and named templates) into a ConfigMap.
+func renderNotes(t *testing.T, args ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "parkme")
+	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	notes, err := os.ReadFile(filepath.Join(chartDir, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-under-test\n" +
+		"data:\n  notes: {{ tpl (.Files.Get \"notes-under-test.txt\") . | toJson }}\n"
+	for name, text := range map[string][]byte{"notes-under-test.txt": notes, "templates/zz-notes-under-test.yaml": []byte(shim)} {
+		if err := os.WriteFile(filepath.Join(dir, name), text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := renderChartErr(t, dir, append(args, "--show-only", "templates/zz-notes-under-test.yaml")...)
+	if err != nil {
+		t.Fatalf("rendering NOTES.txt with %v failed: %v\n%s", args, err, out)
+	}
+	var cm configMap
+	if err := yaml.Unmarshal([]byte(out), &cm); err != nil {
+		t.Fatalf("rendered NOTES do not parse: %v\n%s", err, out)
+	}
+	return cm.Data["notes"]
 }
 
 // doc is one rendered manifest: its kind, name and labels, plus the JSON to
@@ -157,10 +194,11 @@ func decode[T any](t *testing.T, d doc) T {
 type statefulSet struct {
 	Metadata objectMeta
 	Spec     struct {
-		Replicas    *int
-		ServiceName string
-		Selector    struct{ MatchLabels map[string]string }
-		Template    struct {
+		Replicas            *int
+		ServiceName         string
+		PodManagementPolicy string
+		Selector            struct{ MatchLabels map[string]string }
+		Template            struct {
 			Metadata objectMeta
 			Spec     podSpec
 		}
@@ -176,12 +214,31 @@ type statefulSet struct {
 type podSpec struct {
 	TerminationGracePeriodSeconds *int
 	EnableServiceLinks            *bool
+	AutomountServiceAccountToken  *bool
+	RestartPolicy                 string
 	SecurityContext               securityContext
+	InitContainers                []container
 	Containers                    []container
 	Volumes                       []struct {
-		Name     string
-		EmptyDir *struct{ SizeLimit string }
+		Name                  string
+		EmptyDir              *struct{ SizeLimit string }
+		PersistentVolumeClaim *struct{ ClaimName string }
 	}
+	Affinity *struct {
+		PodAntiAffinity *struct {
+			PreferredDuringSchedulingIgnoredDuringExecution []struct {
+				Weight          int
+				PodAffinityTerm affinityTerm
+			}
+			RequiredDuringSchedulingIgnoredDuringExecution []affinityTerm
+		}
+		NodeAffinity any
+	}
+}
+
+type affinityTerm struct {
+	TopologyKey   string
+	LabelSelector struct{ MatchLabels map[string]string }
 }
 
 type securityContext struct {
@@ -193,8 +250,11 @@ type securityContext struct {
 }
 
 type container struct {
-	Name  string
-	Ports []struct {
+	Name    string
+	Image   string
+	Command []string
+	Args    []string
+	Ports   []struct {
 		Name          string
 		ContainerPort int
 	}
@@ -203,15 +263,22 @@ type container struct {
 		Value     string
 		ValueFrom *struct {
 			SecretKeyRef *struct{ Name, Key string }
+			FieldRef     *struct{ FieldPath string }
 		}
 	}
 	EnvFrom []struct {
 		ConfigMapRef *struct{ Name string }
 	}
 	StartupProbe, ReadinessProbe, LivenessProbe *probe
-	Resources                                   struct{ Requests, Limits map[string]any }
-	SecurityContext                             securityContext
-	VolumeMounts                                []struct{ Name, MountPath string }
+	Lifecycle                                   *struct {
+		PreStop *struct {
+			Sleep *struct{ Seconds int }
+			Exec  any
+		}
+	}
+	Resources       struct{ Requests, Limits map[string]any }
+	SecurityContext securityContext
+	VolumeMounts    []struct{ Name, MountPath string }
 }
 
 type probe struct {
@@ -235,9 +302,10 @@ type secret struct {
 type service struct {
 	Metadata objectMeta
 	Spec     struct {
-		ClusterIP string
-		Selector  map[string]string
-		Ports     []struct {
+		ClusterIP                string
+		PublishNotReadyAddresses bool
+		Selector                 map[string]string
+		Ports                    []struct {
 			Name       string
 			Port       int
 			TargetPort any
@@ -305,4 +373,88 @@ func subset(want, have map[string]string) bool {
 		}
 	}
 	return len(want) > 0
+}
+
+type cronJob struct {
+	Metadata objectMeta
+	Spec     struct {
+		Schedule          string
+		TimeZone          string
+		ConcurrencyPolicy string
+		JobTemplate       struct {
+			Spec struct {
+				Template struct {
+					Metadata objectMeta
+					Spec     podSpec
+				}
+			}
+		}
+	}
+}
+
+type persistentVolumeClaim struct {
+	Metadata objectMeta
+	Spec     struct {
+		Resources struct{ Requests map[string]any }
+	}
+}
+
+// envValue returns the plain value of an env entry of c, failing if it is missing.
+func envValue(t *testing.T, c container, name string) string {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name == name {
+			if e.ValueFrom != nil {
+				t.Fatalf("%s of container %s should be a plain value, got %+v", name, c.Name, e.ValueFrom)
+			}
+			return e.Value
+		}
+	}
+	t.Fatalf("container %s has no %s", c.Name, name)
+	return ""
+}
+
+// hasEnv reports whether c sets name.
+func hasEnv(c container, name string) bool {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// kubeExpand does what the kubelet does to a container's command, args and env
+// values: $(NAME) becomes the value of an env var defined earlier, $$ becomes $,
+// and any other $(...) is left as it is.
+func kubeExpand(s string, vars map[string]string) string {
+	var out strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 == len(s) {
+			out.WriteByte(s[i])
+			continue
+		}
+		switch next := s[i+1]; {
+		case next == '$':
+			out.WriteByte('$')
+			i++
+		case next == '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				out.WriteString("$(")
+				i++
+				continue
+			}
+			name := s[i+2 : i+2+end]
+			if v, ok := vars[name]; ok {
+				out.WriteString(v)
+			} else {
+				out.WriteString("$(" + name + ")")
+			}
+			i += 2 + end
+		default:
+			out.WriteByte('$')
+		}
+	}
+	return out.String()
 }
