@@ -46,7 +46,6 @@ pub struct Routes {
 #[derive(Debug)]
 pub struct FacilityShared {
     pub routes: RwLock<Arc<Routes>>,
-    pub sensor_key_hash: RwLock<[u8; 32]>,
 }
 
 impl FacilityShared {
@@ -75,6 +74,12 @@ pub enum FacilityMsg {
         record: FacilityRecord,
         reply: oneshot::Sender<Result<(), ActorError>>,
     },
+    /// Stores a new sensor key (its generation and hash) in the record.
+    SetSensorKey {
+        generation: u64,
+        hash: [u8; 32],
+        reply: oneshot::Sender<Result<(), ActorError>>,
+    },
     /// A failed zone is running again at a new address.
     ZoneRestarted {
         zone: ZoneId,
@@ -93,6 +98,7 @@ impl std::fmt::Debug for FacilityMsg {
             FacilityMsg::Candidates { .. } => "Candidates",
             FacilityMsg::Subscribe { .. } => "Subscribe",
             FacilityMsg::Relayout { .. } => "Relayout",
+            FacilityMsg::SetSensorKey { .. } => "SetSensorKey",
             FacilityMsg::ZoneRestarted { .. } => "ZoneRestarted",
         })
     }
@@ -489,6 +495,13 @@ impl Actor for FacilityActor {
                 let result = relayout(&myself, state, record).await;
                 let _ = reply.send(result);
             }
+            FacilityMsg::SetSensorKey {
+                generation,
+                hash,
+                reply,
+            } => {
+                let _ = reply.send(set_sensor_key(state, generation, hash).await);
+            }
         }
         Ok(())
     }
@@ -679,11 +692,6 @@ async fn relayout(
             },
         );
     }
-    *state
-        .shared
-        .sensor_key_hash
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = record.sensor_key_hash;
     state.record = record;
     state.publish_routes();
     // The layout change itself is one step of the facility seq.
@@ -700,6 +708,27 @@ async fn relayout(
         published_at: std::time::Instant::now(),
         encoded: Default::default(),
     });
+    Ok(())
+}
+
+/// Writes the record with a new sensor key; the record in memory changes
+/// only once that write is durable.
+async fn set_sensor_key(
+    state: &mut FacilityState,
+    generation: u64,
+    hash: [u8; 32],
+) -> Result<(), ActorError> {
+    let mut record = state.record.clone();
+    record.sensor_key_generation = generation;
+    record.sensor_key_hash = hash;
+    record.updated_at = state.context.clock.now();
+    state
+        .context
+        .commit
+        .storage()
+        .put_facility(&state.id, record.encode())
+        .await?;
+    state.record = record;
     Ok(())
 }
 

@@ -25,5 +25,5 @@ pub mod record;
 pub mod zone;
 
 pub use error::ActorError;
-pub use node::{BookParams, Booked, KeyCheck, Node, NodeConfig, SensorReading};
+pub use node::{BookParams, Booked, KeyCheck, Node, NodeConfig, SensorKey, SensorReading};
 pub use publish::{Delta, FacilityView, Snapshot, Start, Subscription, ZoneView};

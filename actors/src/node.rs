@@ -18,7 +18,7 @@ use parkme_storage::{GroupCommit, Storage};
 use ractor::{Actor, ActorRef};
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -70,18 +70,46 @@ pub enum Booked {
     Replayed(Booking),
 }
 
-/// Why a sensor key was refused.
+/// What a sensor key check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyCheck {
     Valid,
     UnknownFacility,
+    /// The current key of another facility.
+    Foreign,
     Wrong,
+}
+
+/// A facility's current sensor key, as far as checking it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SensorKey {
+    /// 0 until the first rotation, one more at each.
+    pub generation: u64,
+    /// SHA-256 of the key ([`hash_key`]).
+    pub hash: [u8; 32],
+}
+
+impl SensorKey {
+    /// Whether a key with this hash is the current one (constant time).
+    pub fn is(&self, hash: &[u8; 32]) -> bool {
+        self.hash
+            .iter()
+            .zip(hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
 }
 
 #[derive(Debug)]
 struct FacilityHandle {
     actor: ActorRef<FacilityMsg>,
     shared: Arc<FacilityShared>,
+    /// The current sensor key; sensor sockets watch it to close when the
+    /// key they came with is revoked.
+    sensor_key: watch::Sender<SensorKey>,
+    /// Serializes the writers of this facility's record (layout PUT, key
+    /// rotation), so neither writes a stale key generation.
+    record_writes: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -90,6 +118,9 @@ struct Inner {
     clock: Clock,
     config: NodeConfig,
     facilities: RwLock<HashMap<FacilityId, Arc<FacilityHandle>>>,
+    /// Which facility each current sensor key hash belongs to: tells
+    /// another facility's key from a wrong one with one lookup.
+    key_owners: RwLock<HashMap<[u8; 32], FacilityId>>,
     /// Serializes idempotent retries of one key (striped).
     idempotency_locks: Vec<tokio::sync::Mutex<()>>,
     /// Tells the committer to drain and stop, once the actors are gone.
@@ -142,6 +173,7 @@ impl Node {
                 clock: Clock::new(),
                 config,
                 facilities: RwLock::new(HashMap::new()),
+                key_owners: RwLock::new(HashMap::new()),
                 idempotency_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
                 close_commits,
             }),
@@ -178,9 +210,12 @@ impl Node {
 
     async fn spawn_facility(&self, record: FacilityRecord) -> Result<(), ActorError> {
         let id = record.layout.id.clone();
+        let key = SensorKey {
+            generation: record.sensor_key_generation,
+            hash: record.sensor_key_hash,
+        };
         let shared = Arc::new(FacilityShared {
             routes: RwLock::new(Arc::new(Routes::default())),
-            sensor_key_hash: RwLock::new(record.sensor_key_hash),
         });
         let args = FacilityArgs {
             record,
@@ -192,12 +227,48 @@ impl Node {
             ActorError::Unavailable("facility")
         })?;
         ask(&actor, FacilityMsg::Ready).await?;
+        let handle = Arc::new(FacilityHandle {
+            actor,
+            shared,
+            sensor_key: watch::Sender::new(key),
+            record_writes: tokio::sync::Mutex::new(()),
+        });
         self.inner
             .facilities
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Arc::new(FacilityHandle { actor, shared }));
+            .insert(id.clone(), handle);
+        self.own_key(&id, None, key);
         Ok(())
+    }
+
+    /// Records `new` as `id`'s key in the owner index (dropping `old`).
+    fn own_key(&self, id: &FacilityId, old: Option<SensorKey>, new: SensorKey) {
+        let mut owners = self
+            .inner
+            .key_owners
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = old
+            && old.hash != new.hash
+            && owners.get(&old.hash) == Some(id)
+        {
+            owners.remove(&old.hash);
+        }
+        owners.insert(new.hash, id.clone());
+    }
+
+    /// Makes `new` the key sensors of `handle` must present; sockets that
+    /// came with another key are told.
+    fn install_key(&self, id: &FacilityId, handle: &FacilityHandle, new: SensorKey) {
+        let mut old = None;
+        handle.sensor_key.send_if_modified(|current| {
+            old = Some(*current);
+            let changed = *current != new;
+            *current = new;
+            changed
+        });
+        self.own_key(id, old, new);
     }
 
     fn handle(&self, id: &FacilityId) -> Result<Arc<FacilityHandle>, ActorError> {
@@ -210,50 +281,70 @@ impl Node {
             .ok_or_else(|| ActorError::UnknownFacility(id.to_string()))
     }
 
-    /// The sensor key of a facility: derived from the node secret and the
-    /// facility id, so the same key can be handed out again without being
-    /// stored.
-    pub fn sensor_key(&self, id: &FacilityId) -> String {
+    /// The sensor key of generation `generation`: derived from the node
+    /// secret, the facility id and the generation, so the current key can
+    /// be handed out again without being stored. Generation 0 is the key
+    /// of records written before rotation existed.
+    fn derive_key(&self, id: &FacilityId, generation: u64) -> String {
         let mut hasher = Sha256::new();
         hasher.update((self.inner.config.key_secret.len() as u64).to_le_bytes());
         hasher.update(&self.inner.config.key_secret);
         hasher.update(b"parkme-sensor-key:");
         hasher.update(id.as_str().as_bytes());
+        if generation > 0 {
+            hasher.update(b":generation:");
+            hasher.update(generation.to_le_bytes());
+        }
         format!("sk_{}", hex::encode(&hasher.finalize()[..20]))
     }
 
+    /// The current sensor key of a facility.
+    pub fn sensor_key(&self, id: &FacilityId) -> Result<String, ActorError> {
+        let handle = self.handle(id)?;
+        let generation = handle.sensor_key.borrow().generation;
+        Ok(self.derive_key(id, generation))
+    }
+
     /// Creates or replaces a facility; returns its view and whether it is
-    /// new.
+    /// new. The sensor key keeps its generation.
     pub async fn put_facility(
         &self,
         layout: FacilityLayout,
     ) -> Result<(FacilityView, bool), ActorError> {
         let id = layout.id.clone();
         let now = self.inner.clock.now();
-        let key_hash = hash_key(&self.sensor_key(&id));
         match self.handle(&id) {
             Ok(handle) => {
+                let _writes = handle.record_writes.lock().await;
+                let generation = handle.sensor_key.borrow().generation;
+                let key = SensorKey {
+                    generation,
+                    hash: hash_key(&self.derive_key(&id, generation)),
+                };
                 let record = FacilityRecord {
                     layout,
-                    sensor_key_hash: key_hash,
+                    sensor_key_hash: key.hash,
                     seq_base: 0,
                     created_at: now,
                     updated_at: now,
+                    sensor_key_generation: generation,
                 };
                 ask(&handle.actor, |reply| FacilityMsg::Relayout {
                     record,
                     reply,
                 })
                 .await??;
+                self.install_key(&id, &handle, key);
                 Ok((ask(&handle.actor, FacilityMsg::View).await?, false))
             }
             Err(_) => {
                 let record = FacilityRecord {
                     layout,
-                    sensor_key_hash: key_hash,
+                    sensor_key_hash: hash_key(&self.derive_key(&id, 0)),
                     seq_base: 0,
                     created_at: now,
                     updated_at: now,
+                    sensor_key_generation: 0,
                 };
                 self.storage().put_facility(&id, record.encode()).await?;
                 self.spawn_facility(record).await?;
@@ -262,25 +353,63 @@ impl Node {
         }
     }
 
+    /// Gives a facility a new sensor key and revokes the old one at once:
+    /// handshakes with it are refused from now on, and open sockets that
+    /// came with it are told to close. Returns the new key.
+    pub async fn rotate_sensor_key(&self, id: &FacilityId) -> Result<String, ActorError> {
+        let handle = self.handle(id)?;
+        let _writes = handle.record_writes.lock().await;
+        let current = *handle.sensor_key.borrow();
+        // A u64 of rotations is never exhausted.
+        let generation = current.generation.saturating_add(1);
+        let key = self.derive_key(id, generation);
+        let new = SensorKey {
+            generation,
+            hash: hash_key(&key),
+        };
+        ask(&handle.actor, |reply| FacilityMsg::SetSensorKey {
+            generation,
+            hash: new.hash,
+            reply,
+        })
+        .await??;
+        self.install_key(id, &handle, new);
+        tracing::info!(facility = %id, generation, "sensor key rotated");
+        Ok(key)
+    }
+
+    /// The current sensor key of a facility, to watch for revocation.
+    pub fn watch_sensor_key(&self, id: &FacilityId) -> Option<watch::Receiver<SensorKey>> {
+        self.handle(id).ok().map(|h| h.sensor_key.subscribe())
+    }
+
+    /// Checks a presented sensor key against the facility named: one
+    /// hash and two lookups, whatever the number of facilities.
     pub fn check_sensor_key(&self, id: &FacilityId, key: &str) -> KeyCheck {
         let Ok(handle) = self.handle(id) else {
             return KeyCheck::UnknownFacility;
         };
-        let stored = *handle
-            .shared
-            .sensor_key_hash
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
         let given = hash_key(key);
-        // Constant-time comparison of the two digests.
-        let diff = stored
-            .iter()
-            .zip(given.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 {
-            KeyCheck::Valid
-        } else {
-            KeyCheck::Wrong
+        if handle.sensor_key.borrow().is(&given) {
+            return KeyCheck::Valid;
+        }
+        let owner = self
+            .inner
+            .key_owners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&given)
+            .cloned();
+        match owner {
+            Some(other)
+                if other != *id
+                    && self
+                        .handle(&other)
+                        .is_ok_and(|h| h.sensor_key.borrow().is(&given)) =>
+            {
+                KeyCheck::Foreign
+            }
+            _ => KeyCheck::Wrong,
         }
     }
 

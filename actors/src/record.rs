@@ -1,5 +1,10 @@
 //! The durable facility record: the declared layout, the hash of its sensor
-//! key and the seq base carried across layout changes.
+//! key and that key's generation, and the seq base carried across layout
+//! changes.
+//!
+//! Records written before key generations existed (no generation field)
+//! still decode, as generation 0: an upgrade never locks sensors out.
+//! This module must never store a sensor key itself, only its hash.
 
 use bincode::{Decode, Encode};
 use parkme_engine::codec::{self, CodecError};
@@ -15,6 +20,33 @@ pub struct FacilityRecord {
     pub seq_base: u64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Which sensor key is current: 0 until the first rotation, one more
+    /// at each. Kept last, so that records without it decode.
+    pub sensor_key_generation: u64,
+}
+
+/// A record as written before sensor key generations: the same fields
+/// without the last one.
+#[derive(Decode)]
+struct FacilityRecordV1 {
+    layout: FacilityLayout,
+    sensor_key_hash: [u8; 32],
+    seq_base: u64,
+    created_at: Millis,
+    updated_at: Millis,
+}
+
+impl From<FacilityRecordV1> for FacilityRecord {
+    fn from(old: FacilityRecordV1) -> Self {
+        FacilityRecord {
+            layout: old.layout,
+            sensor_key_hash: old.sensor_key_hash,
+            seq_base: old.seq_base,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+            sensor_key_generation: 0,
+        }
+    }
 }
 
 impl FacilityRecord {
@@ -22,12 +54,82 @@ impl FacilityRecord {
         codec::encode_stored(self)
     }
 
+    /// Decodes a record of this version, or of the version before key
+    /// generations (as generation 0).
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        codec::decode_stored(bytes)
+        match codec::decode_stored::<FacilityRecord>(bytes) {
+            Ok(record) => Ok(record),
+            Err(current) => codec::decode_stored::<FacilityRecordV1>(bytes)
+                .map(FacilityRecord::from)
+                .map_err(|_| current),
+        }
     }
 }
 
 /// Hashes a sensor key for storage and comparison.
 pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parkme_engine::{FacilityId, ZoneId, ZoneLayout, ZoneShape};
+
+    /// The record type as it was before generations, to write old bytes.
+    #[derive(Encode)]
+    struct OldRecord {
+        layout: FacilityLayout,
+        sensor_key_hash: [u8; 32],
+        seq_base: u64,
+        created_at: Millis,
+        updated_at: Millis,
+    }
+
+    fn layout() -> FacilityLayout {
+        FacilityLayout {
+            id: FacilityId::parse("f1").expect("id"),
+            name: "F1".into(),
+            timezone: "UTC".into(),
+            location: None,
+            zones: vec![ZoneLayout {
+                id: ZoneId::parse("z").expect("id"),
+                name: "z".into(),
+                shape: ZoneShape::Counter {
+                    capacity: 3,
+                    kind: parkme_engine::SpotKind::Standard,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn a_record_written_before_key_generations_decodes_as_generation_zero() {
+        let old = OldRecord {
+            layout: layout(),
+            sensor_key_hash: hash_key("sk_old"),
+            seq_base: 7,
+            created_at: Millis(1),
+            updated_at: Millis(2),
+        };
+        let record = FacilityRecord::decode(&codec::encode_stored(&old)).expect("old bytes decode");
+        assert_eq!(record.sensor_key_generation, 0);
+        assert_eq!(record.sensor_key_hash, hash_key("sk_old"));
+        assert_eq!(record.seq_base, 7);
+        assert_eq!(record.layout, layout());
+    }
+
+    #[test]
+    fn a_current_record_round_trips_with_its_generation() {
+        let record = FacilityRecord {
+            layout: layout(),
+            sensor_key_hash: hash_key("sk_new"),
+            seq_base: 3,
+            created_at: Millis(1),
+            updated_at: Millis(2),
+            sensor_key_generation: 5,
+        };
+        assert_eq!(FacilityRecord::decode(&record.encode()), Ok(record));
+        assert!(FacilityRecord::decode(&[1, 2, 3]).is_err());
+    }
 }

@@ -128,6 +128,9 @@ impl Server {
             .env("PARKME_JWT_SECRET", "bench-secret")
             .env("PARKME_RATE_SENSOR_PER_SEC", "0")
             .env("PARKME_RATE_ANON_PER_HOUR", "0")
+            // Thousands of sockets from one address, opened at once.
+            .env("PARKME_MAX_CONNECTIONS_PER_IP", "0")
+            .env("PARKME_MAX_CONNECTIONS", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

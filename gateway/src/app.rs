@@ -2,9 +2,10 @@
 //!
 //! `Application::build` wires everything from a [`Config`] and binds the
 //! listener (port 0 works: tests ask `port()`); `run_until_stopped` serves
-//! until the shutdown token is cancelled, then drains in order: stop
-//! accepting, close websockets (1001), stop the actors (pending commits
-//! finish, snapshots are written), drain the group committer.
+//! (through [`crate::server`]: caps and timeouts) until the shutdown token
+//! is cancelled, then drains in order: stop accepting, close websockets
+//! (1001), stop the actors (pending commits finish, snapshots are
+//! written), drain the group committer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use parkme_actors::{Node, NodeConfig};
 use parkme_storage::Storage;
@@ -28,7 +29,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http;
-use crate::rate_limit::RateLimits;
+use crate::peer::{AllowedOrigins, TrustedProxies};
+use crate::rate_limit::{AuthFailures, RateLimits};
+use crate::redis::{Redis, RedisSettings};
+use crate::server::{self, ServerSettings};
 use crate::telemetry;
 
 /// Largest request body accepted.
@@ -49,8 +53,6 @@ pub enum GatewayError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("server: {0}")]
-    Serve(std::io::Error),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("redis: {0}")]
@@ -65,7 +67,11 @@ struct AppInner {
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
     storage_kind: &'static str,
-    redis: Option<Arc<crate::redis::Redis>>,
+    redis: Option<Arc<Redis>>,
+    auth_failures: AuthFailures,
+    trusted_proxies: TrustedProxies,
+    allowed_origins: AllowedOrigins,
+    body_timeout: Option<Duration>,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -93,8 +99,21 @@ impl AppState {
     pub fn storage_kind(&self) -> &'static str {
         self.inner.storage_kind
     }
-    pub fn redis(&self) -> Option<&crate::redis::Redis> {
+    pub fn redis(&self) -> Option<&Redis> {
         self.inner.redis.as_deref()
+    }
+    pub fn auth_failures(&self) -> &AuthFailures {
+        &self.inner.auth_failures
+    }
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted_proxies
+    }
+    pub fn allowed_origins(&self) -> &AllowedOrigins {
+        &self.inner.allowed_origins
+    }
+    /// How long a request body may take to arrive.
+    pub fn body_timeout(&self) -> Option<Duration> {
+        self.inner.body_timeout
     }
 }
 
@@ -123,6 +142,7 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, GatewayEr
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    server: ServerSettings,
     state: AppState,
     committer: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
@@ -156,13 +176,22 @@ impl Application {
     /// Opens storage, recovers every facility and binds the listener.
     pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, GatewayError> {
         let metrics = telemetry::init_metrics().map_err(GatewayError::Metrics)?;
-        let redis = config
-            .redis_url
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .map(|url| crate::redis::Redis::new(url, &config.redis_prefix).map(Arc::new))
-            .transpose()
-            .map_err(|e| GatewayError::Redis(e.to_string()))?;
+        let mut background = Vec::new();
+        let redis = match config.redis_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let settings = RedisSettings {
+                    url: url.to_owned(),
+                    prefix: config.redis_prefix.clone(),
+                    timeout: Duration::from_millis(config.redis_timeout_ms.max(1)),
+                    ca_file: config.redis_ca_file.clone(),
+                };
+                let (redis, task) = Redis::start(&settings, shutdown.clone())
+                    .map_err(|e| GatewayError::Redis(e.to_string()))?;
+                background.push(task);
+                Some(Arc::new(redis))
+            }
+            None => None,
+        };
         let storage = open_storage(&config).await?;
         let storage_kind = storage.name();
         let node_config = NodeConfig {
@@ -198,9 +227,13 @@ impl Application {
                 shutdown: shutdown.clone(),
                 storage_kind,
                 redis,
+                auth_failures: AuthFailures::new(config.rate_auth_failures_per_hour),
+                trusted_proxies: config.trusted_proxies.clone(),
+                allowed_origins: config.allowed_origins.clone(),
+                body_timeout: config.body_timeout(),
             }),
         };
-        let mut background = vec![spawn_upkeep(state.clone())];
+        background.push(spawn_upkeep(state.clone()));
         if config.demo {
             background.extend(crate::demo::start(&state).await);
         }
@@ -211,9 +244,18 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let server = ServerSettings {
+            header_timeout: config.header_timeout(),
+            idle_timeout: config.idle_timeout(),
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            trusted_proxies: config.trusted_proxies.clone(),
+            grace: CONNECTION_GRACE,
+        };
         Ok(Self {
             listener,
             router: router(state.clone()),
+            server,
             state,
             committer,
             background,
@@ -231,25 +273,10 @@ impl Application {
     /// Serves until shutdown, then drains (bounded).
     pub async fn run_until_stopped(self) -> Result<(), GatewayError> {
         let shutdown = self.state.shutdown().clone();
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let stopping = shutdown.clone();
-        let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { stopping.cancelled().await });
-        // Graceful shutdown waits for every open connection to finish; a
-        // stalled client (a half-sent request) must not hold the exit
-        // past the contract's 10 s, so in-flight requests get a bound.
-        let served = tokio::select! {
-            served = server.into_future() => served.map_err(GatewayError::Serve),
-            () = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(CONNECTION_GRACE).await;
-            } => {
-                tracing::warn!("connections still open after {CONNECTION_GRACE:?}; dropping them");
-                Ok(())
-            }
-        };
+        // Returns once shutdown stopped the accepting and open connections
+        // finished, or the grace for them (a stalled client must not hold
+        // the exit past the contract's 10 s) ran out.
+        server::serve(self.listener, self.router, self.server, shutdown).await;
         tracing::info!("stopped accepting; draining");
         let drain = async {
             self.state.node().stop().await;
@@ -263,7 +290,7 @@ impl Application {
         for task in self.background {
             task.abort();
         }
-        served
+        Ok(())
     }
 }
 
@@ -275,6 +302,7 @@ fn spawn_upkeep(state: AppState) -> JoinHandle<()> {
                 () = state.shutdown().cancelled() => break,
                 _ = tick.tick() => {
                     state.limits().shrink();
+                    state.auth_failures().shrink();
                     // Histograms keep raw samples until drained: fold them
                     // into their buckets so memory stays flat between scrapes.
                     state.metrics().run_upkeep();
@@ -315,8 +343,12 @@ pub fn router(state: AppState) -> Router {
             put(http::facilities::service),
         )
         .route(
+            "/v1/facilities/{fid}/sensor-key",
+            post(http::facilities::rotate_sensor_key),
+        )
+        .route(
             "/v1/facilities/{fid}/bookings",
-            axum::routing::post(http::bookings::create),
+            post(http::bookings::create),
         )
         .route(
             "/v1/bookings/{id}",
@@ -325,6 +357,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ws::routes())
         .fallback(http::ops::not_found)
         .method_not_allowed_fallback(http::ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::guard,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(http::ops::panic_response));
     for (name, value) in security_headers {

@@ -1,12 +1,19 @@
 //! The one configuration struct of the `parkme serve` process, loaded from
 //! flags and their `PARKME_*` environment twins (clap).
 //!
-//! Secrets (admin token, JWT secret) are never printed by `Debug`.
+//! Secrets (admin token, JWT secret, sensor key secret, the Redis URL
+//! that may carry a password) are never printed by `Debug`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+
+use crate::peer::{AllowedOrigins, TrustedProxies};
+
+/// Secrets shorter than this are warned about at start.
+pub const SHORT_SECRET: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -36,6 +43,16 @@ pub struct Config {
     /// Prefix of every Redis key this node writes.
     #[arg(long, env = "PARKME_REDIS_PREFIX", default_value = "parkme:")]
     pub redis_prefix: String,
+
+    /// Longest a request waits for Redis before falling back to this
+    /// node's own limiter (milliseconds).
+    #[arg(long, env = "PARKME_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+
+    /// PEM file of the CA(s) that sign the Redis server's certificate, for
+    /// `rediss://` with a private CA (default: the system's roots).
+    #[arg(long, env = "PARKME_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Bearer token of the operator (admin).
     #[arg(long, env = "PARKME_ADMIN_TOKEN", hide_env_values = true)]
@@ -70,6 +87,45 @@ pub struct Config {
     #[arg(long, env = "PARKME_RATE_SENSOR_PER_SEC", default_value_t = 200_000)]
     pub rate_sensor_per_sec: u32,
 
+    /// Failed authentications per client address per hour before every
+    /// request from it with credentials gets 429 (0 = unlimited).
+    #[arg(long, env = "PARKME_RATE_AUTH_FAILURES_PER_HOUR", default_value_t = 60)]
+    pub rate_auth_failures_per_hour: u32,
+
+    /// Seconds a client has to send a whole request head, on a new
+    /// connection or between two requests of a kept-alive one (0 = no limit).
+    #[arg(long, env = "PARKME_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to send a whole request body; then 408
+    /// (0 = no limit).
+    #[arg(long, env = "PARKME_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+
+    /// Seconds an HTTP connection may go without a byte moving either way
+    /// before it is closed (0 = no limit).
+    #[arg(long, env = "PARKME_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Open TCP connections, websockets included (0 = no cap).
+    #[arg(long, env = "PARKME_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// Connections per client address still speaking HTTP (upgraded
+    /// websockets not counted; trusted proxies exempt; 0 = no cap).
+    #[arg(long, env = "PARKME_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
+    pub max_connections_per_ip: usize,
+
+    /// Comma-separated origins (`https://app.example.com`) allowed to open
+    /// websockets from a browser, besides the server's own; `*` = any.
+    #[arg(long, env = "PARKME_ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: AllowedOrigins,
+
+    /// Comma-separated addresses or CIDRs of the proxies whose
+    /// `X-Forwarded-For` names the client (default: none is trusted).
+    #[arg(long, env = "PARKME_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+
     /// A zone writes a snapshot after this many events.
     #[arg(long, env = "PARKME_SNAPSHOT_EVERY", default_value_t = 8192)]
     pub snapshot_every: u64,
@@ -87,15 +143,67 @@ impl std::fmt::Debug for Config {
             .field("storage", &self.storage)
             .field("data_dir", &self.data_dir)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("admin_token", &redacted(&self.admin_token))
             .field("jwt_secret", &redacted(&self.jwt_secret))
+            .field("sensor_key_secret", &redacted(&self.sensor_key_secret))
             .field("log_format", &self.log_format)
             .field("rate_anon_per_hour", &self.rate_anon_per_hour)
             .field("rate_user_per_hour", &self.rate_user_per_hour)
             .field("rate_bookings_per_hour", &self.rate_bookings_per_hour)
             .field("rate_sensor_per_sec", &self.rate_sensor_per_sec)
+            .field(
+                "rate_auth_failures_per_hour",
+                &self.rate_auth_failures_per_hour,
+            )
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("snapshot_every", &self.snapshot_every)
             .field("demo", &self.demo)
             .finish()
+    }
+}
+
+/// `0` seconds = no limit.
+fn seconds(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+impl Config {
+    pub fn header_timeout(&self) -> Option<Duration> {
+        seconds(self.header_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Option<Duration> {
+        seconds(self.body_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        seconds(self.idle_timeout_secs)
+    }
+
+    /// The names of the configured secrets shorter than [`SHORT_SECRET`]
+    /// bytes (never their values).
+    pub fn short_secrets(&self) -> Vec<&'static str> {
+        [
+            ("PARKME_ADMIN_TOKEN", &self.admin_token),
+            ("PARKME_JWT_SECRET", &self.jwt_secret),
+            ("PARKME_SENSOR_KEY_SECRET", &self.sensor_key_secret),
+        ]
+        .into_iter()
+        .filter(|(_, value)| {
+            value
+                .as_ref()
+                .is_some_and(|v| !v.is_empty() && v.len() < SHORT_SECRET)
+        })
+        .map(|(name, _)| name)
+        .collect()
     }
 }

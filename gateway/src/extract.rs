@@ -1,6 +1,6 @@
 //! Request extractors that speak the contract's error shape: the caller
 //! (credentials + rate limits), JSON bodies (400 malformed, 413 too
-//! large) and path ids (404 when unreadable).
+//! large, 408 too slow) and path ids (404 when unreadable).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::app::AppState;
 use crate::auth::{Principal, bearer};
 use crate::error::ApiError;
+use crate::peer::ClientIp;
 use crate::rate_limit::LimitKey;
 
 /// The authenticated (or anonymous) caller of a request, already counted
@@ -35,7 +36,12 @@ impl Caller {
     }
 }
 
+/// The client address the guard settled (through trusted proxies), else
+/// the TCP peer.
 pub fn client_ip(parts: &Parts) -> IpAddr {
+    if let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>() {
+        return *ip;
+    }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -73,11 +79,24 @@ impl FromRequestParts<AppState> for Caller {
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let read = Bytes::from_request(req, state);
+        let read = match state.body_timeout() {
+            Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {
+                metrics::counter!("parkme_connections_timed_out_total", "phase" => "body")
+                    .increment(1);
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("the request body did not arrive within {limit:?}"),
+                )
+            })?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,

@@ -4,6 +4,10 @@
 //! - [`config`]: the one configuration struct (flags + `PARKME_*` env).
 //! - [`app`]: builds storage, the actor node and the router; runs and
 //!   drains the server.
+//! - [`server`]: the HTTP server under the router: connection caps and
+//!   header/idle timeouts (Slowloris).
+//! - [`guard`]: the middleware before every handler: client address
+//!   ([`peer`]: trusted proxies, websocket origins), failed-auth limit.
 //! - [`extract`], [`auth`], [`rate_limit`]: who is calling and whether
 //!   they may.
 //! - [`http`]: the REST handlers of contract §3; [`dto`]: their JSON shapes.
@@ -25,9 +29,12 @@ pub mod demo;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod http;
+pub mod peer;
 pub mod rate_limit;
 pub mod redis;
+pub mod server;
 pub mod telemetry;
 pub mod ws;
 

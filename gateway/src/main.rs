@@ -76,6 +76,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if config.admin_token.is_none() {
         tracing::warn!("PARKME_ADMIN_TOKEN is not set: admin endpoints will refuse every request");
     }
+    for name in config.short_secrets() {
+        tracing::warn!(
+            setting = name,
+            "{name} is shorter than {} bytes: easy to guess; use a long random value",
+            parkme_gateway::config::SHORT_SECRET
+        );
+    }
     tracing::info!(config = ?config, "starting");
     let shutdown = CancellationToken::new();
     let app = Application::build(config.clone(), shutdown.clone())

@@ -1,14 +1,17 @@
 //! Rate limits, with the old deployment's defaults: anonymous writes per
-//! IP, requests per user, bookings per user, sensor messages per facility.
+//! IP, requests per user, bookings per user, sensor messages per facility;
+//! and failed authentications per client address ([`AuthFailures`]).
 //! Each limit is a keyed GCRA limiter (`governor`); 0 disables a limit.
 //!
-//! With Redis configured the limits are shared between nodes (see
-//! `crate::redis`); without it they are per process.
+//! With Redis configured the hourly limits are shared between nodes (see
+//! `crate::redis`); without it they are per process. Failed
+//! authentications are counted per node.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -159,9 +162,109 @@ impl RateLimits {
     }
 }
 
+/// Failed authentications per client address. Once an address has spent
+/// its budget, every request from it that carries credentials is refused
+/// (429) until the budget refills, whether they are right or wrong: a
+/// guesser learns nothing from a refusal, and gets one guess per refill.
+#[derive(Debug)]
+pub struct AuthFailures {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Addresses that spent their budget, and until when.
+    blocked: RwLock<HashMap<IpAddr, Instant>>,
+}
+
+impl AuthFailures {
+    pub fn new(per_hour: u32) -> Self {
+        let limiter = NonZeroU32::new(per_hour).and_then(|n| {
+            let quota = Quota::with_period(HOUR / n.get())?.allow_burst(n);
+            Some(RateLimiter::keyed(quota))
+        });
+        Self {
+            limiter,
+            blocked: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(seconds to wait)` while `ip` may not present credentials.
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let blocked = self.blocked.read().unwrap_or_else(|e| e.into_inner());
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        match blocked.get(&ip) {
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    Ok(())
+                } else {
+                    Err(left.as_secs_f64().ceil().max(1.0) as u64)
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts one failure of `ip`; `Err(seconds to wait)` once its budget
+    /// is spent.
+    pub fn failed(&self, ip: IpAddr) -> Result<(), u64> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        metrics::counter!("parkme_auth_failures_total").increment(1);
+        let Err(not_until) = limiter.check_key(&ip) else {
+            return Ok(());
+        };
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        self.blocked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ip, Instant::now() + wait);
+        Err(wait.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// Forgets addresses whose wait is over and budgets that refilled.
+    pub fn shrink(&self) {
+        let now = Instant::now();
+        self.blocked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, until| *until > now);
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_past_its_failure_budget_is_blocked_and_others_are_not() {
+        let failures = AuthFailures::new(3);
+        let guesser: IpAddr = "203.0.113.9".parse().expect("ip");
+        let other: IpAddr = "203.0.113.10".parse().expect("ip");
+        for _ in 0..3 {
+            assert!(failures.failed(guesser).is_ok());
+            assert!(failures.check(guesser).is_ok());
+        }
+        let wait = failures
+            .failed(guesser)
+            .expect_err("fourth failure spends the budget");
+        assert!(wait >= 1);
+        assert!(failures.check(guesser).is_err());
+        assert!(failures.check(other).is_ok());
+        failures.shrink();
+        assert!(
+            failures.check(guesser).is_err(),
+            "still blocked after upkeep"
+        );
+        let off = AuthFailures::new(0);
+        for _ in 0..100 {
+            assert!(off.failed(guesser).is_ok());
+        }
+    }
 
     #[test]
     fn a_user_gets_exactly_the_hourly_quota_then_is_limited() {

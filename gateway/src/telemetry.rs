@@ -106,6 +106,29 @@ fn register_families() {
         "parkme_bookings_expired_total",
         "Holds that expired unclaimed."
     );
+    describe_counter!(
+        "parkme_auth_failures_total",
+        "Requests with credentials answered 401, counted per client address."
+    );
+    describe_counter!(
+        "parkme_connections_refused_total",
+        "TCP connections refused at a connection cap, by cap."
+    );
+    describe_counter!(
+        "parkme_connections_timed_out_total",
+        "Connections cut by a timeout (header, body, idle)."
+    );
+    describe_gauge!(
+        "parkme_redis_up",
+        "1 while the Redis connection is up (only with PARKME_REDIS_URL)."
+    );
+    metrics::counter!("parkme_auth_failures_total").increment(0);
+    for reason in ["per_ip", "overall"] {
+        metrics::counter!("parkme_connections_refused_total", "reason" => reason).increment(0);
+    }
+    for phase in ["header", "body", "idle"] {
+        metrics::counter!("parkme_connections_timed_out_total", "phase" => phase).increment(0);
+    }
     metrics::counter!("parkme_sensor_events_total").increment(0);
     for outcome in [
         "created",

@@ -9,6 +9,7 @@ mod durability;
 mod expiry;
 mod gated;
 mod helpers;
+mod keys;
 mod layout;
 mod sensors;
 mod subscriptions;

@@ -1,4 +1,5 @@
-//! Facility endpoints: layout PUT/GET, listing, spots, service flag.
+//! Facility endpoints: layout PUT/GET, listing, spots, service flag,
+//! sensor key rotation.
 
 use axum::Json;
 use axum::extract::State;
@@ -26,7 +27,7 @@ pub async fn put(
     let (view, created) = app.node().put_facility(layout).await?;
     let mut body = facility_json(&view);
     if let Value::Object(map) = &mut body {
-        map.insert("sensor_key".into(), json!(app.node().sensor_key(&id)));
+        map.insert("sensor_key".into(), json!(app.node().sensor_key(&id)?));
     }
     tracing::info!(facility = %id, created, "layout stored");
     let status = if created {
@@ -84,4 +85,17 @@ pub async fn service(
         .set_service(&id, &spot, input.out_of_service)
         .await?;
     Ok(Json(json!(view)))
+}
+
+/// `POST /v1/facilities/{fid}/sensor-key`: a new key; the old one is
+/// refused from now on and sockets that came with it are closed.
+pub async fn rotate_sensor_key(
+    State(app): State<AppState>,
+    _admin: Admin,
+    Ids(fid): Ids<String>,
+) -> ApiResult<Json<Value>> {
+    let id = facility_id(&fid)?;
+    let key = app.node().rotate_sensor_key(&id).await?;
+    tracing::info!(facility = %id, "sensor key rotated by the admin");
+    Ok(Json(json!({"facility": id, "sensor_key": key})))
 }

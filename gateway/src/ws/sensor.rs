@@ -31,7 +31,8 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{FuturesOrdered, SplitStream};
 use futures_util::{FutureExt, StreamExt};
-use parkme_actors::{ActorError, KeyCheck, SensorReading};
+use parkme_actors::record::hash_key;
+use parkme_actors::{ActorError, KeyCheck, SensorKey, SensorReading};
 use parkme_engine::FacilityId;
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -42,7 +43,7 @@ use super::protocol::{
 };
 use super::socket::{self, Buffers, ConnectionGauge, Liveness, Next, Pulse, close, write_loop};
 use crate::app::AppState;
-use crate::auth::{bearer, same_digest};
+use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::extract::Ids;
 use crate::http::facility_id;
@@ -87,49 +88,36 @@ fn presented_key(headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, ApiEr
         .filter(|k| !k.is_empty()))
 }
 
-/// 404 unknown facility, 401 no or wrong key, 403 another facility's key.
+/// 404 unknown facility, 401 no or wrong key, 403 another facility's key;
+/// one key check against the facility named, whatever their number.
+/// Returns the facility and the hash of the key it was opened with.
 fn authorize(
     app: &AppState,
     fid: &str,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Result<FacilityId, ApiError> {
+) -> Result<(FacilityId, [u8; 32]), ApiError> {
     let id = facility_id(fid)?;
+    let unknown = || {
+        ApiError::not_found(
+            "unknown_facility",
+            format!("facility {fid:?} does not exist"),
+        )
+    };
     let node = app.node();
-    if !node.facility_ids().contains(&id) {
-        return Err(ApiError::not_found(
-            "unknown_facility",
-            format!("facility {fid:?} does not exist"),
-        ));
+    let key = presented_key(headers, uri)?;
+    match key {
+        Some(key) => match node.check_sensor_key(&id, &key) {
+            KeyCheck::Valid => Ok((id, hash_key(&key))),
+            KeyCheck::UnknownFacility => Err(unknown()),
+            KeyCheck::Foreign => Err(ApiError::forbidden(
+                "this sensor key belongs to another facility",
+            )),
+            KeyCheck::Wrong => Err(ApiError::unauthorized("invalid sensor key")),
+        },
+        None if node.watch_sensor_key(&id).is_none() => Err(unknown()),
+        None => Err(ApiError::unauthorized("a sensor key is required")),
     }
-    let key = presented_key(headers, uri)?
-        .ok_or_else(|| ApiError::unauthorized("a sensor key is required"))?;
-    match node.check_sensor_key(&id, &key) {
-        KeyCheck::Valid => Ok(id),
-        KeyCheck::UnknownFacility => Err(ApiError::not_found(
-            "unknown_facility",
-            format!("facility {fid:?} does not exist"),
-        )),
-        KeyCheck::Wrong => {
-            let given = digest(&key);
-            let elsewhere = node
-                .facility_ids()
-                .iter()
-                .any(|other| other != &id && same_digest(&digest(&node.sensor_key(other)), &given));
-            if elsewhere {
-                Err(ApiError::forbidden(
-                    "this sensor key belongs to another facility",
-                ))
-            } else {
-                Err(ApiError::unauthorized("invalid sensor key"))
-            }
-        }
-    }
-}
-
-fn digest(value: &str) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(value.as_bytes()).into()
 }
 
 /// `GET /v1/sensors/{fid}`.
@@ -141,8 +129,8 @@ pub async fn handshake(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let authorized = fid.and_then(|Ids(fid)| authorize(&app, &fid, &headers, &uri));
-    let fid = match authorized {
-        Ok(fid) => fid,
+    let (fid, key_hash) = match authorized {
+        Ok(authorized) => authorized,
         Err(error) => return error.into_response(),
     };
     let ws = match ws {
@@ -151,7 +139,7 @@ pub async fn handshake(
     };
     let ws = socket::configure(ws, BUFFERS).protocols([JSON_PROTOCOL, BINCODE_PROTOCOL]);
     let codec = Codec::from_protocol(ws.selected_protocol().and_then(|p| p.to_str().ok()));
-    ws.on_upgrade(move |socket| run(socket, app, fid, codec))
+    ws.on_upgrade(move |socket| run(socket, app, fid, key_hash, codec))
 }
 
 /// Replies waiting for the writer. Acks are cumulative, so only the
@@ -345,9 +333,20 @@ impl Session<'_> {
     }
 }
 
-/// One sensor connection, from upgrade to close.
-pub async fn run(socket: WebSocket, app: AppState, fid: FacilityId, codec: Codec) {
+/// One sensor connection, from upgrade to close. It closes with 1008
+/// once the key it came with (`key_hash`) is no longer the facility's.
+pub async fn run(
+    socket: WebSocket,
+    app: AppState,
+    fid: FacilityId,
+    key_hash: [u8; 32],
+    codec: Codec,
+) {
     let _gauge = ConnectionGauge::open("sensor");
+    let mut key = app.node().watch_sensor_key(&fid);
+    let mut key_current = key
+        .as_mut()
+        .is_none_or(|k| k.borrow_and_update().is(&key_hash));
     tracing::debug!(facility = %fid, ?codec, "sensor connected");
     let (mut sink, mut stream) = socket.split();
     let replies = Mutex::new(Replies::default());
@@ -372,10 +371,19 @@ pub async fn run(socket: WebSocket, app: AppState, fid: FacilityId, codec: Codec
     let mut liveness = Liveness::default();
     let mut ticker = socket::liveness_ticker();
     let end = loop {
+        if !key_current {
+            tracing::info!(facility = %session.fid, "sensor key revoked; closing");
+            break End::Close(close::POLICY, "sensor key revoked");
+        }
         let can_read = session.can_read();
         tokio::select! {
             biased;
             () = &mut shutdown => break End::Close(close::GOING_AWAY, "server shutting down"),
+            changed = key_changed(&mut key) => match (changed, key.as_mut()) {
+                (true, Some(watch)) => key_current = watch.borrow_and_update().is(&key_hash),
+                // The node is going away: nothing left to watch.
+                _ => key = None,
+            },
             written = &mut writer => {
                 if let Err(e) = written {
                     tracing::debug!(facility = %session.fid, error = %e, "sensor socket write failed");
@@ -426,6 +434,15 @@ pub async fn run(socket: WebSocket, app: AppState, fid: FacilityId, codec: Codec
     let _ = tokio::time::timeout(socket::CLOSE_GRACE, &mut writer).await;
     if code != 1000 {
         linger(&mut stream).await;
+    }
+}
+
+/// Waits until the facility's key changes: `true` then, `false` if the
+/// facility is gone (never, if there is nothing to watch).
+async fn key_changed(key: &mut Option<tokio::sync::watch::Receiver<SensorKey>>) -> bool {
+    match key {
+        Some(watch) => watch.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -4,13 +4,16 @@
 //! `TestServer::start(env)` spawns `parkme serve` (port 0, the bound port
 //! read from its "listening on" line), waits until `/health/` answers 200,
 //! and kills the process on drop. `restart()` starts a new process on the
-//! same data dir and port. Logs are quiet unless `TEST_LOG` is set.
+//! same data dir and port. `start_unhealthy` waits only for the listening
+//! line (for servers whose Redis is down on purpose). Every line the
+//! server prints is kept (`output()`); logs are shown only if `TEST_LOG`
+//! is set.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{EncodingKey, Header, encode};
@@ -27,12 +30,38 @@ pub struct TestServer {
     port: u16,
     env: Vec<(String, String)>,
     data_dir: tempfile::TempDir,
+    /// Whether a start waits for `/health/` to answer 200.
+    wait_healthy: bool,
+    /// What the server printed (the last few thousand lines).
+    output: Arc<Mutex<Vec<String>>>,
 }
+
+/// Lines of output kept per server.
+const OUTPUT_LINES: usize = 4096;
 
 impl TestServer {
     /// Starts `parkme serve` with `env` on top of the test defaults
     /// (embedded storage in a temp dir, known admin token and JWT secret).
     pub async fn start(env: &[(&str, &str)]) -> TestServer {
+        Self::start_in(env, tempfile::tempdir().expect("a temp data dir"), true).await
+    }
+
+    /// Like [`TestServer::start`], but ready once it listens, healthy or
+    /// not.
+    pub async fn start_unhealthy(env: &[(&str, &str)]) -> TestServer {
+        Self::start_in(env, tempfile::tempdir().expect("a temp data dir"), false).await
+    }
+
+    /// Like [`TestServer::start`], on a data dir prepared beforehand.
+    pub async fn start_on(env: &[(&str, &str)], data_dir: tempfile::TempDir) -> TestServer {
+        Self::start_in(env, data_dir, true).await
+    }
+
+    async fn start_in(
+        env: &[(&str, &str)],
+        data_dir: tempfile::TempDir,
+        wait_healthy: bool,
+    ) -> TestServer {
         let mut server = TestServer {
             child: None,
             port: 0,
@@ -40,10 +69,20 @@ impl TestServer {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-            data_dir: tempfile::tempdir().expect("a temp data dir"),
+            data_dir,
+            wait_healthy,
+            output: Arc::new(Mutex::new(Vec::new())),
         };
         server.spawn().await;
         server
+    }
+
+    /// Every line the server printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn env_value(&self, name: &str) -> Option<&str> {
@@ -69,6 +108,7 @@ impl TestServer {
             .env("PARKME_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PARKME_JWT_SECRET", JWT_SECRET)
             .env("PARKME_LOG_FORMAT", "pretty")
+            .env("NO_COLOR", "1")
             .env("RUST_LOG", if verbose { "info" } else { "warn" })
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -81,11 +121,19 @@ impl TestServer {
         let mut child = command.spawn().expect("parkme starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
+        let output = Arc::clone(&self.output);
         // Reads the bound port, then keeps draining stdout (logs) so the
         // server never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                {
+                    let mut output = output.lock().unwrap_or_else(|e| e.into_inner());
+                    if output.len() >= OUTPUT_LINES {
+                        output.remove(0);
+                    }
+                    output.push(line.clone());
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let port = rest
                         .trim_end_matches('/')
@@ -115,7 +163,9 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         self.port = port;
-        self.wait_healthy(deadline).await;
+        if self.wait_healthy {
+            self.wait_healthy(deadline).await;
+        }
     }
 
     async fn wait_healthy(&mut self, deadline: Instant) {
