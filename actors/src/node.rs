@@ -92,6 +92,11 @@ struct Inner {
     facilities: RwLock<HashMap<FacilityId, Arc<FacilityHandle>>>,
     /// Serializes idempotent retries of one key (striped).
     idempotency_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Serializes the creation of facilities, so two PUTs of one new
+    /// facility never start it twice.
+    creating: tokio::sync::Mutex<()>,
+    #[cfg(feature = "testing")]
+    probe: crate::probe::Probe,
     /// Tells the committer to drain and stop, once the actors are gone.
     close_commits: CancellationToken,
 }
@@ -143,6 +148,9 @@ impl Node {
                 config,
                 facilities: RwLock::new(HashMap::new()),
                 idempotency_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+                creating: tokio::sync::Mutex::new(()),
+                #[cfg(feature = "testing")]
+                probe: crate::probe::Probe::default(),
                 close_commits,
             }),
         };
@@ -186,6 +194,8 @@ impl Node {
             record,
             context: self.context(),
             shared: Arc::clone(&shared),
+            #[cfg(feature = "testing")]
+            probe: self.inner.probe.clone(),
         };
         let (actor, _) = Actor::spawn(None, FacilityActor, args).await.map_err(|e| {
             tracing::error!(facility = %id, error = %e, "facility failed to start");
@@ -223,43 +233,45 @@ impl Node {
     }
 
     /// Creates or replaces a facility; returns its view and whether it is
-    /// new.
+    /// new. A replacement is all or nothing: refused (with nothing changed
+    /// anywhere) if it would drop a spot or zone holding a live booking.
     pub async fn put_facility(
         &self,
         layout: FacilityLayout,
     ) -> Result<(FacilityView, bool), ActorError> {
         let id = layout.id.clone();
         let now = self.inner.clock.now();
-        let key_hash = hash_key(&self.sensor_key(&id));
-        match self.handle(&id) {
-            Ok(handle) => {
-                let record = FacilityRecord {
-                    layout,
-                    sensor_key_hash: key_hash,
-                    seq_base: 0,
-                    created_at: now,
-                    updated_at: now,
-                };
-                ask(&handle.actor, |reply| FacilityMsg::Relayout {
-                    record,
-                    reply,
-                })
-                .await??;
-                Ok((ask(&handle.actor, FacilityMsg::View).await?, false))
-            }
-            Err(_) => {
-                let record = FacilityRecord {
-                    layout,
-                    sensor_key_hash: key_hash,
-                    seq_base: 0,
-                    created_at: now,
-                    updated_at: now,
-                };
-                self.storage().put_facility(&id, record.encode()).await?;
-                self.spawn_facility(record).await?;
-                Ok((self.facility(&id).await?, true))
-            }
+        let record = FacilityRecord {
+            layout,
+            sensor_key_hash: hash_key(&self.sensor_key(&id)),
+            // A replacement keeps the facility's base and creation time.
+            seq_base: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Ok(handle) = self.handle(&id) {
+            return self.replace_facility(&handle, record).await;
         }
+        let _creating = self.inner.creating.lock().await;
+        if let Ok(handle) = self.handle(&id) {
+            return self.replace_facility(&handle, record).await;
+        }
+        self.storage().put_facility(&id, record.encode()).await?;
+        self.spawn_facility(record).await?;
+        Ok((self.facility(&id).await?, true))
+    }
+
+    async fn replace_facility(
+        &self,
+        handle: &FacilityHandle,
+        record: FacilityRecord,
+    ) -> Result<(FacilityView, bool), ActorError> {
+        ask(&handle.actor, |reply| FacilityMsg::Relayout {
+            record,
+            reply,
+        })
+        .await??;
+        Ok((ask(&handle.actor, FacilityMsg::View).await?, false))
     }
 
     pub fn check_sensor_key(&self, id: &FacilityId, key: &str) -> KeyCheck {
@@ -592,6 +604,13 @@ impl Node {
         actor
             .send_message(ZoneMsg::Panic)
             .map_err(|_| ActorError::Unavailable("zone"))
+    }
+
+    /// Test hook: stops every later layout change at each of its steps
+    /// until the returned probe answers (see [`crate::probe`]).
+    #[cfg(feature = "testing")]
+    pub fn probe_relayouts(&self) -> crate::probe::RelayoutProbe {
+        self.inner.probe.install()
     }
 
     /// Now, on the node's clock.

@@ -10,6 +10,8 @@ mod expiry;
 mod gated;
 mod helpers;
 mod layout;
+mod layout_crash;
+mod layout_races;
 mod sensors;
 mod subscriptions;
 mod supervision;
