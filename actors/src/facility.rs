@@ -8,15 +8,27 @@
 //! `seq`, keeps a bounded history for resuming subscribers and broadcasts
 //! each delta once to all of them.
 //!
+//! It also coordinates layout changes ([`relayout`]), which storage cannot
+//! write in one transaction (one journal per zone, one record per
+//! facility). The facility record is the one commit point: the zones a
+//! change touches first *prepare* (check it against their durable state
+//! and hold every later command), then the new record is written, then the
+//! zones adopt it and run what they held. A refusal anywhere aborts the
+//! change before the record, so nothing changed anywhere; after the record
+//! the change completes, and a zone that missed it (a crash, a failure)
+//! adopts the recorded layout when it starts. Listing and routing come from
+//! what each zone reports holding, so they agree at every moment.
+//!
 //! It must never take part in a booking decision: bookings go straight to
 //! the zone that owns the spot.
+
+mod relayout;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use parkme_engine::{
     FacilityId, Seq, SpotId, SpotKind, SpotView, ZoneCounts, ZoneId, ZoneLayout, ZoneShape,
-    ZoneState,
 };
 use parkme_storage::ZoneKey;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -25,7 +37,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::error::ActorError;
 use crate::publish::{Delta, FacilityView, Snapshot, Start, Subscription, ZoneView};
 use crate::record::FacilityRecord;
-use crate::zone::{ZoneActor, ZoneArgs, ZoneChange, ZoneContext, ZoneMsg};
+use crate::zone::{LayoutToken, ZoneActor, ZoneArgs, ZoneChange, ZoneContext, ZoneMsg};
 
 /// Deltas kept for subscribers resuming with `since`.
 pub const HISTORY: usize = 1024;
@@ -80,6 +92,10 @@ pub enum FacilityMsg {
         hash: [u8; 32],
         reply: oneshot::Sender<Result<(), ActorError>>,
     },
+    /// The old record of an abandoned layout change is durable again.
+    RelayoutResolved {
+        token: LayoutToken,
+    },
     /// A failed zone is running again at a new address.
     ZoneRestarted {
         zone: ZoneId,
@@ -99,6 +115,7 @@ impl std::fmt::Debug for FacilityMsg {
             FacilityMsg::Subscribe { .. } => "Subscribe",
             FacilityMsg::Relayout { .. } => "Relayout",
             FacilityMsg::SetSensorKey { .. } => "SetSensorKey",
+            FacilityMsg::RelayoutResolved { .. } => "RelayoutResolved",
             FacilityMsg::ZoneRestarted { .. } => "ZoneRestarted",
         })
     }
@@ -112,11 +129,16 @@ pub struct FacilityArgs {
     pub record: FacilityRecord,
     pub context: ZoneContext,
     pub shared: Arc<FacilityShared>,
+    #[cfg(feature = "testing")]
+    pub probe: crate::probe::Probe,
 }
 
 #[derive(Debug)]
 struct ZoneSlot {
+    /// The layout the facility record declares for the zone.
     layout: ZoneLayout,
+    /// The spots the zone last reported holding: what is routed to it.
+    routed: Vec<SpotId>,
     actor: ActorRef<ZoneMsg>,
     /// Zone seq published so far (`None` until the zone first reports).
     seq: Option<Seq>,
@@ -141,6 +163,20 @@ pub struct FacilityState {
     /// encodings) by every subscriber that starts at the same state, so a
     /// reconnect or relayout storm builds and encodes it once.
     last_snapshot: Option<Arc<Snapshot>>,
+    /// Names the next layout change.
+    next_token: LayoutToken,
+    /// A layout change whose record write failed, while its old record is
+    /// being written back; its zones hold until then.
+    unresolved: Option<relayout::Unresolved>,
+    #[cfg(feature = "testing")]
+    probe: crate::probe::Probe,
+}
+
+fn spot_ids(layout: &ZoneLayout) -> Vec<SpotId> {
+    match &layout.shape {
+        ZoneShape::Spots(spots) => spots.iter().map(|s| s.id.clone()).collect(),
+        ZoneShape::Counter { .. } => Vec::new(),
+    }
 }
 
 fn empty_view(layout: &ZoneLayout) -> ZoneView {
@@ -152,6 +188,40 @@ fn empty_view(layout: &ZoneLayout) -> ZoneView {
             ZoneShape::Spots(_) => None,
         },
         counts: ZoneCounts::default(),
+    }
+}
+
+impl ZoneSlot {
+    /// Takes what a zone reported into the read model; says whether the
+    /// spots it holds differ from what was routed to it (a zone that missed
+    /// a layout change until it restarted), which are then routed instead.
+    fn take(&mut self, change: &ZoneChange) -> bool {
+        let before = self.view.counts.clone();
+        self.view.name.clone_from(&change.name);
+        self.view.capacity = change.capacity;
+        self.view.counts = change.counts.clone();
+        let mut reroute = false;
+        if change.full {
+            self.spot_index = change
+                .spots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), i))
+                .collect();
+            self.spots = change.spots.clone();
+            if !self.routed.iter().eq(self.spots.iter().map(|s| &s.id)) {
+                self.routed = self.spots.iter().map(|s| s.id.clone()).collect();
+                reroute = true;
+            }
+        } else {
+            for spot in &change.spots {
+                if let Some(&i) = self.spot_index.get(&spot.id) {
+                    self.spots[i] = spot.clone();
+                }
+            }
+        }
+        record_spot_gauges(&before, &self.view.counts);
+        reroute
     }
 }
 
@@ -180,10 +250,8 @@ impl FacilityState {
             };
             routes.order.push(zone.id.clone());
             routes.zones.insert(zone.id.clone(), slot.actor.clone());
-            if let ZoneShape::Spots(spots) = &slot.layout.shape {
-                for spot in spots {
-                    routes.spots.insert(spot.id.clone(), zone.id.clone());
-                }
+            for spot in &slot.routed {
+                routes.spots.insert(spot.clone(), zone.id.clone());
             }
         }
         *self
@@ -258,31 +326,15 @@ impl FacilityState {
         let Some(slot) = self.zones.get_mut(&change.key.zone) else {
             return;
         };
-        self.last_snapshot = None;
-        let before = slot.view.counts.clone();
         let known = slot.seq;
-        if known.is_some_and(|k| change.zone_seq <= k) && !change.full {
+        // Older than what is shown (queued before a layout change took the
+        // zone's state directly): nothing new. A full report of the same
+        // seq is harmless.
+        if known.is_some_and(|k| change.zone_seq < k || (change.zone_seq == k && !change.full)) {
             return;
         }
-        slot.view.name = change.name;
-        slot.view.capacity = change.capacity;
-        slot.view.counts = change.counts;
-        if change.full {
-            slot.spot_index = change
-                .spots
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.id.clone(), i))
-                .collect();
-            slot.spots = change.spots.clone();
-        } else {
-            for spot in &change.spots {
-                if let Some(&i) = slot.spot_index.get(&spot.id) {
-                    slot.spots[i] = spot.clone();
-                }
-            }
-        }
-        record_spot_gauges(&before, &slot.view.counts);
+        self.last_snapshot = None;
+        let reroute = slot.take(&change);
         let advance = change
             .zone_seq
             .0
@@ -305,6 +357,9 @@ impl FacilityState {
         } else if known.is_none() {
             // First report of a zone at start-up: part of the initial state.
             self.seq = Seq(self.seq.0 + change.zone_seq.0);
+        }
+        if reroute {
+            self.publish_routes();
         }
         self.wake_waiters();
     }
@@ -386,13 +441,23 @@ pub(crate) async fn ask_zone<T>(
     actor: &ActorRef<ZoneMsg>,
     make: impl FnOnce(oneshot::Sender<Result<T, ActorError>>) -> ZoneMsg,
 ) -> Result<T, ActorError> {
+    send_zone(actor, make)
+        .await
+        .unwrap_or(Err(ActorError::Unavailable("zone")))
+}
+
+/// Sends a request to a zone actor; its answer comes on the receiver,
+/// which closes unanswered if the zone is gone.
+pub(crate) fn send_zone<T>(
+    actor: &ActorRef<ZoneMsg>,
+    make: impl FnOnce(oneshot::Sender<Result<T, ActorError>>) -> ZoneMsg,
+) -> oneshot::Receiver<Result<T, ActorError>> {
     let (tx, rx) = oneshot::channel();
     metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").increment(1.0);
     if actor.send_message(make(tx)).is_err() {
         metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
-        return Err(ActorError::Unavailable("zone"));
     }
-    rx.await.unwrap_or(Err(ActorError::Unavailable("zone")))
+    rx
 }
 
 impl Actor for FacilityActor {
@@ -415,6 +480,7 @@ impl Actor for FacilityActor {
                 layout.id.clone(),
                 ZoneSlot {
                     layout: layout.clone(),
+                    routed: spot_ids(layout),
                     actor,
                     seq: None,
                     view: empty_view(layout),
@@ -436,6 +502,10 @@ impl Actor for FacilityActor {
             updates,
             waiting: Vec::new(),
             last_snapshot: None,
+            next_token: 0,
+            unresolved: None,
+            #[cfg(feature = "testing")]
+            probe: args.probe,
         };
         state.publish_routes();
         Ok(state)
@@ -474,25 +544,25 @@ impl Actor for FacilityActor {
                 zone,
                 layout,
                 actor,
-            } => {
-                let current = state
-                    .zones
-                    .get_mut(&zone)
-                    .filter(|slot| slot.layout == layout);
-                match current {
-                    Some(slot) => {
-                        slot.actor = actor.clone();
-                        state.by_actor.insert(actor.get_id(), zone);
-                        metrics::counter!("parkme_actor_restarts_total", "actor" => "zone")
-                            .increment(1);
-                        state.publish_routes();
-                    }
-                    // The zone left (or changed) while it was restarting.
-                    None => actor.stop(Some("zone no longer in this layout".into())),
+            } => match state.zones.get_mut(&zone) {
+                Some(slot) if slot.layout == layout => {
+                    slot.actor = actor.clone();
+                    state.by_actor.insert(actor.get_id(), zone);
+                    metrics::counter!("parkme_actor_restarts_total", "actor" => "zone")
+                        .increment(1);
+                    state.publish_routes();
                 }
-            }
+                // Its layout changed while it was restarting: start it
+                // again on the one now declared.
+                Some(_) => {
+                    actor.stop(Some("zone layout changed while restarting".into()));
+                    restart_zone(&myself, state, zone);
+                }
+                // It left the layout while it was restarting.
+                None => actor.stop(Some("zone no longer in this layout".into())),
+            },
             FacilityMsg::Relayout { record, reply } => {
-                let result = relayout(&myself, state, record).await;
+                let result = relayout::run(&myself, state, record).await;
                 let _ = reply.send(result);
             }
             FacilityMsg::SetSensorKey {
@@ -501,6 +571,9 @@ impl Actor for FacilityActor {
                 reply,
             } => {
                 let _ = reply.send(set_sensor_key(state, generation, hash).await);
+            }
+            FacilityMsg::RelayoutResolved { token } => {
+                relayout::resolved(&myself, state, token);
             }
         }
         Ok(())
@@ -538,177 +611,56 @@ impl Actor for FacilityActor {
         };
         metrics::counter!("parkme_actor_failures_total", "actor" => "zone").increment(1);
         tracing::warn!(facility = %state.id, zone = %zone, error = %error, "zone actor failed; restarting from durable state");
-        let Some(layout) = state.zones.get(&zone).map(|slot| slot.layout.clone()) else {
-            return Ok(());
-        };
-        // Restart off the mailbox: storage may be down for a while, and the
-        // facility keeps answering (requests for this zone get "restarting,
-        // retry" from its dead address) until the zone is back.
-        let context = state.context.clone();
-        let facility = state.id.clone();
-        tokio::spawn(async move {
-            let mut delay = std::time::Duration::from_millis(50);
-            loop {
-                if matches!(
-                    myself.get_status(),
-                    ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
-                ) {
-                    return;
-                }
-                match spawn_zone(&myself, &facility, &layout, &context).await {
-                    Ok(actor) => {
-                        let restarted = FacilityMsg::ZoneRestarted {
-                            zone,
-                            layout,
-                            actor: actor.clone(),
-                        };
-                        if myself.send_message(restarted).is_err() {
-                            actor.stop(Some("facility stopped".into()));
-                        }
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(facility = %facility, zone = %zone, error = %e, "zone restart failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(std::time::Duration::from_secs(2));
-                    }
-                }
-            }
-        });
+        match &mut state.unresolved {
+            // Not while a layout change it may have been part of is open:
+            // it would serve commands its hold was keeping out.
+            Some(unresolved) => unresolved.deferred.push(zone),
+            None => restart_zone(&myself, state, zone),
+        }
         Ok(())
     }
 }
 
-/// Replaces the facility's layout: refuses (and changes nothing) if any
-/// zone would drop a spot holding a live booking.
-async fn relayout(
-    myself: &ActorRef<FacilityMsg>,
-    state: &mut FacilityState,
-    record: FacilityRecord,
-) -> Result<(), ActorError> {
-    let new_zones: HashMap<&ZoneId, &ZoneLayout> =
-        record.layout.zones.iter().map(|z| (&z.id, z)).collect();
-    // 1. Dry run everywhere first.
-    for (id, slot) in &state.zones {
-        let target = match new_zones.get(id) {
-            Some(layout) => (*layout).clone(),
-            None => ZoneLayout {
-                id: id.clone(),
-                name: slot.layout.name.clone(),
-                shape: ZoneShape::Spots(Vec::new()),
-            },
-        };
-        ask_zone(&slot.actor, |reply| ZoneMsg::Relayout {
-            layout: target,
-            dry_run: true,
-            reply,
-        })
-        .await?;
-    }
-    // 2. Apply to the zones that stay.
-    for (id, slot) in state.zones.iter_mut() {
-        if let Some(layout) = new_zones.get(id)
-            && slot.layout != **layout
-        {
-            let layout = (*layout).clone();
-            ask_zone(&slot.actor, |reply| ZoneMsg::Relayout {
-                layout: layout.clone(),
-                dry_run: false,
-                reply,
-            })
-            .await?;
-            slot.layout = layout;
+/// Starts a failed zone again from durable state, on the layout its slot
+/// declares. Off the mailbox: storage may be down for a while, and the
+/// facility keeps answering (requests for this zone get "restarting,
+/// retry" from its dead address) until the zone is back.
+fn restart_zone(myself: &ActorRef<FacilityMsg>, state: &FacilityState, zone: ZoneId) {
+    let Some(layout) = state.zones.get(&zone).map(|slot| slot.layout.clone()) else {
+        return;
+    };
+    let context = state.context.clone();
+    let facility = state.id.clone();
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            if matches!(
+                myself.get_status(),
+                ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
+            ) {
+                return;
+            }
+            match spawn_zone(&myself, &facility, &layout, &context).await {
+                Ok(actor) => {
+                    let restarted = FacilityMsg::ZoneRestarted {
+                        zone,
+                        layout,
+                        actor: actor.clone(),
+                    };
+                    if myself.send_message(restarted).is_err() {
+                        actor.stop(Some("facility stopped".into()));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(facility = %facility, zone = %zone, error = %e, "zone restart failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
         }
-    }
-    // 3. Retire zones that left; their seqs move into the base so the
-    //    facility seq never goes back, plus one for the layout change.
-    let removed: Vec<ZoneId> = state
-        .zones
-        .keys()
-        .filter(|id| !new_zones.contains_key(id))
-        .cloned()
-        .collect();
-    let mut record = record;
-    record.seq_base = state.record.seq_base + 1;
-    for id in &removed {
-        if let Some(slot) = state.zones.get(id) {
-            record.seq_base += slot.seq.unwrap_or(Seq::ZERO).0;
-        }
-    }
-    state
-        .context
-        .commit
-        .storage()
-        .put_facility(&state.id, record.encode())
-        .await?;
-    for id in &removed {
-        if let Some(slot) = state.zones.remove(id) {
-            state.by_actor.remove(&slot.actor.get_id());
-            // Wait for it: its last snapshot must land before the drop, or
-            // a zone declared again under this id would recover from it.
-            let _ = slot
-                .actor
-                .stop_and_wait(
-                    Some("zone removed from layout".into()),
-                    Some(std::time::Duration::from_secs(4)),
-                )
-                .await;
-            record_spot_gauges(&slot.view.counts, &ZoneCounts::default());
-            let key = ZoneKey::new(state.id.clone(), id.clone());
-            state.context.commit.storage().drop_zone(&key).await?;
-        }
-    }
-    // 4. Start zones that are new.
-    for layout in &record.layout.zones {
-        if state.zones.contains_key(&layout.id) {
-            continue;
-        }
-        let actor = spawn_zone(myself, &state.id, layout, &state.context)
-            .await
-            .map_err(|_| ActorError::Unavailable("zone"))?;
-        state.by_actor.insert(actor.get_id(), layout.id.clone());
-        // A new zone starts empty at seq 0, and its first report at seq 0
-        // publishes no delta: the read model (and the delta below) must
-        // already hold its spots and counts.
-        let fresh = ZoneState::new(state.id.clone(), layout.clone());
-        let spots = fresh.spots();
-        record_spot_gauges(&ZoneCounts::default(), fresh.counts());
-        state.zones.insert(
-            layout.id.clone(),
-            ZoneSlot {
-                layout: layout.clone(),
-                actor,
-                seq: Some(Seq::ZERO),
-                view: ZoneView {
-                    counts: fresh.counts().clone(),
-                    ..empty_view(layout)
-                },
-                spot_index: spots
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (s.id.clone(), i))
-                    .collect(),
-                spots,
-            },
-        );
-    }
-    state.record = record;
-    state.publish_routes();
-    // The layout change itself is one step of the facility seq.
-    let prev = state.seq;
-    state.seq = Seq(prev.0 + 1);
-    let snapshot = state.snapshot();
-    state.push_delta(Delta {
-        facility: state.id.clone(),
-        prev,
-        seq: state.seq,
-        zones: snapshot.view.zones,
-        spots: snapshot.spots,
-        relaid: true,
-        published_at: std::time::Instant::now(),
-        encoded: Default::default(),
     });
-    Ok(())
 }
 
 /// Writes the record with a new sensor key; the record in memory changes

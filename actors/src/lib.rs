@@ -9,6 +9,10 @@
 //!   out.
 //! - [`zone`]: one actor per zone; owns the zone's state machine, journals
 //!   through the group committer and answers only once durable.
+//! - [`facility`]`::relayout` (private): a layout change, all or nothing,
+//!   with the facility record as its one commit point.
+//! - [`probe`]: the steps of a layout change; with the `testing` feature,
+//!   a probe that stops a change at any of them.
 //! - [`publish`]: the snapshots and deltas readers receive.
 //! - [`record`]: the durable facility record.
 //! - [`clock`]: the node's clock (pausable in tests).
@@ -20,6 +24,7 @@ pub mod clock;
 pub mod error;
 pub mod facility;
 pub mod node;
+pub mod probe;
 pub mod publish;
 pub mod record;
 pub mod zone;

@@ -123,6 +123,11 @@ struct Inner {
     key_owners: RwLock<HashMap<[u8; 32], FacilityId>>,
     /// Serializes idempotent retries of one key (striped).
     idempotency_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Serializes the creation of facilities, so two PUTs of one new
+    /// facility never start it twice.
+    creating: tokio::sync::Mutex<()>,
+    #[cfg(feature = "testing")]
+    probe: crate::probe::Probe,
     /// Tells the committer to drain and stop, once the actors are gone.
     close_commits: CancellationToken,
 }
@@ -175,6 +180,9 @@ impl Node {
                 facilities: RwLock::new(HashMap::new()),
                 key_owners: RwLock::new(HashMap::new()),
                 idempotency_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+                creating: tokio::sync::Mutex::new(()),
+                #[cfg(feature = "testing")]
+                probe: crate::probe::Probe::default(),
                 close_commits,
             }),
         };
@@ -221,6 +229,8 @@ impl Node {
             record,
             context: self.context(),
             shared: Arc::clone(&shared),
+            #[cfg(feature = "testing")]
+            probe: self.inner.probe.clone(),
         };
         let (actor, _) = Actor::spawn(None, FacilityActor, args).await.map_err(|e| {
             tracing::error!(facility = %id, error = %e, "facility failed to start");
@@ -306,51 +316,65 @@ impl Node {
     }
 
     /// Creates or replaces a facility; returns its view and whether it is
-    /// new. The sensor key keeps its generation.
+    /// new. The sensor key keeps its generation. A replacement is all or
+    /// nothing: refused (with nothing changed anywhere) if it would drop a
+    /// spot or zone holding a live booking.
     pub async fn put_facility(
         &self,
         layout: FacilityLayout,
     ) -> Result<(FacilityView, bool), ActorError> {
         let id = layout.id.clone();
         let now = self.inner.clock.now();
-        match self.handle(&id) {
-            Ok(handle) => {
-                let _writes = handle.record_writes.lock().await;
-                let generation = handle.sensor_key.borrow().generation;
-                let key = SensorKey {
-                    generation,
-                    hash: hash_key(&self.derive_key(&id, generation)),
-                };
-                let record = FacilityRecord {
-                    layout,
-                    sensor_key_hash: key.hash,
-                    seq_base: 0,
-                    created_at: now,
-                    updated_at: now,
-                    sensor_key_generation: generation,
-                };
-                ask(&handle.actor, |reply| FacilityMsg::Relayout {
-                    record,
-                    reply,
-                })
-                .await??;
-                self.install_key(&id, &handle, key);
-                Ok((ask(&handle.actor, FacilityMsg::View).await?, false))
-            }
-            Err(_) => {
-                let record = FacilityRecord {
-                    layout,
-                    sensor_key_hash: hash_key(&self.derive_key(&id, 0)),
-                    seq_base: 0,
-                    created_at: now,
-                    updated_at: now,
-                    sensor_key_generation: 0,
-                };
-                self.storage().put_facility(&id, record.encode()).await?;
-                self.spawn_facility(record).await?;
-                Ok((self.facility(&id).await?, true))
-            }
+        if let Ok(handle) = self.handle(&id) {
+            return self.replace_facility(&id, &handle, layout, now).await;
         }
+        let _creating = self.inner.creating.lock().await;
+        if let Ok(handle) = self.handle(&id) {
+            return self.replace_facility(&id, &handle, layout, now).await;
+        }
+        let record = FacilityRecord {
+            layout,
+            sensor_key_hash: hash_key(&self.derive_key(&id, 0)),
+            seq_base: 0,
+            created_at: now,
+            updated_at: now,
+            sensor_key_generation: 0,
+        };
+        self.storage().put_facility(&id, record.encode()).await?;
+        self.spawn_facility(record).await?;
+        Ok((self.facility(&id).await?, true))
+    }
+
+    /// Replaces a running facility's layout, keeping its sensor key (the
+    /// facility keeps its seq base and creation time).
+    async fn replace_facility(
+        &self,
+        id: &FacilityId,
+        handle: &FacilityHandle,
+        layout: FacilityLayout,
+        now: Millis,
+    ) -> Result<(FacilityView, bool), ActorError> {
+        let _writes = handle.record_writes.lock().await;
+        let generation = handle.sensor_key.borrow().generation;
+        let key = SensorKey {
+            generation,
+            hash: hash_key(&self.derive_key(id, generation)),
+        };
+        let record = FacilityRecord {
+            layout,
+            sensor_key_hash: key.hash,
+            seq_base: 0,
+            created_at: now,
+            updated_at: now,
+            sensor_key_generation: generation,
+        };
+        ask(&handle.actor, |reply| FacilityMsg::Relayout {
+            record,
+            reply,
+        })
+        .await??;
+        self.install_key(id, handle, key);
+        Ok((ask(&handle.actor, FacilityMsg::View).await?, false))
     }
 
     /// Gives a facility a new sensor key and revokes the old one at once:
@@ -721,6 +745,13 @@ impl Node {
         actor
             .send_message(ZoneMsg::Panic)
             .map_err(|_| ActorError::Unavailable("zone"))
+    }
+
+    /// Test hook: stops every later layout change at each of its steps
+    /// until the returned probe answers (see [`crate::probe`]).
+    #[cfg(feature = "testing")]
+    pub fn probe_relayouts(&self) -> crate::probe::RelayoutProbe {
+        self.inner.probe.install()
     }
 
     /// Now, on the node's clock.

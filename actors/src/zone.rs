@@ -11,8 +11,19 @@
 //! Hold expiry uses one actor timer armed for the earliest deadline; there
 //! is no polling loop and no scan of all bookings.
 //!
+//! A layout change is two-phase (see [`crate::facility`]): `Prepare`
+//! checks the new layout against the zone's state once everything before
+//! it is durable, and from then on the zone *holds* every command that
+//! could change it, so nothing slips in between the check and the change;
+//! `Commit` journals the new layout and then runs what was held, `Abort`
+//! just runs it. Holding is bounded: after [`HOLD_LIMIT`], or beyond
+//! [`MAX_HELD`] commands, commands are refused as retryable instead. On
+//! start-up a zone adopts the layout its facility record declares, so a
+//! crash between the commit point and `Commit` ends in the new layout.
+//!
 //! This actor must never answer a caller before the writes behind the
-//! answer are durable, and never await anything but the committer's queue.
+//! answer are durable, never await anything but the committer's queue,
+//! and never decide on its own how a layout change ends.
 
 use std::sync::Arc;
 
@@ -31,6 +42,11 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::error::ActorError;
 use crate::facility::FacilityMsg;
+
+mod layout;
+
+pub use layout::{HOLD_LIMIT, LayoutToken, MAX_HELD};
+use layout::{Hold, adopt_declared_layout};
 
 /// What a node shares with all its zone actors.
 #[derive(Debug, Clone)]
@@ -79,10 +95,28 @@ pub enum ZoneMsg {
         out_of_service: bool,
         reply: Reply<SpotView>,
     },
-    Relayout {
-        layout: ZoneLayout,
-        dry_run: bool,
-        reply: Reply<()>,
+    /// Phase one of a layout change: checks that `layout` can replace the
+    /// zone's (`None`: the zone leaves the layout) and answers with the
+    /// zone's seq once everything before it is durable; from then on the
+    /// zone holds every command that could change it.
+    Prepare {
+        token: LayoutToken,
+        layout: Option<ZoneLayout>,
+        reply: Reply<Seq>,
+    },
+    /// The new layout is committed: adopt it (answered with the zone's full
+    /// state once durable), then run what was held.
+    Commit {
+        token: LayoutToken,
+        reply: Reply<ZoneChange>,
+    },
+    /// The layout change was abandoned: run what was held.
+    Abort {
+        token: LayoutToken,
+    },
+    /// The hold of `token` reached [`HOLD_LIMIT`].
+    HoldExpired {
+        token: LayoutToken,
     },
     Spots {
         reply: oneshot::Sender<Vec<SpotView>>,
@@ -100,7 +134,10 @@ impl std::fmt::Debug for ZoneMsg {
             ZoneMsg::Cancel { .. } => "Cancel",
             ZoneMsg::Sensor { .. } => "Sensor",
             ZoneMsg::SetService { .. } => "SetService",
-            ZoneMsg::Relayout { .. } => "Relayout",
+            ZoneMsg::Prepare { .. } => "Prepare",
+            ZoneMsg::Commit { .. } => "Commit",
+            ZoneMsg::Abort { .. } => "Abort",
+            ZoneMsg::HoldExpired { .. } => "HoldExpired",
             ZoneMsg::Spots { .. } => "Spots",
             ZoneMsg::Expire => "Expire",
             ZoneMsg::CommitFailed(_) => "CommitFailed",
@@ -121,7 +158,8 @@ impl ZoneMsg {
                 | ZoneMsg::Cancel { .. }
                 | ZoneMsg::Sensor { .. }
                 | ZoneMsg::SetService { .. }
-                | ZoneMsg::Relayout { .. }
+                | ZoneMsg::Prepare { .. }
+                | ZoneMsg::Commit { .. }
         )
     }
 }
@@ -146,7 +184,8 @@ pub struct ZoneActor;
 #[derive(Debug)]
 pub struct ZoneArgs {
     pub key: ZoneKey,
-    /// The declared layout, used when storage knows nothing of the zone.
+    /// The layout the facility record declares: a fresh zone starts from
+    /// it, a recovered one adopts it.
     pub layout: ZoneLayout,
     pub context: ZoneContext,
     pub facility: ActorRef<FacilityMsg>,
@@ -171,6 +210,7 @@ pub struct ZoneActorState {
     pump_task: JoinHandle<bool>,
     timer: Option<(Millis, JoinHandle<()>)>,
     since_snapshot: u64,
+    hold: Option<Hold>,
 }
 
 impl std::fmt::Debug for ZoneActorState {
@@ -179,6 +219,7 @@ impl std::fmt::Debug for ZoneActorState {
             .field("key", &self.key)
             .field("seq", &self.zone.seq())
             .field("epoch", &self.epoch)
+            .field("holding", &self.hold.as_ref().map(|h| h.token))
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +248,28 @@ pub async fn recover(
 }
 
 type Applied = (Event, Effect);
+
+/// The journal writes of applied events (plus the booking records they
+/// change); `last` is the zone's seq after them.
+fn journal_writes(key: &ZoneKey, epoch: Epoch, last: Seq, applied: &[Applied]) -> Vec<Write> {
+    let first_seq = last.0 + 1 - applied.len() as u64;
+    let mut writes = Vec::with_capacity(applied.len() + 1);
+    for (i, (event, effect)) in applied.iter().enumerate() {
+        writes.push(Write::Event {
+            zone: key.clone(),
+            epoch,
+            seq: Seq(first_seq + i as u64),
+            bytes: codec::encode_stored(event),
+        });
+        if let Some(booking) = &effect.booking {
+            writes.push(Write::Booking {
+                id: booking.id.clone(),
+                bytes: codec::encode_stored(booking),
+            });
+        }
+    }
+    writes
+}
 
 /// The zone's counts, without spots.
 fn full_change_counts(key: &ZoneKey, zone: &ZoneState) -> ZoneChange {
@@ -246,6 +309,9 @@ async fn pump(
         while snapshots.try_join_next().is_some() {}
         let result = match item.ticket {
             Some(ticket) => ticket.wait().await,
+            // Nothing of its own to commit, but what it answers rests on
+            // every earlier commit.
+            None if failed => Err(StorageError::Poisoned(key.to_string())),
             None => Ok(()),
         };
         match &result {
@@ -318,31 +384,22 @@ impl ZoneActorState {
             return;
         }
         metrics::counter!("parkme_zone_events_total").increment(applied.len() as u64);
-        let first_seq = self.zone.seq().0 + 1 - applied.len() as u64;
-        let mut writes = Vec::with_capacity(applied.len() + 1);
+        let mut writes = journal_writes(&self.key, self.epoch, self.zone.seq(), &applied);
         // Spots touched by the batch, once each, in first-touch order.
         let mut touched: Vec<&SpotId> = Vec::new();
         let mut seen: std::collections::HashSet<&SpotId> = std::collections::HashSet::new();
         let mut relaid = false;
-        for (i, (event, effect)) in applied.iter().enumerate() {
-            writes.push(Write::Event {
-                zone: self.key.clone(),
-                epoch: self.epoch,
-                seq: Seq(first_seq + i as u64),
-                bytes: codec::encode_stored(event),
-            });
-            if let Some(booking) = &effect.booking {
-                writes.push(Write::Booking {
-                    id: booking.id.clone(),
-                    bytes: codec::encode_stored(booking),
-                });
-            }
+        for (_, effect) in &applied {
             if let Some(spot) = &effect.spot
                 && seen.insert(spot)
             {
                 touched.push(spot);
             }
             relaid |= effect.relaid;
+        }
+        if relaid {
+            // Recovery then starts from an image in the new layout.
+            self.since_snapshot = self.context.snapshot_every;
         }
         // Every event is already applied: these are the spots' final states.
         let spots: Vec<SpotView> = touched
@@ -437,7 +494,15 @@ impl Actor for ZoneActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let storage = args.context.commit.storage();
         let epoch = storage.claim_zone(&args.key).await?;
-        let zone = recover(&args.context.commit, &args.key, &args.layout).await?;
+        let mut zone = recover(&args.context.commit, &args.key, &args.layout).await?;
+        let adopted = adopt_declared_layout(
+            &args.context.commit,
+            &args.key,
+            epoch,
+            &mut zone,
+            &args.layout,
+        )
+        .await?;
         tracing::debug!(zone = %args.key, seq = zone.seq().0, epoch = epoch.0, "zone recovered");
         let (tx, rx) = mpsc::unbounded_channel();
         let pump_task = tokio::spawn(pump(
@@ -457,7 +522,8 @@ impl Actor for ZoneActor {
             pump: tx,
             pump_task,
             timer: None,
-            since_snapshot: 0,
+            since_snapshot: adopted,
+            hold: None,
         })
     }
 
@@ -483,13 +549,21 @@ impl Actor for ZoneActor {
         if let Some((_, handle)) = state.timer.take() {
             handle.abort();
         }
+        // A zone leaving its layout is about to be forgotten: no snapshot.
+        let leaving = match state.hold.take() {
+            Some(hold) => {
+                hold.timer.abort();
+                hold.target.is_none()
+            }
+            None => false,
+        };
         // Let the pump answer what is queued (closing its channel ends it),
         // then leave a snapshot so the next start replays nothing.
         let (closed, _) = mpsc::unbounded_channel();
         drop(std::mem::replace(&mut state.pump, closed));
         let drained =
             tokio::time::timeout(std::time::Duration::from_secs(3), &mut state.pump_task).await;
-        if matches!(drained, Ok(Ok(true))) && state.since_snapshot > 0 {
+        if matches!(drained, Ok(Ok(true))) && state.since_snapshot > 0 && !leaving {
             let storage = state.context.commit.storage();
             let bytes = codec::encode_stored(&state.zone.snapshot());
             let started = std::time::Instant::now();
@@ -515,6 +589,38 @@ impl Actor for ZoneActor {
             metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
         }
         match message {
+            ZoneMsg::Prepare {
+                token,
+                layout,
+                reply,
+            } => state.prepare(&myself, token, layout, reply),
+            ZoneMsg::Commit { token, reply } => state.commit_layout(token, reply).await,
+            ZoneMsg::Abort { token } => state.abort_layout(token).await,
+            ZoneMsg::HoldExpired { token } => state.expire_hold(token),
+            ZoneMsg::Spots { reply } => {
+                let _ = reply.send(state.zone.spots());
+            }
+            ZoneMsg::CommitFailed(e) => {
+                return Err(format!("journal commit failed for {}: {e}", state.key).into());
+            }
+            #[cfg(feature = "testing")]
+            ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),
+            // What is left changes the zone: held while a layout change is
+            // prepared, run otherwise.
+            command => match state.hold.as_mut() {
+                Some(hold) => hold.keep(command),
+                None => state.command(command).await,
+            },
+        }
+        state.rearm(&myself);
+        Ok(())
+    }
+}
+
+impl ZoneActorState {
+    /// Runs one command that changes the zone.
+    async fn command(&mut self, message: ZoneMsg) {
+        match message {
             ZoneMsg::Book {
                 request,
                 idempotency,
@@ -535,7 +641,7 @@ impl Actor for ZoneActor {
                     }
                 };
                 let (tx, rx) = oneshot::channel();
-                match state.run(&command, extra, booking_reply(tx)).await {
+                match self.run(&command, extra, booking_reply(tx)).await {
                     Ok(()) => forward(rx, reply),
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -545,10 +651,10 @@ impl Actor for ZoneActor {
             ZoneMsg::Cancel { booking, reply } => {
                 let command = Command::Cancel {
                     booking,
-                    now: state.now(),
+                    now: self.now(),
                 };
                 let (tx, rx) = oneshot::channel();
-                match state.run(&command, |_| Vec::new(), booking_reply(tx)).await {
+                match self.run(&command, |_| Vec::new(), booking_reply(tx)).await {
                     Ok(()) => forward(rx, reply),
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -556,7 +662,7 @@ impl Actor for ZoneActor {
                 }
             }
             ZoneMsg::Sensor { inputs, reply } => {
-                handle_sensor(state, inputs, reply).await;
+                handle_sensor(self, inputs, reply).await;
             }
             ZoneMsg::SetService {
                 spot,
@@ -567,14 +673,14 @@ impl Actor for ZoneActor {
                     spot: spot.clone(),
                     out_of_service,
                 };
-                let view = state.zone.spot(&spot);
+                let view = self.zone.spot(&spot);
                 let (tx, rx) = oneshot::channel::<Result<(), ActorError>>();
                 let done = move |r: Result<(), StorageError>, _| {
                     let _ = tx.send(r.map_err(storage_error));
                 };
-                match state.run(&command, |_| Vec::new(), done).await {
+                match self.run(&command, |_| Vec::new(), done).await {
                     Ok(()) => {
-                        let after = state.zone.spot(&spot).or(view);
+                        let after = self.zone.spot(&spot).or(view);
                         tokio::spawn(async move {
                             let result = rx.await.unwrap_or(Err(ActorError::Unavailable("zone")));
                             let _ = reply.send(
@@ -587,29 +693,9 @@ impl Actor for ZoneActor {
                     }
                 }
             }
-            ZoneMsg::Relayout {
-                layout,
-                dry_run,
-                reply,
-            } => {
-                let command = Command::Relayout { layout };
-                if dry_run {
-                    let _ = reply.send(state.zone.decide(&command).map(|_| ()).map_err(Into::into));
-                } else {
-                    let done = move |r: Result<(), StorageError>, _| {
-                        let _ = reply.send(r.map_err(storage_error));
-                    };
-                    if let Err(e) = state.run(&command, |_| Vec::new(), done).await {
-                        tracing::warn!(zone = %state.key, error = %e, "relayout refused");
-                    }
-                }
-            }
-            ZoneMsg::Spots { reply } => {
-                let _ = reply.send(state.zone.spots());
-            }
             ZoneMsg::Expire => {
-                let command = Command::ExpireDue { now: state.now() };
-                let result = state.run(
+                let command = Command::ExpireDue { now: self.now() };
+                let result = self.run(
                     &command,
                     |_| Vec::new(),
                     |_, applied| {
@@ -620,17 +706,11 @@ impl Actor for ZoneActor {
                     },
                 );
                 if let Err(e) = result.await {
-                    tracing::warn!(zone = %state.key, error = %e, "expiry refused");
+                    tracing::warn!(zone = %self.key, error = %e, "expiry refused");
                 }
             }
-            ZoneMsg::CommitFailed(e) => {
-                return Err(format!("journal commit failed for {}: {e}", state.key).into());
-            }
-            #[cfg(feature = "testing")]
-            ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),
+            other => debug_assert!(false, "{other:?} is not a zone command"),
         }
-        state.rearm(&myself);
-        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! command (retrying the same command against the same state fails the same
 //! way); the engine has no transient failures because it does no I/O.
 
-use crate::ids::{BookingId, SpotId};
+use crate::ids::{BookingId, SpotId, ZoneId};
 use crate::kinds::BookingStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +19,8 @@ pub enum EngineError {
     InvalidTransition(BookingStatus),
     #[error("spot {0} holds a live booking")]
     SpotHasLiveBooking(SpotId),
+    #[error("zone {0} holds live bookings")]
+    ZoneHasLiveBooking(ZoneId),
     #[error("this zone is a {0} zone")]
     WrongZoneShape(&'static str),
     #[error("invalid layout: {0}")]
@@ -39,6 +41,7 @@ impl EngineError {
             EngineError::UnknownBooking(_) => "unknown_booking",
             EngineError::InvalidTransition(_) => "invalid_booking_state",
             EngineError::SpotHasLiveBooking(_) => "spot_has_live_booking",
+            EngineError::ZoneHasLiveBooking(_) => "zone_has_live_booking",
             EngineError::WrongZoneShape(_) => "wrong_zone_kind",
             EngineError::InvalidLayout(_) => "invalid_layout",
             EngineError::InvalidHold { .. } => "invalid_hold_seconds",

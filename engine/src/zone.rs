@@ -659,28 +659,37 @@ impl ZoneState {
                 let dropped = self
                     .live
                     .values()
-                    .filter_map(|b| b.spot.as_ref())
-                    .find(|spot| !kept.contains_key(spot));
-                if let Some(spot) = dropped {
+                    .filter_map(|b| b.spot.as_ref().map(|spot| (&b.id, spot)))
+                    .filter(|(_, spot)| !kept.contains_key(spot))
+                    .min();
+                if let Some((_, spot)) = dropped {
                     return Err(EngineError::SpotHasLiveBooking(spot.clone()));
                 }
             }
             (Shape::Counter(_), ZoneShape::Counter { .. }) => {}
-            _ => {
-                if let Some(booking) = self.live.values().next() {
-                    return Err(match &booking.spot {
-                        Some(spot) => EngineError::SpotHasLiveBooking(spot.clone()),
-                        None => EngineError::InvalidLayout(format!(
-                            "zone {} holds live bookings and cannot change kind",
-                            self.layout.id
-                        )),
-                    });
-                }
-            }
+            // A zone changing between spots and a counter keeps no
+            // booking: it may change only while it holds none.
+            _ => self.check_removal()?,
         }
         Ok(vec![Event::Relaid {
             layout: layout.clone(),
         }])
+    }
+
+    /// Whether the zone may leave its facility's layout: only while it
+    /// holds no live booking. The refusal names a held spot, or the zone
+    /// itself when it is a counter zone.
+    pub fn check_removal(&self) -> Result<(), EngineError> {
+        let mut held: Vec<&Booking> = self.live.values().collect();
+        // The same refusal for the same state, whatever the map's order.
+        held.sort_by(|a, b| a.id.cmp(&b.id));
+        match held.first() {
+            None => Ok(()),
+            Some(booking) => Err(match &booking.spot {
+                Some(spot) => EngineError::SpotHasLiveBooking(spot.clone()),
+                None => EngineError::ZoneHasLiveBooking(self.layout.id.clone()),
+            }),
+        }
     }
 
     /// Decides and applies a command in one step; returns the applied events

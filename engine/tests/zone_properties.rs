@@ -715,6 +715,68 @@ proptest! {
         })?;
     }
 
+    /// A layout change of the zone is refused, as a conflict, exactly when
+    /// it would strand a live booking: a booked spot the new layout drops,
+    /// or any live booking when the zone changes between spots and a
+    /// counter. The refusal names a spot (or, for a counter zone, the
+    /// zone) that really holds one. Another zone id is invalid.
+    #[test]
+    fn a_relayout_is_refused_exactly_when_it_would_strand_a_live_booking(scenario in scenario()) {
+        drive(&scenario, |step| {
+            let Command::Relayout { layout } = step.command else {
+                return Ok(());
+            };
+            if layout.id != *step.before.id() {
+                prop_assert!(matches!(step.result, Err(EngineError::InvalidLayout(_))));
+                return Ok(());
+            }
+            let stranded = |booking: &parkme_engine::Booking| match (&booking.spot, &layout.shape) {
+                (Some(spot), ZoneShape::Spots(spots)) => !spots.iter().any(|s| &s.id == spot),
+                (Some(_), ZoneShape::Counter { .. }) | (None, ZoneShape::Spots(_)) => true,
+                (None, ZoneShape::Counter { .. }) => false,
+            };
+            let strands = step.before.live_bookings().any(stranded);
+            match step.result {
+                Ok(_) => prop_assert!(!strands, "accepted although it strands a booking"),
+                Err(EngineError::SpotHasLiveBooking(spot)) => {
+                    let held = step
+                        .before
+                        .live_bookings()
+                        .find(|b| b.spot.as_ref() == Some(spot));
+                    prop_assert!(held.is_some_and(stranded), "{} strands nothing", spot);
+                }
+                Err(EngineError::ZoneHasLiveBooking(zone)) => {
+                    prop_assert_eq!(zone, step.before.id());
+                    prop_assert!(step.before.is_counter() && strands);
+                }
+                Err(other) => prop_assert!(false, "unexpected refusal {:?}", other),
+            }
+            Ok(())
+        })?;
+    }
+
+    /// A zone may leave its facility's layout only while it holds no live
+    /// booking, and the refusal names what it holds.
+    #[test]
+    fn a_zone_may_be_removed_only_while_it_holds_no_live_booking(scenario in scenario()) {
+        drive(&scenario, |step| {
+            let zone = step.after;
+            match zone.check_removal() {
+                Ok(()) => prop_assert_eq!(zone.live_bookings().count(), 0),
+                Err(EngineError::SpotHasLiveBooking(spot)) => {
+                    let held = zone.spot(&spot).and_then(|s| s.booking);
+                    prop_assert!(held.is_some_and(|id| zone.booking(&id).is_some()));
+                }
+                Err(EngineError::ZoneHasLiveBooking(id)) => {
+                    prop_assert_eq!(&id, zone.id());
+                    prop_assert!(zone.is_counter() && zone.live_bookings().count() > 0);
+                }
+                Err(other) => prop_assert!(false, "unexpected refusal {:?}", other),
+            }
+            Ok(())
+        })?;
+    }
+
     /// `decide` changes nothing, and `execute` applies exactly what `decide`
     /// returns, advancing `seq` once per event.
     #[test]

@@ -84,7 +84,8 @@ impl From<EngineError> for ApiError {
             EngineError::NoSpotAvailable
             | EngineError::SpotNotAvailable(_)
             | EngineError::InvalidTransition(_)
-            | EngineError::SpotHasLiveBooking(_) => StatusCode::CONFLICT,
+            | EngineError::SpotHasLiveBooking(_)
+            | EngineError::ZoneHasLiveBooking(_) => StatusCode::CONFLICT,
             EngineError::UnknownSpot(_) | EngineError::UnknownBooking(_) => StatusCode::NOT_FOUND,
             EngineError::WrongZoneShape(_)
             | EngineError::InvalidLayout(_)

@@ -151,3 +151,34 @@ async fn a_reappended_event_reads_back_as_its_latest_write_across_checkpoints() 
     let tail = storage.read_events(&zone(), Seq(3)).await.expect("read");
     assert_eq!(tail, vec![(Seq(4), b"e4".to_vec())]);
 }
+
+#[tokio::test]
+async fn a_dropped_zone_stays_dropped_after_a_crash() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let storage = EmbeddedStorage::open(dir.path()).expect("open");
+        let epoch = storage.claim_zone(&zone()).await.expect("claim");
+        storage
+            .commit(&[event(epoch, 1), event(epoch, 2)])
+            .await
+            .expect("commit");
+        storage.checkpoint().await.expect("checkpoint");
+        // One more that only the WAL holds, then the drop.
+        storage.commit(&[event(epoch, 3)]).await.expect("commit");
+        storage.drop_zone(&zone()).await.expect("drop");
+        assert!(
+            storage
+                .read_events(&zone(), Seq::ZERO)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        // Dropped without a checkpoint after the drop.
+    }
+    let storage = EmbeddedStorage::open(dir.path()).expect("reopen");
+    let events = storage.read_events(&zone(), Seq::ZERO).await.expect("read");
+    assert!(
+        events.is_empty(),
+        "a dropped zone came back from the WAL: {events:?}"
+    );
+}

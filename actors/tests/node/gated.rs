@@ -1,5 +1,6 @@
 //! A storage whose commits wait at a gate the test opens: the one way to
-//! hold a write in flight for as long as a test needs.
+//! hold a write in flight for as long as a test needs. It can also refuse
+//! facility record writes, as a storage outage would.
 //!
 //! `Storage` is an `async_trait`; this crate has no `async-trait`
 //! dependency, so the methods are written in their expanded form and
@@ -8,6 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 use parkme_storage::memory::MemoryStorage;
@@ -22,6 +24,8 @@ pub struct GatedStorage {
     open: watch::Receiver<bool>,
     /// Commits waiting at the gate.
     waiting: watch::Sender<usize>,
+    /// Facility record writes fail while set.
+    refuse_records: Arc<AtomicBool>,
 }
 
 /// The test's side of the gate.
@@ -29,6 +33,7 @@ pub struct GatedStorage {
 pub struct Gate {
     open: watch::Sender<bool>,
     waiting: watch::Receiver<usize>,
+    refuse_records: Arc<AtomicBool>,
 }
 
 impl Gate {
@@ -38,6 +43,11 @@ impl Gate {
 
     pub fn close(&self) {
         self.open.send_replace(false);
+    }
+
+    /// Makes facility record writes fail (`true`) or work again.
+    pub fn refuse_records(&self, refuse: bool) {
+        self.refuse_records.store(refuse, Ordering::SeqCst);
     }
 
     /// Waits until `n` commits are held at the closed gate.
@@ -52,14 +62,17 @@ impl Gate {
 pub fn gated() -> (Arc<GatedStorage>, Gate) {
     let (open_tx, open_rx) = watch::channel(true);
     let (waiting_tx, waiting_rx) = watch::channel(0);
+    let refuse_records = Arc::new(AtomicBool::new(false));
     let storage = GatedStorage {
         inner: MemoryStorage::new(),
         open: open_rx,
         waiting: waiting_tx,
+        refuse_records: Arc::clone(&refuse_records),
     };
     let gate = Gate {
         open: open_tx,
         waiting: waiting_rx,
+        refuse_records,
     };
     (Arc::new(storage), gate)
 }
@@ -147,6 +160,13 @@ impl Storage for GatedStorage {
         'i: 'f,
         Self: 'f,
     {
+        if self.refuse_records.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(StorageError::Unavailable(
+                    "facility records refused by the test".into(),
+                ))
+            });
+        }
         self.inner.put_facility(id, bytes)
     }
 

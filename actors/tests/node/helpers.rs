@@ -278,3 +278,175 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A facility as it is served: zone ids in layout order, each with its
+/// spot ids in order (empty for a counter zone).
+pub type Served = Vec<(ZoneId, Vec<SpotId>)>;
+
+/// What `layout` declares, in the shape of [`Served`].
+pub fn declared(layout: &FacilityLayout) -> Served {
+    layout
+        .zones
+        .iter()
+        .map(|z| {
+            let spots = match &z.shape {
+                ZoneShape::Spots(spots) => spots.iter().map(|s| s.id.clone()).collect(),
+                ZoneShape::Counter { .. } => Vec::new(),
+            };
+            (z.id.clone(), spots)
+        })
+        .collect()
+}
+
+/// What the node lists for a facility: its view's zones and each zone's
+/// spots.
+pub async fn served(node: &Node, f: &str) -> Served {
+    let view = node.facility(&fid(f)).await.expect("facility view");
+    let mut served = Vec::new();
+    for zone in view.zones {
+        let spots = node.spots(&fid(f), &zone.id).await.expect("zone spots");
+        served.push((zone.id, spots.into_iter().map(|s| s.id).collect()));
+    }
+    served
+}
+
+fn unknown_spot(result: &Result<impl std::fmt::Debug, ActorError>) -> bool {
+    matches!(
+        result,
+        Err(ActorError::Engine(parkme_engine::EngineError::UnknownSpot(
+            _
+        )))
+    )
+}
+
+/// Asserts that facility `f` serves exactly `expected`, and that every way
+/// of naming a spot agrees with the listing: each listed spot can be
+/// booked by id (or is refused for its state, never as unknown), set in or
+/// out of service and sensed; each id of `others` that is not listed is
+/// `unknown_spot` everywhere. Every spot's booking is a live booking on
+/// that spot, and every live booking of `bookings` holds a listed spot.
+/// Changes nothing it does not undo (a test booking is cancelled again).
+pub async fn assert_serves(
+    node: &Node,
+    f: &str,
+    expected: &FacilityLayout,
+    others: &[SpotId],
+    bookings: &[BookingId],
+) {
+    let served_now = served(node, f).await;
+    assert_eq!(served_now, declared(expected), "the layout served");
+    let facility_id = fid(f);
+    let mut listed = HashMap::new();
+    for (zone, _) in &served_now {
+        for spot in spots(node, f, zone.as_str()).await {
+            listed.insert(spot.id.clone(), spot);
+        }
+    }
+    for (id, spot) in &listed {
+        let occupied = spot.state == SpotState::Occupied;
+        let sensed = node
+            .sense(&facility_id, vec![spot_reading(id, occupied)])
+            .await
+            .expect("facility exists");
+        assert!(
+            sensed.iter().all(Result::is_ok),
+            "a reading for listed spot {id}: {sensed:?}"
+        );
+        let service = node
+            .set_service(&facility_id, id, spot.state == SpotState::OutOfService)
+            .await;
+        assert!(service.is_ok(), "service of listed spot {id}: {service:?}");
+        let mut by_id = params(None);
+        by_id.spot = Some(id.clone());
+        let booked = book(node, f, by_id).await;
+        assert!(
+            !unknown_spot(&booked) && !matches!(booked, Err(ActorError::UnknownZone(_))),
+            "booking listed spot {id} by id: {booked:?}"
+        );
+        match booked {
+            Ok(booking) => {
+                assert_eq!(spot.state, SpotState::Available, "{id} was free");
+                node.cancel(&booking).await.expect("test booking cancelled");
+            }
+            Err(e) => assert_ne!(spot.state, SpotState::Available, "{id} is free: {e}"),
+        }
+        if let Some(booking) = &spot.booking {
+            let record = stored(node, booking).await;
+            assert!(record.is_live(), "spot {id} names ended booking {record:?}");
+            assert_eq!(record.spot.as_ref(), Some(id), "booking of spot {id}");
+        }
+    }
+    for id in others.iter().filter(|id| !listed.contains_key(*id)) {
+        let sensed = node
+            .sense(&facility_id, vec![spot_reading(id, true)])
+            .await
+            .expect("facility exists");
+        assert!(
+            unknown_spot(&sensed[0]),
+            "reading for unlisted {id}: {sensed:?}"
+        );
+        let service = node.set_service(&facility_id, id, true).await;
+        assert!(
+            unknown_spot(&service),
+            "service of unlisted {id}: {service:?}"
+        );
+        let mut by_id = params(None);
+        by_id.spot = Some(id.clone());
+        let booked = book(node, f, by_id).await;
+        assert!(unknown_spot(&booked), "booking unlisted {id}: {booked:?}");
+    }
+    for id in bookings {
+        let record = stored(node, id).await;
+        if !record.is_live() {
+            continue;
+        }
+        match &record.spot {
+            Some(spot) => {
+                let held = listed.get(spot).and_then(|s| s.booking.as_ref());
+                assert_eq!(
+                    held,
+                    Some(id),
+                    "live booking {record:?} holds a listed spot"
+                );
+            }
+            None => assert!(
+                served_now.iter().any(|(zone, _)| *zone == record.zone),
+                "live counter booking {record:?} is in a listed zone"
+            ),
+        }
+    }
+}
+
+/// A runtime of its own for a node that is to crash: dropping it drops
+/// every task mid-flight (no graceful stop, no final snapshot), the
+/// closest an in-process test gets to `kill -9`.
+pub fn crash_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The layout a zone's storage says it has: its latest snapshot's, then
+/// the last layout change journaled after it (`None`: still the layout it
+/// was created with).
+pub async fn journaled_layout(storage: &dyn Storage, zone: &str) -> Option<ZoneLayout> {
+    use parkme_engine::codec::decode_stored;
+    use parkme_engine::{Event, Seq, ZoneSnapshot};
+    let key = parkme_storage::ZoneKey::new(fid("f1"), zid(zone));
+    let snapshot = storage.latest_snapshot(&key).await.expect("snapshot read");
+    let (after, mut layout) = match snapshot {
+        Some((seq, bytes)) => {
+            let image: ZoneSnapshot = decode_stored(&bytes).expect("a snapshot");
+            (seq, Some(image.layout))
+        }
+        None => (Seq::ZERO, None),
+    };
+    for (_, bytes) in storage.read_events(&key, after).await.expect("journal") {
+        if let Event::Relaid { layout: next } = decode_stored(&bytes).expect("an event") {
+            layout = Some(next);
+        }
+    }
+    layout
+}

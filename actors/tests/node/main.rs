@@ -11,6 +11,8 @@ mod gated;
 mod helpers;
 mod keys;
 mod layout;
+mod layout_crash;
+mod layout_races;
 mod sensors;
 mod subscriptions;
 mod supervision;

@@ -166,6 +166,11 @@ impl EmbeddedStorage {
 /// redb and deletes the segments it covered.
 fn checkpoint(inner: &Inner) -> Result<(), StorageError> {
     let _writer = lock(&inner.writer);
+    checkpoint_locked(inner)
+}
+
+/// [`checkpoint`], for a caller that holds the writer lock.
+fn checkpoint_locked(inner: &Inner) -> Result<(), StorageError> {
     let started = Instant::now();
     let (frozen, next) = {
         let mut wal = lock(&inner.wal);
@@ -306,6 +311,10 @@ impl Storage for EmbeddedStorage {
         let zone = zone.clone();
         self.blocking(move |inner| {
             let _writer = lock(&inner.writer);
+            // The WAL may still hold events of the zone, which a restart
+            // would replay: move them into the tables first, so that the
+            // drop below is the last word on them.
+            checkpoint_locked(inner)?;
             inner.tables.drop_zone(&zone)?;
             lock(&inner.mem).active.forget_events(&zone, Seq(u64::MAX));
             Ok(())
