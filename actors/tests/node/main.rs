@@ -10,6 +10,7 @@ mod expiry;
 mod gated;
 mod helpers;
 mod layout;
+mod retention;
 mod sensors;
 mod subscriptions;
 mod supervision;
