@@ -106,6 +106,14 @@ fn register_families() {
         "parkme_bookings_expired_total",
         "Holds that expired unclaimed."
     );
+    describe_counter!(
+        "parkme_fenced_writes_total",
+        "Commits refused because a newer writer owns the zone."
+    );
+    describe_counter!(
+        "parkme_storage_purged_total",
+        "Records the store's upkeep forgot, by kind (expired idempotency keys, ended bookings past their retention)."
+    );
     metrics::counter!("parkme_sensor_events_total").increment(0);
     for outcome in [
         "created",

@@ -1,18 +1,24 @@
 //! Fencing in the data: the epoch of a zone's writer lives in the very
 //! partitions it writes, as the `static` column `owner_epoch` of every
 //! journal bucket, and every append is a conditional batch
-//! `... IF owner_epoch = E` inside one bucket. `storage/SCHEMA.md` states
-//! the protocol and the argument that no interleaving loses an
-//! acknowledged write; this module is that protocol:
+//! `... IF owner_epoch = E` inside one bucket. The zone's *head* (the
+//! statics of its snapshot partition) holds the claim counter
+//! (`owner_epoch`), the newest snapshot seq (`latest_seq`) and the highest
+//! bucket ever established (`journal_top`). `storage/SCHEMA.md` states the
+//! protocol and the argument that no interleaving loses an acknowledged
+//! write; this module is that protocol:
 //!
-//! - [`CqlStorage::claim`]: take the next epoch from the zone's counter
-//!   (a compare-and-set on the zone's snapshot partition), raise every
-//!   listed bucket to it, then walk up from the top bucket until one is
-//!   empty (or fresh), so the writer before can reach no bucket unfenced;
+//! - [`CqlStorage::claim`]: one compare-and-set moves the head's epoch from
+//!   `e` to `e + 1` (only if the whole head is as read), then every bucket
+//!   from the one after the newest snapshot up to `journal_top` is raised
+//!   to the new epoch. An older writer can neither append to those (their
+//!   condition fails) nor establish a bucket above them (that needs a
+//!   compare-and-set on the head with its own epoch, which fails too).
 //! - [`CqlStorage::write_zone`]: a zone's events of one commit, bucket by
-//!   bucket in seq order, each bucket one conditional batch (per 4 MiB),
-//!   establishing a new bucket only after an append to the one below it
-//!   applied.
+//!   bucket in seq order, each bucket one conditional batch (per 4 MiB); a
+//!   bucket above `journal_top` is established first: head
+//!   `journal_top = b IF owner_epoch = E AND journal_top = b - 1`, then the
+//!   bucket's own epoch.
 //!
 //! This module must never write to `zone_journal` without a condition on
 //! `owner_epoch`, never send a bucket's batch before the lower buckets of
@@ -21,23 +27,22 @@
 
 use std::collections::HashMap;
 
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 
 use super::CqlStorage;
-use super::driver::{all_rows, exec_error, first_row, from_i64, lwt_answer, lwt_error, to_i64};
-use super::plan::{EventRow, ZonePlan, bucket_of, chunks};
+use super::driver::{exec_error, first_row, from_i64, lwt_answer, lwt_error, to_i64};
+use super::plan::{EventRow, ZonePlan, bucket_of, chunks, first_failure};
 use crate::error::StorageError;
 use crate::model::{Epoch, ZoneKey};
 
-/// Compare-and-set rounds on the zone counter before a claim gives up.
+/// Compare-and-set rounds on the zone head before a claim gives up (only
+/// racing claimers, snapshots or bucket creations make a round fail).
 const CLAIM_ATTEMPTS: usize = 32;
-/// Rounds on one bucket's epoch before giving up (only racing claimers
-/// make a round fail).
+/// Rounds on one bucket's epoch before giving up.
 const FENCE_ATTEMPTS: usize = 16;
-/// Buckets a claim walks up before giving up: each step means another
-/// writer established a bucket during the claim, so a handful is plenty.
-const WALK_LIMIT: i64 = 64;
+/// Buckets a claim fences at once.
+const FENCE_PARALLEL: usize = 16;
 
 /// What this process knows of one zone.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,20 +50,9 @@ pub struct ZoneFence {
     /// The newest epoch seen for the zone (claimed here, or learnt from a
     /// refusal): a write with an older one is refused before it is sent.
     pub newest: Epoch,
-    /// The buckets this process holds under `newest`, if it claimed it.
-    pub held: Option<Held>,
-}
-
-/// The journal buckets a claim holds: every listed bucket up to `top` is
-/// fenced with its epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Held {
-    /// The highest bucket fenced with our epoch (where appends go, or the
-    /// spare one above the last written).
-    pub top: i64,
-    /// Whether an append of ours into `top` applied: only then may
-    /// `top + 1` be established.
-    pub top_written: bool,
+    /// The highest journal bucket fenced with `newest`, if this process
+    /// holds that epoch (`-1`: none yet).
+    pub top: Option<i64>,
 }
 
 /// Per-zone fencing knowledge of this process.
@@ -72,12 +66,12 @@ impl Fences {
         self.zones.get(zone).map(|f| f.newest)
     }
 
-    /// What this process holds of `zone` under `epoch`.
-    pub fn held(&self, zone: &ZoneKey, epoch: Epoch) -> Option<Held> {
+    /// The top bucket this process holds of `zone` under `epoch`.
+    pub fn top(&self, zone: &ZoneKey, epoch: Epoch) -> Option<i64> {
         self.zones
             .get(zone)
             .filter(|f| f.newest == epoch)
-            .and_then(|f| f.held)
+            .and_then(|f| f.top)
     }
 
     /// A newer epoch exists for `zone` (ours or another writer's).
@@ -86,17 +80,17 @@ impl Fences {
         if epoch > fence.newest {
             *fence = ZoneFence {
                 newest: epoch,
-                held: None,
+                top: None,
             };
         }
     }
 
-    pub fn hold(&mut self, zone: &ZoneKey, epoch: Epoch, held: Held) {
+    pub fn hold(&mut self, zone: &ZoneKey, epoch: Epoch, top: i64) {
         let fence = self.zones.entry(zone.clone()).or_default();
         if epoch >= fence.newest {
             *fence = ZoneFence {
                 newest: epoch,
-                held: Some(held),
+                top: Some(top),
             };
         }
     }
@@ -104,69 +98,45 @@ impl Fences {
     /// Forgets what is held of `zone` (it was dropped), keeping its epoch.
     pub fn release(&mut self, zone: &ZoneKey) {
         if let Some(fence) = self.zones.get_mut(zone) {
-            fence.held = None;
+            fence.top = None;
         }
     }
 }
 
-/// How one bucket's epoch stands after we fenced it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fenced {
-    /// It carries our epoch; `fresh` when we established it (so it is
-    /// certainly empty).
-    Ours { fresh: bool },
-    /// A newer writer holds it.
-    Newer(u64),
+/// A zone's head as read through Paxos.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    epoch: Option<i64>,
+    latest_seq: i64,
+    journal_top: i64,
 }
 
 impl CqlStorage {
-    /// Makes the caller the zone's writer; see the module docs.
+    /// Makes the caller the zone's writer; see the module docs. Fails with
+    /// `Fenced` if a newer claim overtook this one while it fenced.
     pub(super) async fn claim(&self, zone: &ZoneKey) -> Result<Epoch, StorageError> {
-        let (epoch, latest_seq) = self.next_epoch(zone).await?;
+        let (epoch, head) = self.next_epoch(zone).await?;
         self.fences().learn(zone, epoch);
-        let listed = self.buckets_from(zone, 0).await?;
-        let fenced = join_all(listed.iter().map(|&b| self.fence_bucket(zone, b, epoch))).await;
-        for outcome in fenced {
-            if let Fenced::Newer(current) = outcome? {
-                return Err(self.superseded(zone, current, epoch));
-            }
-        }
-        // Walk up from the top: stop at a bucket that holds nothing (its
-        // writer could not have gone past it: a writer establishes a bucket
-        // only after an append below it applied) or that we established.
-        let mut at = match listed.last() {
-            Some(&top) if !self.has_events(zone, top).await? => {
-                return Ok(self.hold(zone, epoch, top));
-            }
-            Some(&top) => top + 1,
-            None => bucket_of(latest_seq.saturating_add(1)),
-        };
-        for _ in 0..WALK_LIMIT {
-            self.index_bucket(zone, at).await?;
-            match self.fence_bucket(zone, at, epoch).await? {
-                Fenced::Newer(current) => return Err(self.superseded(zone, current, epoch)),
-                Fenced::Ours { fresh: true } => return Ok(self.hold(zone, epoch, at)),
-                Fenced::Ours { fresh: false } => {
-                    if !self.has_events(zone, at).await? {
-                        return Ok(self.hold(zone, epoch, at));
-                    }
-                    at += 1;
+        // Every bucket an older writer may still append to; index them
+        // too (a writer that died between the head and the index left one
+        // unlisted), so what lands in them is read back.
+        let live: Vec<i64> =
+            (bucket_of(head.latest_seq.saturating_add(1))..=head.journal_top).collect();
+        let fenced: Vec<Result<(), StorageError>> = stream::iter(live)
+            .map(|bucket| async move {
+                self.index_bucket(zone, bucket).await?;
+                match self.fence_bucket(zone, bucket, epoch).await? {
+                    None => Ok(()),
+                    Some(current) => Err(self.superseded(zone, current, epoch)),
                 }
-            }
-        }
-        Err(StorageError::Unavailable(format!(
-            "claiming {zone}: another writer kept extending its journal for {WALK_LIMIT} buckets"
-        )))
-    }
-
-    fn hold(&self, zone: &ZoneKey, epoch: Epoch, top: i64) -> Epoch {
-        let held = Held {
-            top,
-            top_written: false,
-        };
-        self.fences().hold(zone, epoch, held);
-        tracing::debug!(zone = %zone, epoch = epoch.0, top, "claimed zone");
-        epoch
+            })
+            .buffer_unordered(FENCE_PARALLEL)
+            .collect()
+            .await;
+        first_failure(fenced)?;
+        self.fences().hold(zone, epoch, head.journal_top);
+        tracing::debug!(zone = %zone, epoch = epoch.0, top = head.journal_top, "claimed zone");
+        Ok(epoch)
     }
 
     fn superseded(&self, zone: &ZoneKey, current: u64, ours: Epoch) -> StorageError {
@@ -178,20 +148,30 @@ impl CqlStorage {
         }
     }
 
-    /// Takes the next epoch from the zone's counter (the `owner_epoch` of
-    /// its snapshot partition), with the newest snapshot seq seen then.
-    async fn next_epoch(&self, zone: &ZoneKey) -> Result<(Epoch, i64), StorageError> {
+    async fn read_head(&self, zone: &ZoneKey) -> Result<Head, StorageError> {
+        let values = (zone.facility.as_str(), zone.zone.as_str());
+        let result = self
+            .session
+            .execute_unpaged(&self.st.read_head, values)
+            .await
+            .map_err(|e| exec_error("reading a zone's head", &e))?;
+        let row = first_row::<(Option<i64>, Option<i64>, Option<i64>)>(result, "zone head")?;
+        let (epoch, latest_seq, journal_top) = row.unwrap_or((None, None, None));
+        Ok(Head {
+            epoch,
+            latest_seq: latest_seq.unwrap_or(-1),
+            journal_top: journal_top.unwrap_or(-1),
+        })
+    }
+
+    /// Moves the head's epoch on by one, only if nothing else in the head
+    /// moved since it was read: the head returned is the one the new epoch
+    /// was taken on.
+    async fn next_epoch(&self, zone: &ZoneKey) -> Result<(Epoch, Head), StorageError> {
         let (facility, zone_id) = (zone.facility.as_str(), zone.zone.as_str());
         for _ in 0..CLAIM_ATTEMPTS {
-            let head = self
-                .session
-                .execute_unpaged(&self.st.read_head, (facility, zone_id))
-                .await
-                .map_err(|e| exec_error("reading a zone's epoch", &e))?;
-            let head = first_row::<(Option<i64>, Option<i64>)>(head, "zone head")?;
-            let (current, latest_seq) = head.unwrap_or((None, None));
-            let latest_seq = latest_seq.unwrap_or(-1);
-            let (result, next) = match current {
+            let head = self.read_head(zone).await?;
+            let (result, next) = match head.epoch {
                 None => (
                     self.session
                         .execute_unpaged(&self.st.first_claim, (facility, zone_id))
@@ -202,18 +182,25 @@ impl CqlStorage {
                     let next = current.checked_add(1).ok_or_else(|| {
                         StorageError::Corrupt(format!("epoch of {zone} overflows"))
                     })?;
-                    let values = (next, facility, zone_id, current);
-                    (
-                        self.session
-                            .execute_unpaged(&self.st.next_claim, values)
-                            .await,
+                    let values = (
                         next,
-                    )
+                        facility,
+                        zone_id,
+                        current,
+                        head.latest_seq,
+                        head.journal_top,
+                    );
+                    let sent = self.session.execute_unpaged(&self.st.next_claim, values);
+                    (sent.await, next)
                 }
             };
             let result = result.map_err(|e| lwt_error("claiming a zone", &e))?;
             if lwt_answer(result)?.applied {
-                return Ok((Epoch(from_i64(next, "zone epoch")?), latest_seq));
+                let head = Head {
+                    epoch: Some(next),
+                    ..head
+                };
+                return Ok((Epoch(from_i64(next, "zone epoch")?), head));
             }
         }
         Err(StorageError::Unavailable(format!(
@@ -221,14 +208,15 @@ impl CqlStorage {
         )))
     }
 
-    /// Raises one bucket's epoch to ours (or establishes it with ours when
-    /// it has none).
+    /// Raises one bucket's epoch to ours, or establishes it with ours when
+    /// it has none: `None` when it carries ours now, else the newer epoch
+    /// that holds it.
     async fn fence_bucket(
         &self,
         zone: &ZoneKey,
         bucket: i64,
         epoch: Epoch,
-    ) -> Result<Fenced, StorageError> {
+    ) -> Result<Option<u64>, StorageError> {
         let e = to_i64(epoch.0, "epoch")?;
         let (facility, zone_id) = (zone.facility.as_str(), zone.zone.as_str());
         for _ in 0..FENCE_ATTEMPTS {
@@ -239,18 +227,29 @@ impl CqlStorage {
                 .map_err(|err| lwt_error("fencing a journal bucket", &err))?;
             let raised = lwt_answer(raised)?;
             let current = match (raised.applied, raised.bigint("owner_epoch")) {
-                (true, _) => return Ok(Fenced::Ours { fresh: false }),
+                (true, _) => return Ok(None),
                 (false, Some(current)) => current,
-                (false, None) => match self.establish(zone, bucket, epoch).await? {
-                    None => return Ok(Fenced::Ours { fresh: true }),
-                    Some(current) => current,
-                },
+                (false, None) => {
+                    let values = (e, facility, zone_id, bucket);
+                    let established = self
+                        .session
+                        .execute_unpaged(&self.st.establish_bucket, values)
+                        .await
+                        .map_err(|err| lwt_error("establishing a journal bucket", &err))?;
+                    let established = lwt_answer(established)?;
+                    if established.applied {
+                        return Ok(None);
+                    }
+                    // Someone established it first: look again.
+                    match established.bigint("owner_epoch") {
+                        Some(current) => current,
+                        None => continue,
+                    }
+                }
             };
             match current.cmp(&e) {
-                std::cmp::Ordering::Equal => return Ok(Fenced::Ours { fresh: false }),
-                std::cmp::Ordering::Greater => {
-                    return Ok(Fenced::Newer(from_i64(current, "epoch")?));
-                }
+                std::cmp::Ordering::Equal => return Ok(None),
+                std::cmp::Ordering::Greater => return Ok(Some(from_i64(current, "epoch")?)),
                 // Changed under us by a racing claimer: look again.
                 std::cmp::Ordering::Less => {}
             }
@@ -258,55 +257,6 @@ impl CqlStorage {
         Err(StorageError::Unavailable(format!(
             "fencing bucket {bucket} of {zone} lost {FENCE_ATTEMPTS} races in a row"
         )))
-    }
-
-    /// Gives a bucket that has no epoch ours: `None` when that applied,
-    /// else the epoch it has now.
-    async fn establish(
-        &self,
-        zone: &ZoneKey,
-        bucket: i64,
-        epoch: Epoch,
-    ) -> Result<Option<i64>, StorageError> {
-        let e = to_i64(epoch.0, "epoch")?;
-        let values = (e, zone.facility.as_str(), zone.zone.as_str(), bucket);
-        let result = self
-            .session
-            .execute_unpaged(&self.st.establish_bucket, values)
-            .await
-            .map_err(|err| lwt_error("establishing a journal bucket", &err))?;
-        let answer = lwt_answer(result)?;
-        if answer.applied {
-            return Ok(None);
-        }
-        // Not applied means it has an epoch now; a null here would be a
-        // server answering nonsense.
-        answer.bigint("owner_epoch").map(Some).ok_or_else(|| {
-            StorageError::Unavailable(format!("bucket {bucket} of {zone}: no epoch and no claim"))
-        })
-    }
-
-    /// Whether a bucket holds any event, read through Paxos (so it sees
-    /// every append that will ever apply before our fence).
-    async fn has_events(&self, zone: &ZoneKey, bucket: i64) -> Result<bool, StorageError> {
-        let values = (zone.facility.as_str(), zone.zone.as_str(), bucket, i64::MIN);
-        let result = self
-            .session
-            .execute_unpaged(&self.st.bucket_has_events, values)
-            .await
-            .map_err(|e| exec_error("reading a journal bucket", &e))?;
-        Ok(!all_rows::<(i64,)>(result, "journal seq")?.is_empty())
-    }
-
-    /// The epoch a bucket carries, read through Paxos.
-    async fn bucket_epoch(&self, zone: &ZoneKey, bucket: i64) -> Result<Option<i64>, StorageError> {
-        let values = (zone.facility.as_str(), zone.zone.as_str(), bucket);
-        let result = self
-            .session
-            .execute_unpaged(&self.st.bucket_epoch, values)
-            .await
-            .map_err(|e| exec_error("reading a bucket's epoch", &e))?;
-        Ok(first_row::<(Option<i64>,)>(result, "bucket epoch")?.and_then(|(e,)| e))
     }
 
     pub(super) async fn index_bucket(
@@ -330,86 +280,90 @@ impl CqlStorage {
             for chunk in chunks(rows) {
                 self.append(plan.zone, plan.epoch, bucket, chunk).await?;
             }
-            let mut fences = self.fences();
-            if let Some(held) = fences.held(plan.zone, plan.epoch)
-                && held.top == bucket
-            {
-                let written = Held {
-                    top_written: true,
-                    ..held
-                };
-                fences.hold(plan.zone, plan.epoch, written);
-            }
         }
         Ok(())
     }
 
-    /// Makes sure `bucket` is fenced with our epoch before appending to
-    /// it, establishing the buckets above our top one by one.
+    /// Makes sure `bucket` carries our epoch before appending to it,
+    /// establishing the buckets above our top one by one.
     async fn ensure_held(
         &self,
         zone: &ZoneKey,
         epoch: Epoch,
         bucket: i64,
     ) -> Result<(), StorageError> {
-        let held = self.fences().held(zone, epoch);
-        let mut held = match held {
-            Some(held) => held,
+        let top = self.fences().top(zone, epoch);
+        let mut top = match top {
+            Some(top) => top,
             None => self.adopt(zone, epoch).await?,
         };
-        while held.top < bucket {
-            let next = held.top + 1;
-            let below_written = held.top_written
-                || (self.bucket_epoch(zone, held.top).await? == Some(to_i64(epoch.0, "epoch")?)
-                    && self.has_events(zone, held.top).await?);
-            if !below_written {
-                return Err(StorageError::Corrupt(format!(
-                    "journal of {zone}: events for bucket {next} while bucket {} holds none \
-                     (seqs must be contiguous)",
-                    held.top
-                )));
-            }
-            self.index_bucket(zone, next).await?;
-            match self.establish(zone, next, epoch).await? {
-                None => {}
-                Some(current) if current == to_i64(epoch.0, "epoch")? => {}
-                Some(current) if current > to_i64(epoch.0, "epoch")? => {
-                    return Err(self.superseded(zone, from_i64(current, "epoch")?, epoch));
-                }
-                Some(current) => {
-                    // Only a writer that went past our claim could have done
-                    // this; the zone's next claim fences it properly.
-                    return Err(StorageError::Unavailable(format!(
-                        "bucket {next} of {zone} carries the older epoch {current}; \
-                         the zone must recover"
-                    )));
-                }
-            }
-            held = Held {
-                top: next,
-                top_written: false,
-            };
-            self.fences().hold(zone, epoch, held);
+        while top < bucket {
+            let next = top + 1;
+            self.extend(zone, epoch, next).await?;
+            top = next;
+            self.fences().hold(zone, epoch, top);
         }
         Ok(())
     }
 
+    /// Establishes bucket `next` (just above our top) for our epoch: index
+    /// row, then the head's `journal_top`, then the bucket's own epoch.
+    async fn extend(&self, zone: &ZoneKey, epoch: Epoch, next: i64) -> Result<(), StorageError> {
+        let e = to_i64(epoch.0, "epoch")?;
+        let (facility, zone_id) = (zone.facility.as_str(), zone.zone.as_str());
+        self.index_bucket(zone, next).await?;
+        let values = (next, facility, zone_id, e, next - 1);
+        let result = self
+            .session
+            .execute_unpaged(&self.st.extend_journal, values)
+            .await
+            .map_err(|err| lwt_error(&format!("opening bucket {next} of {zone}"), &err))?;
+        let answer = lwt_answer(result)?;
+        if !answer.applied {
+            let owner = answer.bigint("owner_epoch");
+            if owner != Some(e) {
+                let current = owner.map_or(Ok(0), |o| from_i64(o, "epoch"))?;
+                return Err(if current > epoch.0 {
+                    self.superseded(zone, current, epoch)
+                } else {
+                    StorageError::Fenced {
+                        zone: zone.to_string(),
+                        current,
+                        ours: epoch.0,
+                    }
+                });
+            }
+            // Only our epoch moves the head's top now; a top already past
+            // `next - 1` is our own earlier attempt whose answer was lost.
+            if answer.bigint("journal_top").is_none_or(|top| top < next) {
+                return Err(StorageError::Unavailable(format!(
+                    "the journal head of {zone} does not match this writer; the zone must recover"
+                )));
+            }
+        }
+        match self.fence_bucket(zone, next, epoch).await? {
+            None => Ok(()),
+            Some(current) => Err(self.superseded(zone, current, epoch)),
+        }
+    }
+
     /// Takes up an epoch this process did not claim itself (claimed through
-    /// another handle): its top bucket is the highest listed one.
-    async fn adopt(&self, zone: &ZoneKey, epoch: Epoch) -> Result<Held, StorageError> {
-        let listed = self.buckets_from(zone, 0).await?;
-        let top = listed.last().copied().ok_or_else(|| {
-            StorageError::Unavailable(format!(
-                "zone {zone} was never claimed with epoch {}",
-                epoch.0
-            ))
-        })?;
-        let held = Held {
-            top,
-            top_written: false,
-        };
-        self.fences().hold(zone, epoch, held);
-        Ok(held)
+    /// another handle): refused unless it is the zone's current one.
+    async fn adopt(&self, zone: &ZoneKey, epoch: Epoch) -> Result<i64, StorageError> {
+        let head = self.read_head(zone).await?;
+        let current = head.epoch.map_or(Ok(0), |e| from_i64(e, "epoch"))?;
+        if current != epoch.0 {
+            if current > epoch.0 {
+                self.fences().learn(zone, Epoch(current));
+            }
+            return Err(StorageError::Fenced {
+                zone: zone.to_string(),
+                current,
+                ours: epoch.0,
+            });
+        }
+        self.fences().hold(zone, epoch, head.journal_top);
+        Ok(head.journal_top)
     }
 
     /// One conditional batch: every event of the chunk, applied only if
@@ -435,8 +389,9 @@ impl CqlStorage {
         if answer.applied {
             return Ok(());
         }
-        let current = answer.bigint("owner_epoch").unwrap_or(0);
-        let current = u64::try_from(current).unwrap_or(0);
+        let current = answer
+            .bigint("owner_epoch")
+            .map_or(Ok(0), |o| from_i64(o, "epoch"))?;
         if current > epoch.0 {
             self.fences().learn(zone, Epoch(current));
         }

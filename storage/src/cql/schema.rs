@@ -59,6 +59,7 @@ pub fn ddl(target: &CqlUri) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {ks}.zone_snapshots (
                 facility text, zone text, seq bigint,
                 owner_epoch bigint static, latest_seq bigint static,
+                journal_top bigint static,
                 epoch bigint, payload blob,
                 PRIMARY KEY ((facility, zone), seq)
             ) WITH CLUSTERING ORDER BY (seq DESC)"
@@ -105,27 +106,28 @@ pub struct Statements {
     /// partition: the whole batch is one Paxos round).
     pub append_event: PreparedStatement,
     pub select_events: PreparedStatement,
-    /// Whether a bucket holds any event, read through Paxos.
-    pub bucket_has_events: PreparedStatement,
     /// `SET owner_epoch = E IF owner_epoch < E`.
     pub raise_bucket: PreparedStatement,
     /// `SET owner_epoch = E IF owner_epoch = null`.
     pub establish_bucket: PreparedStatement,
-    /// The fencing epoch of a bucket, read through Paxos.
-    pub bucket_epoch: PreparedStatement,
     pub delete_bucket: PreparedStatement,
     pub index_bucket: PreparedStatement,
     pub select_buckets_from: PreparedStatement,
     pub unindex_bucket: PreparedStatement,
     pub unindex_zone: PreparedStatement,
-    /// The zone's claim counter and newest snapshot seq, through Paxos.
+    /// The zone's head (claim counter, newest snapshot seq, highest
+    /// journal bucket), read through Paxos.
     pub read_head: PreparedStatement,
     pub first_claim: PreparedStatement,
+    /// `SET owner_epoch = e + 1 IF` the whole head is as read.
     pub next_claim: PreparedStatement,
+    /// `SET journal_top = b + 1 IF owner_epoch = E AND journal_top = b`.
+    pub extend_journal: PreparedStatement,
     pub insert_snapshot: PreparedStatement,
     /// `SET latest_seq = n IF owner_epoch = E AND latest_seq < n`.
     pub publish_snapshot: PreparedStatement,
-    /// `SET latest_seq = -1 IF owner_epoch = E` (the zone was dropped).
+    /// `SET latest_seq = -1, journal_top = -1 IF owner_epoch = E` (the zone
+    /// was dropped).
     pub reset_snapshots: PreparedStatement,
     pub delete_snapshot: PreparedStatement,
     pub select_latest_snapshot: PreparedStatement,
@@ -156,23 +158,9 @@ impl Statements {
             ))
             .await?;
         select_events.set_page_size(EVENTS_PAGE);
-        let mut bucket_has_events = p
-            .idempotent(&format!(
-                "SELECT seq FROM {ks}.zone_journal
-                 WHERE facility = ? AND zone = ? AND bucket = ? AND seq >= ? LIMIT 1"
-            ))
-            .await?;
-        bucket_has_events.set_consistency(serial_read);
-        let mut bucket_epoch = p
-            .idempotent(&format!(
-                "SELECT owner_epoch FROM {ks}.zone_journal
-                 WHERE facility = ? AND zone = ? AND bucket = ? LIMIT 1"
-            ))
-            .await?;
-        bucket_epoch.set_consistency(serial_read);
         let mut read_head = p
             .idempotent(&format!(
-                "SELECT owner_epoch, latest_seq FROM {ks}.zone_snapshots
+                "SELECT owner_epoch, latest_seq, journal_top FROM {ks}.zone_snapshots
                  WHERE facility = ? AND zone = ? LIMIT 1"
             ))
             .await?;
@@ -193,7 +181,6 @@ impl Statements {
                 )
                 .await?,
             select_events,
-            bucket_has_events,
             raise_bucket: p
                 .conditional(
                     &format!(
@@ -212,7 +199,6 @@ impl Statements {
                     serial,
                 )
                 .await?,
-            bucket_epoch,
             delete_bucket: p
                 .idempotent(&format!(
                     "DELETE FROM {ks}.zone_journal WHERE facility = ? AND zone = ? AND bucket = ?"
@@ -244,8 +230,9 @@ impl Statements {
             first_claim: p
                 .conditional(
                     &format!(
-                        "INSERT INTO {ks}.zone_snapshots (facility, zone, owner_epoch, latest_seq)
-                         VALUES (?, ?, 1, -1) IF NOT EXISTS"
+                        "INSERT INTO {ks}.zone_snapshots
+                         (facility, zone, owner_epoch, latest_seq, journal_top)
+                         VALUES (?, ?, 1, -1, -1) IF NOT EXISTS"
                     ),
                     serial,
                 )
@@ -254,7 +241,17 @@ impl Statements {
                 .conditional(
                     &format!(
                         "UPDATE {ks}.zone_snapshots SET owner_epoch = ?
-                         WHERE facility = ? AND zone = ? IF owner_epoch = ?"
+                         WHERE facility = ? AND zone = ?
+                         IF owner_epoch = ? AND latest_seq = ? AND journal_top = ?"
+                    ),
+                    serial,
+                )
+                .await?,
+            extend_journal: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.zone_snapshots SET journal_top = ?
+                         WHERE facility = ? AND zone = ? IF owner_epoch = ? AND journal_top = ?"
                     ),
                     serial,
                 )
@@ -273,7 +270,7 @@ impl Statements {
                 .await?,
             reset_snapshots: p
                 .prepare(&format!(
-                    "UPDATE {ks}.zone_snapshots SET latest_seq = -1
+                    "UPDATE {ks}.zone_snapshots SET latest_seq = -1, journal_top = -1
                      WHERE facility = ? AND zone = ? IF owner_epoch = ?"
                 ))
                 .await?,

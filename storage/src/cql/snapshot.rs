@@ -9,7 +9,8 @@
 //! applied only `IF owner_epoch = E AND latest_seq < seq`.
 //!
 //! This module must never write to `zone_snapshots` without a condition,
-//! and never drop the top journal bucket of a zone.
+//! and never drop a journal bucket that holds a seq above a durable
+//! snapshot.
 
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
@@ -117,7 +118,7 @@ impl CqlStorage {
         }
         // The snapshot is durable; dropping the buckets it made dead is
         // housekeeping that the next snapshot retries.
-        if let Err(e) = self.drop_dead_buckets(zone, epoch, seq).await {
+        if let Err(e) = self.drop_dead_buckets(zone, seq).await {
             tracing::warn!(zone = %zone, seq, error = %e, "could not trim behind a snapshot");
         }
         Ok(())
@@ -139,28 +140,17 @@ impl CqlStorage {
         }
     }
 
-    /// Drops the journal buckets that lie wholly at or below `seq`, except
-    /// the zone's top bucket (which a claim must find).
-    async fn drop_dead_buckets(
-        &self,
-        zone: &ZoneKey,
-        epoch: Epoch,
-        seq: i64,
-    ) -> Result<(), StorageError> {
+    /// Drops the journal buckets that lie wholly at or below `seq`: dead,
+    /// since every writer appends above the newest snapshot.
+    async fn drop_dead_buckets(&self, zone: &ZoneKey, seq: i64) -> Result<(), StorageError> {
         // Bucket b holds seqs [b * B, (b + 1) * B): it is wholly <= seq when
         // (b + 1) * B <= seq + 1.
         let first_live = seq.saturating_add(1) / bucket_size();
-        let listed = self.buckets_from(zone, 0).await?;
-        let top = self
-            .fences()
-            .held(zone, epoch)
-            .map(|h| h.top)
+        let dead: Vec<i64> = self
+            .buckets_from(zone, 0)
+            .await?
             .into_iter()
-            .chain(listed.last().copied())
-            .min();
-        let dead: Vec<i64> = listed
-            .into_iter()
-            .filter(|b| *b < first_live && top.is_some_and(|t| *b < t))
+            .filter(|b| *b < first_live)
             .collect();
         debug_assert!(
             dead.iter()
