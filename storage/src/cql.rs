@@ -32,7 +32,7 @@
 //! # Tombstones
 //! The journal is bucketed: partition `(facility, zone, seq / 4096)`. A
 //! snapshot at seq `n` drops only the buckets that lie entirely at or
-//! below `n` (never the top one), each with a single partition-level
+//! below `n`, each with a single partition-level
 //! deletion of a partition that is never written or read again; the hot
 //! bucket is never deleted from. Snapshots are clustered newest first and
 //! old ones are deleted by key; idempotency keys and ended bookings expire

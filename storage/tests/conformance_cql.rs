@@ -133,7 +133,7 @@ fn events(zone: &ZoneKey, epoch: Epoch, seqs: std::ops::RangeInclusive<u64>) -> 
     .collect()
 }
 
-/// The journal buckets `journal_buckets` lists for a zone.
+/// The journal buckets `zone_buckets` lists for a zone.
 async fn listed_buckets(s: &CqlStorage, z: &ZoneKey) -> Vec<i64> {
     let query = format!(
         "SELECT bucket FROM {}.zone_buckets WHERE facility = ? AND zone = ?",
