@@ -38,6 +38,11 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl_secs: u32,
+    /// Days the record of an ended booking (completed, expired, cancelled)
+    /// is kept after it ended.
+    pub booking_retention_days: u32,
+    /// How often the store's upkeep runs (and once at start).
+    pub upkeep_every: std::time::Duration,
 }
 
 impl Default for NodeConfig {
@@ -46,6 +51,8 @@ impl Default for NodeConfig {
             key_secret: Vec::new(),
             snapshot_every: 1024,
             idempotency_ttl_secs: 48 * 3600,
+            booking_retention_days: 400,
+            upkeep_every: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -130,12 +137,52 @@ struct Inner {
     probe: crate::probe::Probe,
     /// Tells the committer to drain and stop, once the actors are gone.
     close_commits: CancellationToken,
+    /// Stops the periodic upkeep.
+    stopping: CancellationToken,
+    /// The upkeep task, awaited at stop so nothing holds the store after.
+    upkeep: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Ends the upkeep task if the node is dropped without a stop.
+    _upkeep_guard: tokio_util::sync::DropGuard,
 }
 
 /// A cheap-to-clone handle to the node.
 #[derive(Debug, Clone)]
 pub struct Node {
     inner: Arc<Inner>,
+}
+
+/// Runs the store's upkeep (expired idempotency keys, ended bookings past
+/// their retention) at start and then every `every`, until `stopping`.
+async fn upkeep(
+    storage: Arc<dyn Storage>,
+    clock: Clock,
+    every: std::time::Duration,
+    stopping: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every.max(std::time::Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match storage.upkeep(clock.now()).await {
+            Ok(done) => {
+                metrics::counter!("parkme_storage_purged_total", "kind" => "idempotency_key")
+                    .increment(done.idempotency_keys);
+                metrics::counter!("parkme_storage_purged_total", "kind" => "booking")
+                    .increment(done.bookings);
+                if done.idempotency_keys + done.bookings > 0 {
+                    tracing::info!(
+                        idempotency_keys = done.idempotency_keys,
+                        bookings = done.bookings,
+                        "storage upkeep forgot expired records"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "storage upkeep failed; will retry"),
+        }
+    }
 }
 
 /// A new opaque booking id: a millisecond timestamp and a random tail.
@@ -171,6 +218,7 @@ impl Node {
         config: NodeConfig,
     ) -> Result<(Node, JoinHandle<()>), ActorError> {
         let close_commits = CancellationToken::new();
+        let stopping = CancellationToken::new();
         let (commit, committer) = GroupCommit::spawn(storage, close_commits.clone());
         let node = Node {
             inner: Arc::new(Inner {
@@ -184,8 +232,18 @@ impl Node {
                 #[cfg(feature = "testing")]
                 probe: crate::probe::Probe::default(),
                 close_commits,
+                _upkeep_guard: stopping.clone().drop_guard(),
+                stopping,
+                upkeep: std::sync::Mutex::new(None),
             }),
         };
+        let task = tokio::spawn(upkeep(
+            Arc::clone(node.inner.commit.storage()),
+            node.inner.clock,
+            node.inner.config.upkeep_every,
+            node.inner.stopping.clone(),
+        ));
+        *node.inner.upkeep.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         let stored = node.inner.commit.storage().facilities().await?;
         for (id, bytes) in stored {
             let record = FacilityRecord::decode(&bytes)
@@ -213,6 +271,8 @@ impl Node {
             commit: self.inner.commit.clone(),
             clock: self.inner.clock,
             snapshot_every: self.inner.config.snapshot_every.max(1),
+            booking_retention_ms: i64::from(self.inner.config.booking_retention_days)
+                .saturating_mul(86_400_000),
         }
     }
 
@@ -714,6 +774,16 @@ impl Node {
     /// Stops every facility (and so every zone) actor, then lets the
     /// committer drain what is queued and stop.
     pub async fn stop(&self) {
+        self.inner.stopping.cancel();
+        let upkeep = self
+            .inner
+            .upkeep
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = upkeep {
+            let _ = task.await;
+        }
         let handles: Vec<Arc<FacilityHandle>> = self
             .inner
             .facilities

@@ -55,6 +55,29 @@ pub struct ZoneContext {
     pub clock: Clock,
     /// Write a snapshot after this many events.
     pub snapshot_every: u64,
+    /// How long the record of an ended booking is kept (milliseconds after
+    /// it ended) before the store may forget it.
+    pub booking_retention_ms: i64,
+}
+
+impl ZoneContext {
+    /// The durable record of a booking: an ended one may be forgotten once
+    /// the retention after its end has passed.
+    pub fn booking_record(&self, booking: &Booking) -> Write {
+        let forget_after = (!booking.is_live()).then(|| {
+            Millis(
+                booking
+                    .updated_at
+                    .0
+                    .saturating_add(self.booking_retention_ms),
+            )
+        });
+        Write::Booking {
+            id: booking.id.clone(),
+            bytes: codec::encode_stored(booking),
+            forget_after,
+        }
+    }
 }
 
 /// One sensor reading, routed to the zone it concerns.
@@ -224,12 +247,15 @@ impl std::fmt::Debug for ZoneActorState {
     }
 }
 
-/// Loads a zone from storage: latest snapshot plus the journal tail.
+/// Loads a zone from storage: latest snapshot plus the journal tail. Also
+/// returns the bookings the tail touched, as they stand now: a commit that
+/// failed after its events landed (unacknowledged) may not have written
+/// their records, so the owner writes them again.
 pub async fn recover(
     commit: &GroupCommit,
     key: &ZoneKey,
     layout: &ZoneLayout,
-) -> Result<ZoneState, ActorError> {
+) -> Result<(ZoneState, Vec<Booking>), ActorError> {
     let storage = commit.storage();
     let mut zone = match storage.latest_snapshot(key).await? {
         Some((_, bytes)) => {
@@ -239,19 +265,38 @@ pub async fn recover(
         }
         None => ZoneState::new(key.facility.clone(), layout.clone()),
     };
+    let mut touched: std::collections::BTreeMap<BookingId, Booking> = Default::default();
     for (seq, bytes) in storage.read_events(key, zone.seq()).await? {
         let event: Event = codec::decode_stored(&bytes)
             .map_err(|e| ActorError::Corrupt(format!("event {seq} of {key}: {e}")))?;
-        zone.replay(seq, &event)?;
+        if seq <= zone.seq() {
+            continue;
+        }
+        if seq != zone.seq().next() {
+            return Err(EngineError::OutOfOrder {
+                have: zone.seq().0,
+                got: seq.0,
+            }
+            .into());
+        }
+        if let Some(booking) = zone.apply(&event).booking {
+            touched.insert(booking.id.clone(), booking);
+        }
     }
-    Ok(zone)
+    Ok((zone, touched.into_values().collect()))
 }
 
 type Applied = (Event, Effect);
 
 /// The journal writes of applied events (plus the booking records they
 /// change); `last` is the zone's seq after them.
-fn journal_writes(key: &ZoneKey, epoch: Epoch, last: Seq, applied: &[Applied]) -> Vec<Write> {
+fn journal_writes(
+    context: &ZoneContext,
+    key: &ZoneKey,
+    epoch: Epoch,
+    last: Seq,
+    applied: &[Applied],
+) -> Vec<Write> {
     let first_seq = last.0 + 1 - applied.len() as u64;
     let mut writes = Vec::with_capacity(applied.len() + 1);
     for (i, (event, effect)) in applied.iter().enumerate() {
@@ -262,10 +307,7 @@ fn journal_writes(key: &ZoneKey, epoch: Epoch, last: Seq, applied: &[Applied]) -
             bytes: codec::encode_stored(event),
         });
         if let Some(booking) = &effect.booking {
-            writes.push(Write::Booking {
-                id: booking.id.clone(),
-                bytes: codec::encode_stored(booking),
-            });
+            writes.push(context.booking_record(booking));
         }
     }
     writes
@@ -384,7 +426,7 @@ impl ZoneActorState {
             return;
         }
         metrics::counter!("parkme_zone_events_total").increment(applied.len() as u64);
-        let mut writes = journal_writes(&self.key, self.epoch, self.zone.seq(), &applied);
+        let mut writes = journal_writes(&self.context, &self.key, self.epoch, self.zone.seq(), &applied);
         // Spots touched by the batch, once each, in first-touch order.
         let mut touched: Vec<&SpotId> = Vec::new();
         let mut seen: std::collections::HashSet<&SpotId> = std::collections::HashSet::new();
@@ -494,16 +536,21 @@ impl Actor for ZoneActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let storage = args.context.commit.storage();
         let epoch = storage.claim_zone(&args.key).await?;
-        let mut zone = recover(&args.context.commit, &args.key, &args.layout).await?;
-        let adopted = adopt_declared_layout(
-            &args.context.commit,
-            &args.key,
-            epoch,
-            &mut zone,
-            &args.layout,
-        )
-        .await?;
+        let (mut zone, touched) = recover(&args.context.commit, &args.key, &args.layout).await?;
+        let adopted =
+            adopt_declared_layout(&args.context, &args.key, epoch, &mut zone, &args.layout)
+                .await?;
         tracing::debug!(zone = %args.key, seq = zone.seq().0, epoch = epoch.0, "zone recovered");
+        if !touched.is_empty() {
+            // Before serving, so the next change of any of them lands after.
+            let records = touched
+                .iter()
+                .map(|b| args.context.booking_record(b))
+                .collect();
+            if let Err(e) = args.context.commit.commit(records).await {
+                tracing::warn!(zone = %args.key, error = %e, "could not rewrite booking records");
+            }
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let pump_task = tokio::spawn(pump(
             rx,

@@ -197,6 +197,7 @@ impl Application {
         let node_config = NodeConfig {
             key_secret: key_secret(&config),
             snapshot_every: config.snapshot_every,
+            booking_retention_days: config.booking_retention_days,
             ..NodeConfig::default()
         };
         let started = std::time::Instant::now();

@@ -130,6 +130,16 @@ pub struct Config {
     #[arg(long, env = "PARKME_SNAPSHOT_EVERY", default_value_t = 8192)]
     pub snapshot_every: u64,
 
+    /// Days the record of an ended booking (completed, expired, cancelled)
+    /// is kept after it ended; then the store forgets it.
+    #[arg(
+        long,
+        env = "PARKME_BOOKING_RETENTION_DAYS",
+        default_value_t = 400,
+        value_parser = clap::value_parser!(u32).range(1..=36_500)
+    )]
+    pub booking_retention_days: u32,
+
     /// Load a demo city (when empty) and run a sensor simulator.
     #[arg(long, env = "PARKME_DEMO")]
     pub demo: bool,
@@ -166,6 +176,7 @@ impl std::fmt::Debug for Config {
             .field("allowed_origins", &self.allowed_origins)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("snapshot_every", &self.snapshot_every)
+            .field("booking_retention_days", &self.booking_retention_days)
             .field("demo", &self.demo)
             .finish()
     }

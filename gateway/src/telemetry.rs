@@ -107,6 +107,14 @@ fn register_families() {
         "Holds that expired unclaimed."
     );
     describe_counter!(
+        "parkme_fenced_writes_total",
+        "Commits refused because a newer writer owns the zone."
+    );
+    describe_counter!(
+        "parkme_storage_purged_total",
+        "Records the store's upkeep forgot, by kind (expired idempotency keys, ended bookings past their retention)."
+    );
+    describe_counter!(
         "parkme_auth_failures_total",
         "Requests with credentials answered 401, counted per client address."
     );

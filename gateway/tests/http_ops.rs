@@ -1,7 +1,8 @@
 //! Contract §1–2 and §6 over real sockets, the process as a whole:
 //! concurrency never double-books, an acknowledged booking survives
 //! `kill -9`, idempotency keys survive a restart, SIGTERM is a clean exit,
-//! `/health/` and `/metrics` answer as promised.
+//! a second process on the same data dir is refused, `/health/` and
+//! `/metrics` answer as promised.
 
 mod common;
 #[path = "common/http.rs"]
@@ -227,6 +228,32 @@ async fn sigterm_exits_zero_within_ten_seconds() {
     let api = Api::new(&server);
     let reply = api.get(&format!("/v1/bookings/{id}"), Some(&token)).await;
     assert_eq!(reply.assert_status(200)["status"], "CONFIRMED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_the_same_data_dir_exits_non_zero_naming_the_directory() {
+    let server = TestServer::start(&[]).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_parkme"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PARKME_LISTEN", "127.0.0.1:0")
+        .env("PARKME_DATA_DIR", server.data_dir())
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the second parkme runs");
+    assert!(!output.status.success(), "exit status {:?}", output.status);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&server.data_dir().display().to_string()) && stderr.contains("in use"),
+        "the error names the directory in use: {stderr}"
+    );
+    // The first one serves on, untouched.
+    let health = reqwest::get(format!("{}/health/", server.url()))
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
 }
 
 #[tokio::test]

@@ -4,15 +4,29 @@
 //! Events carry 128-byte payloads. Each run works in its own keyspace
 //! `parkme_bench_<secs>_<pid>` and drops it at the end.
 //!
+//! Three write paths, same tables, same events:
+//! - `fenced`: the backend's commit (one conditional batch per journal
+//!   bucket, `IF owner_epoch = E`);
+//! - `read_then_write`: the path before fencing moved into the data,
+//!   rebuilt here for comparison: a `SERIAL` read of each zone's epoch,
+//!   then one plain `UNLOGGED` batch per bucket;
+//! - `plain`: the plain batches alone (no fencing at all: a floor).
+//!
+//! Plus `claim`: one zone claim (what a takeover costs before replay).
+//!
 //! `cargo bench -p parkme-storage --bench cql_commit`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput};
+use futures_util::future::join_all;
 use parkme_engine::{FacilityId, Seq, ZoneId};
-use parkme_storage::cql::CqlStorage;
+use parkme_storage::cql::{BUCKET_SIZE, CqlStorage};
 use parkme_storage::{Epoch, Storage, Write, ZoneKey};
+use scylla::statement::batch::{Batch, BatchStatement, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
 use tokio::runtime::Runtime;
 
 const PAYLOAD: usize = 128;
@@ -59,7 +73,93 @@ impl Zones {
     }
 }
 
+/// The unfenced write path, sent straight through the driver.
+struct Plain {
+    insert: PreparedStatement,
+    read_epoch: PreparedStatement,
+}
+
+type Row<'a> = (&'a str, &'a str, i64, i64, i64, &'a [u8]);
+
+impl Plain {
+    async fn prepare(storage: &CqlStorage) -> Plain {
+        let ks = storage.keyspace();
+        let session = storage.session();
+        let mut insert = session
+            .prepare(format!(
+                "INSERT INTO {ks}.zone_journal (facility, zone, bucket, seq, epoch, payload)
+                 VALUES (?, ?, ?, ?, ?, ?)"
+            ))
+            .await
+            .expect("prepare");
+        insert.set_is_idempotent(true);
+        let mut read_epoch = session
+            .prepare(format!(
+                "SELECT owner_epoch FROM {ks}.zone_snapshots WHERE facility = ? AND zone = ? LIMIT 1"
+            ))
+            .await
+            .expect("prepare");
+        read_epoch.set_consistency(Consistency::Serial);
+        read_epoch.set_serial_consistency(Some(SerialConsistency::Serial));
+        Plain { insert, read_epoch }
+    }
+
+    async fn commit(&self, storage: &CqlStorage, writes: &[Write], check_first: bool) {
+        let session = storage.session();
+        let mut zones: Vec<&ZoneKey> = Vec::new();
+        let mut parts: std::collections::BTreeMap<(&ZoneKey, i64), Vec<Row<'_>>> =
+            Default::default();
+        for write in writes {
+            let Write::Event {
+                zone,
+                epoch,
+                seq,
+                bytes,
+            } = write
+            else {
+                continue;
+            };
+            let (seq, bucket) = (seq.0 as i64, (seq.0 / BUCKET_SIZE) as i64);
+            if !zones.contains(&zone) {
+                zones.push(zone);
+            }
+            parts.entry((zone, bucket)).or_default().push((
+                zone.facility.as_str(),
+                zone.zone.as_str(),
+                bucket,
+                seq,
+                epoch.0 as i64,
+                bytes.as_slice(),
+            ));
+        }
+        if check_first {
+            let reads = zones.iter().map(|z| {
+                session.execute_unpaged(&self.read_epoch, (z.facility.as_str(), z.zone.as_str()))
+            });
+            for read in join_all(reads).await {
+                read.expect("epoch read");
+            }
+        }
+        let batches: Vec<(Batch, &Vec<Row<'_>>)> = parts
+            .values()
+            .map(|rows| {
+                let statement = BatchStatement::PreparedStatement(self.insert.clone());
+                let batch =
+                    Batch::new_with_statements(BatchType::Unlogged, vec![statement; rows.len()]);
+                (batch, rows)
+            })
+            .collect();
+        let sends = batches
+            .iter()
+            .map(|(batch, rows)| session.batch(batch, *rows));
+        for sent in join_all(sends).await {
+            sent.expect("plain write");
+        }
+    }
+}
+
 fn bench(c: &mut Criterion, runtime: &Runtime, storage: &CqlStorage) {
+    let plain = runtime.block_on(Plain::prepare(storage));
     let cases: [(&str, usize, u64); 3] = [
         ("1_event", 1, 1),
         ("1024_events_1_zone", 1, 1024),
@@ -69,25 +169,49 @@ fn bench(c: &mut Criterion, runtime: &Runtime, storage: &CqlStorage) {
     group
         .sample_size(30)
         .measurement_time(Duration::from_secs(15));
-    for (name, zone_count, per_zone) in cases {
-        let zones = runtime.block_on(Zones::claim(storage, name, zone_count));
-        let events = zone_count as u64 * per_zone;
-        group.throughput(Throughput::Elements(events));
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                runtime.block_on(async {
-                    let mut busy = Duration::ZERO;
-                    for _ in 0..iters {
-                        let writes = zones.batch(per_zone);
-                        let started = Instant::now();
-                        storage.commit(&writes).await.expect("commit");
-                        busy += started.elapsed();
-                    }
-                    busy
-                })
+    for path in ["fenced", "read_then_write", "plain"] {
+        for (name, zone_count, per_zone) in cases {
+            let zones =
+                runtime.block_on(Zones::claim(storage, &format!("{path}-{name}"), zone_count));
+            let events = zone_count as u64 * per_zone;
+            group.throughput(Throughput::Elements(events));
+            group.bench_function(format!("{path}/{name}"), |b| {
+                b.iter_custom(|iters| {
+                    runtime.block_on(async {
+                        let mut busy = Duration::ZERO;
+                        for _ in 0..iters {
+                            let writes = zones.batch(per_zone);
+                            let started = Instant::now();
+                            match path {
+                                "fenced" => storage.commit(&writes).await.expect("commit"),
+                                "read_then_write" => plain.commit(storage, &writes, true).await,
+                                _ => plain.commit(storage, &writes, false).await,
+                            }
+                            busy += started.elapsed();
+                        }
+                        busy
+                    })
+                });
             });
-        });
+        }
     }
+    let zones = runtime.block_on(Zones::claim(storage, "claim", 1));
+    runtime
+        .block_on(storage.commit(&zones.batch(10)))
+        .expect("commit");
+    let zone = zones.zones[0].0.clone();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("claim", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    storage.claim_zone(&zone).await.expect("claim");
+                }
+                started.elapsed()
+            })
+        });
+    });
     group.finish();
 }
 

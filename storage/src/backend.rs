@@ -1,26 +1,63 @@
 //! The one trait every storage backend implements.
 //!
 //! Promises every implementation keeps (checked by [`crate::conformance`]):
-//! - `commit` is all-or-nothing and durable when it returns `Ok`;
+//! - a group of writes is durable when its commit returns `Ok`, and `Ok`
+//!   is never returned for a group that did not land whole;
+//! - the groups of one [`Storage::commit_groups`] succeed or fail each on
+//!   its own (a fenced group does not fail the others);
 //! - journal reads return events in seq order;
-//! - an `Event` write with an epoch older than the zone's current epoch is
-//!   refused with [`StorageError::Fenced`] and nothing of its batch lands;
-//! - a snapshot at seq `n` lets the journal forget events `<= n`;
+//! - an `Event` write whose epoch is no longer the zone's current one is
+//!   refused with [`StorageError::Fenced`], and nothing of a group that a
+//!   stale writer sends lands (no event, no booking, no idempotency key);
+//! - a snapshot at seq `n` lets the journal forget events `<= n`, and a
+//!   snapshot never replaces one with a higher seq (an older one is
+//!   ignored);
+//! - [`Storage::upkeep`] forgets expired idempotency keys and booking
+//!   records past their `forget_after`;
 //! - a backend never panics on bad stored bytes: it reports `Corrupt`.
+//!
+//! What "lands whole" can mean for a backend without transactions across
+//! partitions (CQL) is spelled out in `storage/SCHEMA.md`: a group whose
+//! commit failed may have landed a prefix of its zone's events (exactly as
+//! if the process had crashed before the ack); never a hole, never its
+//! booking or idempotency records.
 
 use async_trait::async_trait;
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 
 use crate::error::StorageError;
-use crate::model::{Epoch, Write, ZoneKey};
+use crate::model::{Epoch, Upkeep, Write, ZoneKey};
 
 #[async_trait]
 pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// A short name for logs and metrics (`memory`, `embedded`, `scylla`).
     fn name(&self) -> &'static str;
 
-    /// Writes a batch durably, all or nothing.
+    /// Writes one group durably, all or nothing.
     async fn commit(&self, writes: &[Write]) -> Result<(), StorageError>;
+
+    /// Writes several independent groups in one go (a group commit), each
+    /// with its own outcome, in the order given. A group of a zone whose
+    /// earlier group in the same call failed fails too (never a hole in a
+    /// zone's journal). Backends that can share the cost (one fsync, one
+    /// round trip per partition) override this; the default commits the
+    /// groups one after another.
+    async fn commit_groups(&self, groups: &[&[Write]]) -> Vec<Result<(), StorageError>> {
+        let mut failed: Vec<&ZoneKey> = Vec::new();
+        let mut outcomes = Vec::with_capacity(groups.len());
+        for group in groups {
+            let zones = || group.iter().filter_map(Write::zone).map(|(zone, _)| zone);
+            let outcome = match zones().find(|zone| failed.contains(zone)) {
+                Some(zone) => Err(StorageError::Poisoned(zone.to_string())),
+                None => self.commit(group).await,
+            };
+            if outcome.is_err() {
+                failed.extend(zones());
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
 
     /// Journal events of `zone` with seq greater than `after`, in order.
     async fn read_events(
@@ -30,6 +67,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<(Seq, Vec<u8>)>, StorageError>;
 
     /// Stores the zone's image at `seq` and retires journal events `<= seq`.
+    /// Refused with `Fenced` for a writer that is no longer the zone's
+    /// owner; ignored (`Ok`) when the store already holds a snapshot at
+    /// `seq` or later, so snapshots landing out of order never go back.
     async fn put_snapshot(
         &self,
         zone: &ZoneKey,
@@ -65,6 +105,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         key: &str,
         now: Millis,
     ) -> Result<Option<BookingId>, StorageError>;
+
+    /// Housekeeping, run periodically by the node: forgets idempotency keys
+    /// that expired before `now` and booking records whose `forget_after`
+    /// is before `now`. Backends whose server expires rows itself (CQL
+    /// `USING TTL`) report nothing here.
+    async fn upkeep(&self, now: Millis) -> Result<Upkeep, StorageError>;
 
     /// Cheap liveness probe for `/health/`.
     async fn ping(&self) -> Result<(), StorageError>;

@@ -10,7 +10,7 @@
 //! This module must never contain backend-specific knowledge.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId, ZoneId};
 
@@ -164,13 +164,21 @@ pub async fn a_second_writer_for_the_same_zone_is_refused(s: &dyn Storage) {
     assert!(new > old, "epochs must increase");
     let other = zone("fence-other", "b");
     let other_epoch = s.claim_zone(&other).await.expect("claim");
-    let booking = BookingId::parse("fenced-booking").expect("valid");
+    let booking = BookingId::parse(unique_facility("fenced-booking").as_str()).expect("valid");
+    let owner = UserId::parse(unique_facility("fenced-owner").as_str()).expect("valid");
     // A batch mixing a stale write with good ones lands nothing.
     let stale = vec![
         event(&other, other_epoch, 1, payload(1)),
         Write::Booking {
             id: booking.clone(),
             bytes: b"x".to_vec(),
+            forget_after: None,
+        },
+        Write::Idempotency {
+            owner: owner.clone(),
+            key: "k".into(),
+            booking: booking.clone(),
+            expires_at: Millis(i64::MAX),
         },
         event(&z, old, 3, payload(3)),
     ];
@@ -185,6 +193,8 @@ pub async fn a_second_writer_for_the_same_zone_is_refused(s: &dyn Storage) {
             .is_empty()
     );
     assert_eq!(s.booking(&booking).await.expect("read"), None);
+    let key = s.idempotent_booking(&owner, "k", Millis(0)).await;
+    assert_eq!(key.expect("read"), None);
     let stale_snapshot = s.put_snapshot(&z, old, Seq(2), b"old".to_vec()).await;
     assert!(matches!(stale_snapshot, Err(StorageError::Fenced { .. })));
     append_range(s, &z, new, 3..=3).await;
@@ -215,12 +225,14 @@ pub async fn booking_records_are_found_by_id(s: &dyn Storage) {
     s.commit(&[Write::Booking {
         id: id.clone(),
         bytes: b"v1".to_vec(),
+        forget_after: None,
     }])
     .await
     .expect("commit");
     s.commit(&[Write::Booking {
         id: id.clone(),
         bytes: b"v2".to_vec(),
+        forget_after: None,
     }])
     .await
     .expect("commit");
@@ -295,6 +307,192 @@ pub async fn a_healthy_backend_answers_ping(s: &dyn Storage) {
     s.ping().await.expect("ping");
 }
 
+/// The first seq of the second journal bucket of the CQL layout; every
+/// backend must treat it like any other seq.
+const BOUNDARY: u64 = 4096;
+
+pub async fn a_commit_across_a_bucket_boundary_lands_whole(s: &dyn Storage) {
+    let z = zone("boundary", "a");
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, epoch, 1..=BOUNDARY - 10).await;
+    // One commit from just below the boundary to well above it.
+    append_range(s, &z, epoch, BOUNDARY - 9..=BOUNDARY + 20).await;
+    append_range(s, &z, epoch, BOUNDARY + 21..=BOUNDARY + 21).await;
+    let seqs: Vec<u64> = s
+        .read_events(&z, Seq(BOUNDARY - 20))
+        .await
+        .expect("read")
+        .iter()
+        .map(|(seq, _)| seq.0)
+        .collect();
+    assert_eq!(seqs, (BOUNDARY - 19..=BOUNDARY + 21).collect::<Vec<_>>());
+
+    // A stale writer's commit across the boundary lands in neither bucket.
+    let newer = s.claim_zone(&z).await.expect("claim");
+    assert!(newer > epoch);
+    let stale: Vec<Write> = (BOUNDARY + 22..=2 * BOUNDARY + 5)
+        .map(|n| event(&z, epoch, n, payload(n)))
+        .collect();
+    match s.commit(&stale).await {
+        Err(StorageError::Fenced { .. }) => {}
+        other => panic!("a stale writer must be fenced, got {other:?}"),
+    }
+    let tail = s.read_events(&z, Seq(BOUNDARY + 21)).await.expect("read");
+    assert!(tail.is_empty(), "nothing of the stale commit landed");
+    append_range(s, &z, newer, BOUNDARY + 22..=2 * BOUNDARY + 5).await;
+    let tail = s.read_events(&z, Seq(BOUNDARY + 21)).await.expect("read");
+    assert_eq!(tail.len() as u64, BOUNDARY - 16);
+}
+
+pub async fn racing_claims_get_distinct_epochs_and_only_the_newest_writes(s: &dyn Storage) {
+    let z = zone("race", "a");
+    let claims = futures_util::future::join_all((0..6).map(|_| s.claim_zone(&z))).await;
+    let mut won: Vec<Epoch> = claims.into_iter().filter_map(Result::ok).collect();
+    assert!(!won.is_empty(), "some claim wins");
+    let count = won.len();
+    won.sort_unstable();
+    won.dedup();
+    assert_eq!(won.len(), count, "every successful claim has its own epoch");
+    let last = s.claim_zone(&z).await.expect("claim");
+    assert!(
+        won.iter().all(|e| *e < last),
+        "a later claim gets a newer epoch"
+    );
+    for older in &won {
+        let refused = s.commit(&[event(&z, *older, 1, payload(1))]).await;
+        assert!(
+            matches!(refused, Err(StorageError::Fenced { .. })),
+            "epoch {older:?} must be fenced after {last:?}, got {refused:?}"
+        );
+    }
+    append_range(s, &z, last, 1..=2).await;
+    assert_eq!(s.read_events(&z, Seq::ZERO).await.expect("read").len(), 2);
+}
+
+pub async fn groups_of_one_commit_succeed_or_fail_on_their_own(s: &dyn Storage) {
+    let good = zone("groups", "good");
+    let fenced = zone("groups", "fenced");
+    let good_epoch = s.claim_zone(&good).await.expect("claim");
+    let old = s.claim_zone(&fenced).await.expect("claim");
+    s.claim_zone(&fenced).await.expect("claim");
+    let booking = |tag: &str| BookingId::parse(unique_facility(tag).as_str()).expect("valid");
+    let (kept, lost, alone) = (booking("kept"), booking("lost"), booking("alone"));
+    let record = |id: &BookingId| Write::Booking {
+        id: id.clone(),
+        bytes: b"record".to_vec(),
+        forget_after: None,
+    };
+    let first = vec![event(&good, good_epoch, 1, payload(1)), record(&kept)];
+    let second = vec![event(&fenced, old, 1, payload(1)), record(&lost)];
+    let third = vec![record(&alone)];
+    let outcomes = s.commit_groups(&[&first, &second, &third]).await;
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(outcomes[0], Ok(()));
+    assert!(matches!(outcomes[1], Err(StorageError::Fenced { .. })));
+    assert_eq!(outcomes[2], Ok(()));
+    assert_eq!(
+        s.read_events(&good, Seq::ZERO).await.expect("read").len(),
+        1
+    );
+    assert!(
+        s.read_events(&fenced, Seq::ZERO)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(s.booking(&kept).await.expect("read").is_some());
+    assert_eq!(s.booking(&lost).await.expect("read"), None);
+    assert!(s.booking(&alone).await.expect("read").is_some());
+}
+
+pub async fn an_older_snapshot_never_replaces_a_newer_one(s: &dyn Storage) {
+    let z = zone("snaporder", "a");
+    let epoch = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, epoch, 1..=12).await;
+    s.put_snapshot(&z, epoch, Seq(10), b"image-at-10".to_vec())
+        .await
+        .expect("snapshot");
+    // Landing late, out of order: ignored.
+    s.put_snapshot(&z, epoch, Seq(5), b"image-at-5".to_vec())
+        .await
+        .expect("an older snapshot is ignored, not an error");
+    s.put_snapshot(&z, epoch, Seq(10), b"again-at-10".to_vec())
+        .await
+        .expect("the same seq again is ignored");
+    let latest = s.latest_snapshot(&z).await.expect("read");
+    assert_eq!(latest, Some((Seq(10), b"image-at-10".to_vec())));
+    let tail: Vec<u64> = s
+        .read_events(&z, Seq(10))
+        .await
+        .expect("read")
+        .iter()
+        .map(|(seq, _)| seq.0)
+        .collect();
+    assert_eq!(
+        tail,
+        vec![11, 12],
+        "the tail after the newest snapshot is kept"
+    );
+    // A newer writer's snapshot moves on; the old writer's is refused.
+    let newer = s.claim_zone(&z).await.expect("claim");
+    let stale = s.put_snapshot(&z, epoch, Seq(12), b"stale".to_vec()).await;
+    assert!(
+        matches!(stale, Err(StorageError::Fenced { .. })),
+        "{stale:?}"
+    );
+    s.put_snapshot(&z, newer, Seq(12), b"image-at-12".to_vec())
+        .await
+        .expect("snapshot");
+    let latest = s.latest_snapshot(&z).await.expect("read");
+    assert_eq!(latest, Some((Seq(12), b"image-at-12".to_vec())));
+}
+
+fn wall_now() -> Millis {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    Millis(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+pub async fn upkeep_forgets_booking_records_past_their_forget_after(s: &dyn Storage) {
+    let id = |tag: &str| BookingId::parse(unique_facility(tag).as_str()).expect("valid");
+    let (ended, retained, live) = (id("ended"), id("retained"), id("live"));
+    let now = wall_now();
+    let write = |id: &BookingId, forget_after| Write::Booking {
+        id: id.clone(),
+        bytes: b"record".to_vec(),
+        forget_after,
+    };
+    s.commit(&[
+        write(&ended, Some(Millis(now.0 - 1))),
+        write(&retained, Some(now.plus_secs(86_400))),
+        write(&live, None),
+    ])
+    .await
+    .expect("commit");
+    // Backends that expire rows themselves (CQL TTLs) do so within a
+    // second or two; the others on the next upkeep.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        s.upkeep(wall_now()).await.expect("upkeep");
+        if s.booking(&ended).await.expect("read").is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ended booking was never forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(s.booking(&retained).await.expect("read").is_some());
+    assert!(s.booking(&live).await.expect("read").is_some());
+    // Written again without a forget time, a record stays.
+    s.commit(&[write(&retained, None)]).await.expect("commit");
+    s.upkeep(Millis(i64::MAX)).await.expect("upkeep");
+    assert!(s.booking(&retained).await.expect("read").is_some());
+}
+
 /// Expands to one `#[tokio::test]` per promise for the backend that
 /// `$make` (an async expression yielding `(Arc<dyn Storage>, guard)`) builds.
 #[macro_export]
@@ -313,6 +511,11 @@ macro_rules! conformance_suite {
             facility_records_round_trip,
             dropping_a_zone_forgets_its_journal_and_snapshot,
             a_healthy_backend_answers_ping,
+            a_commit_across_a_bucket_boundary_lands_whole,
+            racing_claims_get_distinct_epochs_and_only_the_newest_writes,
+            groups_of_one_commit_succeed_or_fail_on_their_own,
+            an_older_snapshot_never_replaces_a_newer_one,
+            upkeep_forgets_booking_records_past_their_forget_after,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

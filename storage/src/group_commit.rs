@@ -2,9 +2,11 @@
 //! writes of many zones, queued while the previous commit was in flight,
 //! into a single durable commit (one fsync for a burst of bookings).
 //!
+//! Each submission is one group of the backend's
+//! [`Storage::commit_groups`]: it lands whole or fails, on its own.
 //! Ordering: writes are committed in submission order, so a zone that
 //! submits seq `n` before seq `n + 1` never sees `n + 1` durable without
-//! `n`. After a failed commit every zone in it is *poisoned* for its epoch:
+//! `n`. After a failed group every zone in it is *poisoned* for its epoch:
 //! later writes of that zone fail fast until its owner recovers from durable
 //! state with a new epoch, so the journal never gets a hole.
 //!
@@ -92,7 +94,6 @@ async fn run(
 ) {
     let mut poisoned: HashSet<(ZoneKey, Epoch)> = HashSet::new();
     let mut batch: Vec<Pending> = Vec::new();
-    let mut writes: Vec<Write> = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -115,7 +116,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&*storage, &mut batch, &mut writes, &mut poisoned).await;
+        commit_batch(&*storage, &mut batch, &mut poisoned).await;
     }
 }
 
@@ -123,10 +124,12 @@ fn writes_len(batch: &[Pending]) -> usize {
     batch.iter().map(|p| p.writes.len()).sum()
 }
 
+/// Commits the queued submissions as one group commit: each submission is
+/// one group with its own outcome, so a fenced zone fails only its own
+/// callers.
 async fn commit_batch(
     storage: &dyn Storage,
     batch: &mut Vec<Pending>,
-    writes: &mut Vec<Write>,
     poisoned: &mut HashSet<(ZoneKey, Epoch)>,
 ) {
     // Refuse writes of poisoned zones before they reach the backend.
@@ -149,27 +152,33 @@ async fn commit_batch(
     if accepted.is_empty() {
         return;
     }
-    writes.clear();
-    let mut dones = Vec::with_capacity(accepted.len());
-    for pending in accepted {
-        writes.extend(pending.writes);
-        dones.push(pending.done);
-    }
+    let groups: Vec<&[Write]> = accepted.iter().map(|p| p.writes.as_slice()).collect();
+    let writes: usize = groups.iter().map(|g| g.len()).sum();
     let started = Instant::now();
-    let result = storage.commit(writes).await;
+    let outcomes = storage.commit_groups(&groups).await;
     let elapsed = started.elapsed().as_secs_f64();
+    debug_assert_eq!(outcomes.len(), groups.len());
     metrics::histogram!("parkme_journal_write_seconds", "backend" => storage.name())
         .record(elapsed);
     metrics::counter!("parkme_journal_writes_total", "backend" => storage.name())
-        .increment(writes.len() as u64);
+        .increment(writes as u64);
     metrics::counter!("parkme_journal_commits_total", "backend" => storage.name()).increment(1);
-    if let Err(e) = &result {
-        tracing::error!(error = %e, writes = writes.len(), "group commit failed");
-        for (zone, epoch) in writes.iter().filter_map(Write::zone) {
-            poisoned.insert((zone.clone(), epoch));
+    let mut outcomes = outcomes.into_iter();
+    for pending in accepted {
+        // A backend that answered fewer groups than it was given has not
+        // made the rest durable.
+        let result = outcomes
+            .next()
+            .unwrap_or_else(|| Err(StorageError::Unavailable("no commit outcome".into())));
+        if let Err(e) = &result {
+            if matches!(e, StorageError::Fenced { .. }) {
+                metrics::counter!("parkme_fenced_writes_total").increment(1);
+            }
+            tracing::error!(error = %e, writes = pending.writes.len(), "group commit failed");
+            for (zone, epoch) in pending.writes.iter().filter_map(Write::zone) {
+                poisoned.insert((zone.clone(), epoch));
+            }
         }
-    }
-    for done in dones {
-        let _ = done.send(result.clone());
+        let _ = pending.done.send(result);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Map of the crate:
 //! - [`model`]: what is stored: zone keys, writer epochs, the [`Write`]s of
-//!   one group commit.
+//!   one commit, what an upkeep run removed.
 //! - [`backend`]: the one [`Storage`] trait every backend implements.
 //! - [`memory`]: an in-memory backend, for tests only.
 //! - [`embedded`]: the on-disk default: a write-ahead log in front of redb,
@@ -29,4 +29,4 @@ pub mod model;
 pub use backend::Storage;
 pub use error::StorageError;
 pub use group_commit::GroupCommit;
-pub use model::{Epoch, Write, ZoneKey};
+pub use model::{Epoch, Upkeep, Write, ZoneKey};

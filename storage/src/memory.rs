@@ -9,7 +9,7 @@ use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 
 use crate::backend::Storage;
 use crate::error::StorageError;
-use crate::model::{Epoch, Write, ZoneKey};
+use crate::model::{Epoch, Upkeep, Write, ZoneKey};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -17,8 +17,50 @@ struct Inner {
     snapshots: HashMap<ZoneKey, (Seq, Vec<u8>)>,
     epochs: HashMap<ZoneKey, Epoch>,
     facilities: BTreeMap<FacilityId, Vec<u8>>,
-    bookings: HashMap<BookingId, Vec<u8>>,
+    /// Booking records and the time after which each may be forgotten.
+    bookings: HashMap<BookingId, (Vec<u8>, Option<Millis>)>,
     idempotency: HashMap<(UserId, String), (BookingId, Millis)>,
+}
+
+impl Inner {
+    fn check_epoch(&self, zone: &ZoneKey, ours: Epoch) -> Result<(), StorageError> {
+        ours.admit(zone, self.epochs.get(zone).copied().unwrap_or_default().0)
+    }
+
+    /// One group, all or nothing: every epoch is checked before anything
+    /// is applied.
+    fn commit(&mut self, writes: &[Write]) -> Result<(), StorageError> {
+        for (zone, epoch) in writes.iter().filter_map(Write::zone) {
+            self.check_epoch(zone, epoch)?;
+        }
+        for write in writes {
+            match write {
+                Write::Event {
+                    zone, seq, bytes, ..
+                } => {
+                    self.journal.insert((zone.clone(), *seq), bytes.clone());
+                }
+                Write::Booking {
+                    id,
+                    bytes,
+                    forget_after,
+                } => {
+                    self.bookings
+                        .insert(id.clone(), (bytes.clone(), *forget_after));
+                }
+                Write::Idempotency {
+                    owner,
+                    key,
+                    booking,
+                    expires_at,
+                } => {
+                    self.idempotency
+                        .insert((owner.clone(), key.clone()), (booking.clone(), *expires_at));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Keeps everything in a mutex-guarded map.
@@ -39,14 +81,6 @@ impl MemoryStorage {
     }
 }
 
-fn check_epoch(
-    epochs: &HashMap<ZoneKey, Epoch>,
-    zone: &ZoneKey,
-    ours: Epoch,
-) -> Result<(), StorageError> {
-    ours.admit(zone, epochs.get(zone).copied().unwrap_or_default().0)
-}
-
 #[async_trait]
 impl Storage for MemoryStorage {
     fn name(&self) -> &'static str {
@@ -54,33 +88,12 @@ impl Storage for MemoryStorage {
     }
 
     async fn commit(&self, writes: &[Write]) -> Result<(), StorageError> {
+        self.lock().commit(writes)
+    }
+
+    async fn commit_groups(&self, groups: &[&[Write]]) -> Vec<Result<(), StorageError>> {
         let mut inner = self.lock();
-        for (zone, epoch) in writes.iter().filter_map(Write::zone) {
-            check_epoch(&inner.epochs, zone, epoch)?;
-        }
-        for write in writes {
-            match write {
-                Write::Event {
-                    zone, seq, bytes, ..
-                } => {
-                    inner.journal.insert((zone.clone(), *seq), bytes.clone());
-                }
-                Write::Booking { id, bytes } => {
-                    inner.bookings.insert(id.clone(), bytes.clone());
-                }
-                Write::Idempotency {
-                    owner,
-                    key,
-                    booking,
-                    expires_at,
-                } => {
-                    inner
-                        .idempotency
-                        .insert((owner.clone(), key.clone()), (booking.clone(), *expires_at));
-                }
-            }
-        }
-        Ok(())
+        groups.iter().map(|group| inner.commit(group)).collect()
     }
 
     async fn read_events(
@@ -106,7 +119,14 @@ impl Storage for MemoryStorage {
         bytes: Vec<u8>,
     ) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        check_epoch(&inner.epochs, zone, epoch)?;
+        inner.check_epoch(zone, epoch)?;
+        if inner
+            .snapshots
+            .get(zone)
+            .is_some_and(|(held, _)| *held >= seq)
+        {
+            return Ok(());
+        }
         inner.snapshots.insert(zone.clone(), (seq, bytes));
         let keep = inner.journal.split_off(&(zone.clone(), seq.next()));
         inner.journal.retain(|(z, _), _| z != zone);
@@ -150,7 +170,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.lock().bookings.get(id).cloned())
+        Ok(self.lock().bookings.get(id).map(|(bytes, _)| bytes.clone()))
     }
 
     async fn idempotent_booking(
@@ -165,6 +185,21 @@ impl Storage for MemoryStorage {
             .get(&(owner.clone(), key.to_owned()))
             .filter(|(_, expires_at)| *expires_at > now)
             .map(|(id, _)| id.clone()))
+    }
+
+    async fn upkeep(&self, now: Millis) -> Result<Upkeep, StorageError> {
+        let mut inner = self.lock();
+        let (keys, bookings) = (inner.idempotency.len(), inner.bookings.len());
+        inner
+            .idempotency
+            .retain(|_, (_, expires_at)| *expires_at > now);
+        inner
+            .bookings
+            .retain(|_, (_, forget_after)| forget_after.is_none_or(|at| at > now));
+        Ok(Upkeep {
+            idempotency_keys: (keys - inner.idempotency.len()) as u64,
+            bookings: (bookings - inner.bookings.len()) as u64,
+        })
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

@@ -46,8 +46,12 @@ impl Epoch {
     }
 }
 
-/// One durable change; a group commit writes many at once, all or none.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+/// One durable change. A commit writes a group of them all or none; a
+/// group commit writes many groups at once (see [`crate::Storage`]).
+///
+/// This is the API, not a stored format: each backend keeps its own
+/// encoding (the embedded WAL has a versioned one of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     /// Appends a journal event at `seq` (re-appending the same seq is
     /// harmless: it overwrites with the same bytes).
@@ -58,8 +62,15 @@ pub enum Write {
         bytes: Vec<u8>,
     },
     /// Upserts a booking record; the record names its facility and zone, so
-    /// this table is also the booking id → location index.
-    Booking { id: BookingId, bytes: Vec<u8> },
+    /// this table is also the booking id → location index. A record with
+    /// `forget_after` set may be forgotten by the store once that time has
+    /// passed (the writer sets it when the record reached its final state);
+    /// without it the record is kept until it is written again.
+    Booking {
+        id: BookingId,
+        bytes: Vec<u8>,
+        forget_after: Option<Millis>,
+    },
     /// Remembers which booking an idempotency key created, until `expires_at`.
     Idempotency {
         owner: UserId,
@@ -84,4 +95,13 @@ impl Write {
             Write::Idempotency { key, .. } => key.len() + 96,
         }
     }
+}
+
+/// What one run of [`crate::Storage::upkeep`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Upkeep {
+    /// Idempotency keys past their `expires_at`.
+    pub idempotency_keys: u64,
+    /// Booking records past their `forget_after`.
+    pub bookings: u64,
 }

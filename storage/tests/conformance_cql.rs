@@ -1,6 +1,7 @@
 //! The conformance suite against a real CQL server, plus the promises
-//! specific to the CQL layout (bucketed journal, snapshot trimming, racing
-//! claims, idempotency TTLs).
+//! specific to the CQL layout (bucketed journal, snapshot trimming,
+//! idempotency and booking TTLs). The fencing protocol across processes
+//! has its own test binary, `cql_fencing`.
 //!
 //! The server is `PARKME_TEST_CQL` (`host:port[,host:port]`, default
 //! `127.0.0.1:9042`; `scripts/cql-server start` runs one). An unreachable
@@ -12,7 +13,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::future::join_all;
 use parkme_engine::{BookingId, Millis, Seq, UserId, ZoneId};
 use parkme_storage::conformance::unique_facility;
 use parkme_storage::cql::CqlStorage;
@@ -133,10 +133,10 @@ fn events(zone: &ZoneKey, epoch: Epoch, seqs: std::ops::RangeInclusive<u64>) -> 
     .collect()
 }
 
-/// The journal buckets `journal_buckets` lists for a zone.
+/// The journal buckets `zone_buckets` lists for a zone.
 async fn listed_buckets(s: &CqlStorage, z: &ZoneKey) -> Vec<i64> {
     let query = format!(
-        "SELECT bucket FROM {}.journal_buckets WHERE facility = ? AND zone = ?",
+        "SELECT bucket FROM {}.zone_buckets WHERE facility = ? AND zone = ?",
         s.keyspace()
     );
     let rows = s
@@ -154,7 +154,7 @@ async fn listed_buckets(s: &CqlStorage, z: &ZoneKey) -> Vec<i64> {
 
 async fn rows_in_bucket(s: &CqlStorage, z: &ZoneKey, bucket: i64) -> usize {
     let query = format!(
-        "SELECT seq FROM {}.journal WHERE facility = ? AND zone = ? AND bucket = ?",
+        "SELECT seq FROM {}.zone_journal WHERE facility = ? AND zone = ? AND bucket = ? AND seq >= 0",
         s.keyspace()
     );
     s.session()
@@ -229,7 +229,7 @@ async fn only_the_newest_snapshots_are_kept() {
             .expect("snapshot");
     }
     let query = format!(
-        "SELECT seq FROM {}.snapshots WHERE facility = ? AND zone = ?",
+        "SELECT seq FROM {}.zone_snapshots WHERE facility = ? AND zone = ? AND seq >= 0",
         s.keyspace()
     );
     let kept: Vec<i64> = s
@@ -246,26 +246,6 @@ async fn only_the_newest_snapshots_are_kept() {
     assert_eq!(kept, vec![60, 50, 40]);
     let latest = s.latest_snapshot(&z).await.expect("read");
     assert_eq!(latest, Some((Seq(60), vec![6])));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_claims_get_distinct_increasing_epochs() {
-    let first = connect().await;
-    let second = connect().await;
-    let z = zone("race");
-    let claims = (0..6).map(|i| {
-        let s = if i % 2 == 0 { &first } else { &second };
-        s.claim_zone(&z)
-    });
-    let mut epochs: Vec<u64> = join_all(claims)
-        .await
-        .into_iter()
-        .map(|e| e.expect("claim").0)
-        .collect();
-    epochs.sort_unstable();
-    assert_eq!(epochs, vec![1, 2, 3, 4, 5, 6]);
-    let next = first.claim_zone(&z).await.expect("claim");
-    assert_eq!(next, Epoch(7));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,4 +285,54 @@ async fn idempotency_keys_expire_by_ttl_after_their_deadline() {
         .await
         .expect("read");
     assert_eq!(found, Some(BookingId::parse("b-ttl").expect("booking id")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_bookings_are_written_with_a_ttl_until_their_forget_after() {
+    let s = connect().await;
+    let tag = unique_facility("bttl");
+    let (ended, live) = (
+        BookingId::parse(&format!("e-{tag}")).expect("booking id"),
+        BookingId::parse(&format!("l-{tag}")).expect("booking id"),
+    );
+    let now_ms = i64::try_from(unix_now().as_millis()).expect("millis");
+    s.commit(&[
+        Write::Booking {
+            id: ended.clone(),
+            bytes: b"ended".to_vec(),
+            forget_after: Some(Millis(now_ms + 400 * 86_400_000)),
+        },
+        Write::Booking {
+            id: live.clone(),
+            bytes: b"live".to_vec(),
+            forget_after: None,
+        },
+    ])
+    .await
+    .expect("commit");
+    let ttl = |id: BookingId| {
+        let s = &s;
+        async move {
+            let query = format!(
+                "SELECT TTL(payload) FROM {}.bookings WHERE id = ?",
+                s.keyspace()
+            );
+            let (ttl,): (Option<i32>,) = s
+                .session()
+                .query_unpaged(query, (id.as_str(),))
+                .await
+                .expect("query")
+                .into_rows_result()
+                .expect("rows")
+                .single_row()
+                .expect("one row");
+            ttl
+        }
+    };
+    let ended_ttl = ttl(ended).await.expect("an ended booking has a TTL");
+    assert!(
+        (400 * 86_400 - 60..=400 * 86_400).contains(&ended_ttl),
+        "TTL {ended_ttl} should run to the forget time"
+    );
+    assert_eq!(ttl(live).await, None, "a live booking has none");
 }

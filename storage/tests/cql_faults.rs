@@ -182,12 +182,16 @@ async fn ping_and_commit_fail_with_unavailable_when_the_cluster_goes_away_then_r
         .expect("commit after recovery");
     let events = storage.read_events(&z, Seq::ZERO).await.expect("read");
     assert_eq!(events.len(), 2);
+    // Schema changes wait for agreement: give the drop more than the
+    // short request timeout the rest of this test runs with.
+    let mut drop = scylla::statement::unprepared::Statement::new(format!(
+        "DROP KEYSPACE IF EXISTS {}",
+        storage.keyspace()
+    ));
+    drop.set_request_timeout(Some(Duration::from_secs(60)));
     storage
         .session()
-        .query_unpaged(
-            format!("DROP KEYSPACE IF EXISTS {}", storage.keyspace()),
-            (),
-        )
+        .query_unpaged(drop, ())
         .await
         .expect("drop the test keyspace");
     proxy.stop().await;

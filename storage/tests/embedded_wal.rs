@@ -1,12 +1,14 @@
 //! Promises of the embedded backend beyond the conformance suite: what a
-//! crash leaves behind is recovered, a torn WAL tail is cut off, and one
-//! data directory has one writer.
+//! crash leaves behind is recovered, only a torn final WAL frame is ever
+//! cut (any other damage fails loudly and drops nothing), one data
+//! directory has one process, and upkeep forgets what has expired.
 
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
-use parkme_engine::{BookingId, FacilityId, Seq, ZoneId};
+use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId, ZoneId};
 use parkme_storage::embedded::EmbeddedStorage;
-use parkme_storage::{Storage, Write, ZoneKey};
+use parkme_storage::{Storage, StorageError, Write, ZoneKey};
 
 fn zone() -> ZoneKey {
     ZoneKey::new(
@@ -24,6 +26,37 @@ fn event(epoch: parkme_storage::Epoch, seq: u64) -> Write {
     }
 }
 
+fn booking_id(id: &str) -> BookingId {
+    BookingId::parse(id).expect("id")
+}
+
+/// The WAL segments of a data dir, oldest first.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The segment holding the most bytes (the one just written to).
+fn written_segment(dir: &Path) -> PathBuf {
+    segments(dir)
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a WAL segment")
+}
+
+fn corrupt_message(outcome: Result<EmbeddedStorage, StorageError>) -> String {
+    match outcome {
+        Err(StorageError::Corrupt(message)) => message,
+        Err(other) => panic!("expected a Corrupt error, got {other:?}"),
+        Ok(_) => panic!("a damaged WAL must not open"),
+    }
+}
+
 #[tokio::test]
 async fn acknowledged_writes_survive_a_crash_before_any_checkpoint() {
     let dir = tempfile::tempdir().expect("dir");
@@ -36,8 +69,9 @@ async fn acknowledged_writes_survive_a_crash_before_any_checkpoint() {
             .expect("commit");
         storage
             .commit(&[Write::Booking {
-                id: BookingId::parse("b1").expect("id"),
+                id: booking_id("b1"),
                 bytes: b"booking".to_vec(),
+                forget_after: Some(Millis(i64::MAX)),
             }])
             .await
             .expect("commit");
@@ -46,10 +80,7 @@ async fn acknowledged_writes_survive_a_crash_before_any_checkpoint() {
     let storage = EmbeddedStorage::open(dir.path()).expect("reopen");
     let events = storage.read_events(&zone(), Seq::ZERO).await.expect("read");
     assert_eq!(events.len(), 2);
-    let booking = storage
-        .booking(&BookingId::parse("b1").expect("id"))
-        .await
-        .expect("read");
+    let booking = storage.booking(&booking_id("b1")).await.expect("read");
     assert_eq!(booking, Some(b"booking".to_vec()));
 }
 
@@ -83,12 +114,7 @@ async fn a_torn_wal_tail_is_cut_off_and_earlier_commits_survive() {
         storage.commit(&[event(epoch, 1)]).await.expect("commit");
     }
     // A crash in the middle of the next append leaves half a frame.
-    let segment = std::fs::read_dir(dir.path())
-        .expect("list")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a WAL segment");
+    let segment = written_segment(dir.path());
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(&segment)
@@ -107,10 +133,95 @@ async fn a_torn_wal_tail_is_cut_off_and_earlier_commits_survive() {
 }
 
 #[tokio::test]
-async fn a_second_process_cannot_open_the_same_data_dir() {
+async fn a_bad_checksum_before_acknowledged_frames_fails_loudly_and_drops_nothing() {
     let dir = tempfile::tempdir().expect("dir");
-    let _first = EmbeddedStorage::open(dir.path()).expect("open");
-    assert!(EmbeddedStorage::open(dir.path()).is_err());
+    let first_frame_len;
+    {
+        let storage = EmbeddedStorage::open(dir.path()).expect("open");
+        let epoch = storage.claim_zone(&zone()).await.expect("claim");
+        storage.commit(&[event(epoch, 1)]).await.expect("commit");
+        first_frame_len = std::fs::metadata(written_segment(dir.path()))
+            .expect("size")
+            .len();
+        storage.commit(&[event(epoch, 2)]).await.expect("commit");
+        storage.commit(&[event(epoch, 3)]).await.expect("commit");
+    }
+    let segment = written_segment(dir.path());
+    let mut bytes = std::fs::read(&segment).expect("read segment");
+    let size = bytes.len();
+    // Flip a payload byte of the second frame; the third is intact.
+    let at = usize::try_from(first_frame_len).expect("fits") + 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&segment, &bytes).expect("damage");
+
+    let message = corrupt_message(EmbeddedStorage::open(dir.path()));
+    let name = segment.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(message.contains(name), "names the segment: {message}");
+    assert!(
+        message.contains(&format!("offset {first_frame_len}")),
+        "names the offset: {message}"
+    );
+    assert!(
+        message.contains("checksum"),
+        "says what was found: {message}"
+    );
+    let after = std::fs::metadata(&segment).expect("size").len();
+    assert_eq!(after as usize, size, "nothing was cut");
+}
+
+#[tokio::test]
+async fn a_torn_frame_in_an_older_wal_segment_fails_loudly() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let storage = EmbeddedStorage::open(dir.path()).expect("open");
+        let epoch = storage.claim_zone(&zone()).await.expect("claim");
+        storage
+            .commit(&[event(epoch, 1), event(epoch, 2)])
+            .await
+            .expect("commit");
+    }
+    {
+        // Reopening starts a new segment; this commit goes there.
+        let storage = EmbeddedStorage::open(dir.path()).expect("reopen");
+        let epoch = storage.claim_zone(&zone()).await.expect("claim");
+        storage.commit(&[event(epoch, 3)]).await.expect("commit");
+    }
+    let all = segments(dir.path());
+    assert!(all.len() >= 2, "two segments: {all:?}");
+    let older = all
+        .iter()
+        .find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .expect("a written older segment")
+        .clone();
+    assert_ne!(Some(&older), all.last());
+    let len = std::fs::metadata(&older).expect("size").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&older)
+        .expect("open");
+    file.set_len(len - 3).expect("truncate");
+    drop(file);
+    let message = corrupt_message(EmbeddedStorage::open(dir.path()));
+    let name = older.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(message.contains(name), "names the older segment: {message}");
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_data_dir_is_refused_naming_the_directory() {
+    let dir = tempfile::tempdir().expect("dir");
+    let first = EmbeddedStorage::open(dir.path()).expect("open");
+    match EmbeddedStorage::open(dir.path()) {
+        Err(StorageError::Unavailable(message)) => {
+            assert!(
+                message.contains(&dir.path().display().to_string()),
+                "names the directory: {message}"
+            );
+            assert!(message.contains("in use"), "{message}");
+        }
+        other => panic!("a second open must be refused, got {other:?}"),
+    }
+    drop(first);
+    EmbeddedStorage::open(dir.path()).expect("open once the first is gone");
 }
 
 #[tokio::test]
@@ -181,4 +292,72 @@ async fn a_dropped_zone_stays_dropped_after_a_crash() {
         events.is_empty(),
         "a dropped zone came back from the WAL: {events:?}"
     );
+}
+
+#[tokio::test]
+async fn upkeep_purges_expired_idempotency_keys_and_due_bookings_for_good() {
+    let dir = tempfile::tempdir().expect("dir");
+    let owner = UserId::parse("u1").expect("id");
+    {
+        let storage = EmbeddedStorage::open(dir.path()).expect("open");
+        storage
+            .commit(&[
+                Write::Idempotency {
+                    owner: owner.clone(),
+                    key: "k".into(),
+                    booking: booking_id("b1"),
+                    expires_at: Millis(1_000),
+                },
+                Write::Booking {
+                    id: booking_id("b1"),
+                    bytes: b"ended".to_vec(),
+                    forget_after: Some(Millis(5_000)),
+                },
+                Write::Booking {
+                    id: booking_id("b2"),
+                    bytes: b"live".to_vec(),
+                    forget_after: None,
+                },
+            ])
+            .await
+            .expect("commit");
+        let early = storage.upkeep(Millis(500)).await.expect("upkeep");
+        assert_eq!((early.idempotency_keys, early.bookings), (0, 0));
+        // Asked as of an earlier time, the key is still there on disk.
+        let found = storage.idempotent_booking(&owner, "k", Millis(0)).await;
+        assert_eq!(found.expect("read"), Some(booking_id("b1")));
+
+        let purged = storage.upkeep(Millis(1_000)).await.expect("upkeep");
+        assert_eq!((purged.idempotency_keys, purged.bookings), (1, 0));
+        let found = storage.idempotent_booking(&owner, "k", Millis(0)).await;
+        assert_eq!(found.expect("read"), None, "purged, not just expired");
+        assert!(
+            storage
+                .booking(&booking_id("b1"))
+                .await
+                .expect("read")
+                .is_some()
+        );
+
+        let forgotten = storage.upkeep(Millis(5_000)).await.expect("upkeep");
+        assert_eq!(forgotten.bookings, 1);
+        assert_eq!(
+            storage.booking(&booking_id("b1")).await.expect("read"),
+            None
+        );
+    }
+    let storage = EmbeddedStorage::open(dir.path()).expect("reopen");
+    assert_eq!(
+        storage.booking(&booking_id("b1")).await.expect("read"),
+        None
+    );
+    assert!(
+        storage
+            .booking(&booking_id("b2"))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let later = storage.upkeep(Millis(i64::MAX)).await.expect("upkeep");
+    assert_eq!(later.bookings, 0, "a record without a forget time stays");
 }

@@ -9,12 +9,13 @@
 use std::time::Duration;
 
 use parkme_engine::{Command, Seq, ZoneLayout, ZoneState};
-use parkme_storage::{Epoch, GroupCommit, StorageError, ZoneKey};
+use parkme_storage::{Epoch, StorageError, ZoneKey};
 use ractor::ActorRef;
 use tokio::task::JoinHandle;
 
 use super::{
-    Reply, ZoneActorState, ZoneChange, ZoneMsg, full_change, journal_writes, storage_error,
+    Reply, ZoneActorState, ZoneChange, ZoneContext, ZoneMsg, full_change, journal_writes,
+    storage_error,
 };
 use crate::error::ActorError;
 
@@ -48,7 +49,7 @@ pub(super) struct Hold {
 /// its journaled layout, says so, and its facility lists and routes what
 /// the zone really holds. Returns how many events it journaled.
 pub(super) async fn adopt_declared_layout(
-    commit: &GroupCommit,
+    context: &ZoneContext,
     key: &ZoneKey,
     epoch: Epoch,
     zone: &mut ZoneState,
@@ -68,8 +69,9 @@ pub(super) async fn adopt_declared_layout(
         }
     };
     tracing::info!(zone = %key, seq = zone.seq().0, "zone adopted its declared layout");
-    commit
-        .commit(journal_writes(key, epoch, zone.seq(), &applied))
+    context
+        .commit
+        .commit(journal_writes(context, key, epoch, zone.seq(), &applied))
         .await?;
     Ok(applied.len() as u64)
 }

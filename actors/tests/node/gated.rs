@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 use parkme_storage::memory::MemoryStorage;
-use parkme_storage::{Epoch, Storage, StorageError, Write, ZoneKey};
+use parkme_storage::{Epoch, Storage, StorageError, Upkeep, Write, ZoneKey};
 use tokio::sync::watch;
 
 type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
@@ -200,6 +200,14 @@ impl Storage for GatedStorage {
         Self: 'f,
     {
         self.inner.idempotent_booking(owner, key, now)
+    }
+
+    fn upkeep<'s, 'f>(&'s self, now: Millis) -> Fut<'f, Upkeep>
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        self.inner.upkeep(now)
     }
 
     fn ping<'s, 'f>(&'s self) -> Fut<'f, ()>

@@ -13,6 +13,7 @@ mod keys;
 mod layout;
 mod layout_crash;
 mod layout_races;
+mod retention;
 mod sensors;
 mod subscriptions;
 mod supervision;

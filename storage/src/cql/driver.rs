@@ -45,24 +45,65 @@ where
     rows.maybe_first_row::<R>().map_err(|e| rows_error(what, e))
 }
 
-/// Reads a lightweight transaction's answer: whether it applied, and the
-/// `epoch` the row held when it did not (absent if there is no row).
-pub fn lwt_outcome(result: QueryResult) -> Result<(bool, Option<i64>), StorageError> {
+/// A lightweight transaction's answer: whether it applied and, when it
+/// did not, the current values of the columns its condition named.
+#[derive(Debug)]
+pub struct LwtAnswer {
+    pub applied: bool,
+    row: Row,
+    columns: Vec<String>,
+}
+
+impl LwtAnswer {
+    /// The current value of a bigint column the condition named (`None`
+    /// when the column is null or the answer does not carry it).
+    pub fn bigint(&self, column: &str) -> Option<i64> {
+        let at = self.columns.iter().position(|c| c == column)?;
+        self.row
+            .columns
+            .get(at)
+            .and_then(Option::as_ref)
+            .and_then(CqlValue::as_bigint)
+    }
+}
+
+/// Reads the answer of a lightweight transaction (a conditional statement
+/// or a conditional batch; a batch may answer with one row per row it
+/// touched, all carrying the same static columns, so the first is read).
+pub fn lwt_answer(result: QueryResult) -> Result<LwtAnswer, StorageError> {
     let what = "lightweight transaction";
     let rows = result.into_rows_result().map_err(|e| rows_error(what, e))?;
-    let specs = rows.column_specs();
-    let applied_at = specs
-        .get_by_name("[applied]")
-        .map(|(i, _)| i)
-        .ok_or_else(|| rows_error(what, "no [applied] column"))?;
-    let epoch_at = specs.get_by_name("epoch").map(|(i, _)| i);
-    let row: Row = rows.single_row().map_err(|e| rows_error(what, e))?;
-    let cell = |i: usize| row.columns.get(i).and_then(Option::as_ref);
-    let applied = cell(applied_at)
+    let columns: Vec<String> = rows
+        .column_specs()
+        .iter()
+        .map(|spec| spec.name().to_owned())
+        .collect();
+    let row: Row = rows.first_row().map_err(|e| rows_error(what, e))?;
+    let applied = columns
+        .iter()
+        .position(|c| c == "[applied]")
+        .and_then(|at| row.columns.get(at))
+        .and_then(Option::as_ref)
         .and_then(CqlValue::as_boolean)
-        .ok_or_else(|| rows_error(what, "[applied] is not a boolean"))?;
-    let epoch = epoch_at.and_then(cell).and_then(CqlValue::as_bigint);
-    Ok((applied, epoch))
+        .ok_or_else(|| rows_error(what, "no boolean [applied] column"))?;
+    Ok(LwtAnswer {
+        applied,
+        row,
+        columns,
+    })
+}
+
+/// A lightweight transaction that failed without an answer: it may or may
+/// not have been applied (a timeout after the proposal was accepted is
+/// completed by the next Paxos round on its partition). Never an
+/// acknowledgement; the zone must recover, and its next claim settles it.
+pub fn lwt_error(context: &str, e: &ExecutionError) -> StorageError {
+    match exec_error(context, e) {
+        StorageError::Unavailable(message) => {
+            StorageError::Unavailable(format!("{message} (outcome unknown)"))
+        }
+        other => other,
+    }
 }
 
 /// Whether a server error is permanent (the statement or schema is wrong)

@@ -1,6 +1,9 @@
-//! What one group commit sends: its events grouped by journal partition,
-//! partition batches capped in size, idempotency TTLs, and how the
-//! outcomes of concurrent writes combine into one answer.
+//! What one group commit sends, decided before anything is sent: which
+//! groups are refused outright (a writer known to be stale), the events of
+//! the others grouped per zone and journal bucket, partition batches
+//! capped in size, record TTLs, and how outcomes combine.
+//!
+//! Pure functions; nothing here talks to the cluster.
 
 use std::collections::BTreeMap;
 
@@ -22,18 +25,28 @@ const IDEMPOTENCY_GRACE_SECS: i64 = 3600;
 /// Cassandra's and Scylla's largest TTL (20 years).
 const MAX_TTL_SECS: i64 = 630_720_000;
 
-/// The events of one journal partition in one commit.
+/// One event as bound to `append_event`:
+/// `(epoch, payload, facility, zone, bucket, seq, expected owner_epoch)`.
+pub type EventRow<'a> = (i64, &'a [u8], &'a str, &'a str, i64, i64, i64);
+
+/// The events one zone writes in one commit, by journal bucket, and the
+/// groups that wait for them.
 #[derive(Debug)]
-pub struct Partition<'a> {
+pub struct ZonePlan<'a> {
     pub zone: &'a ZoneKey,
-    pub bucket: i64,
     pub epoch: Epoch,
-    pub rows: Vec<EventRow<'a>>,
+    pub buckets: BTreeMap<i64, Vec<EventRow<'a>>>,
 }
 
-/// `(facility, zone, bucket, seq, epoch, payload)`, as bound to
-/// `insert_event`.
-pub type EventRow<'a> = (&'a str, &'a str, i64, i64, i64, &'a [u8]);
+/// A group commit, decided.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// Per group: `Some` when it is refused before anything is sent.
+    pub refused: Vec<Option<StorageError>>,
+    /// Per group: the zone plans (indexes into `zones`) it depends on.
+    pub zones_of: Vec<Vec<usize>>,
+    pub zones: Vec<ZonePlan<'a>>,
+}
 
 pub fn bucket_size() -> i64 {
     // 4096 fits in an i64; the cast cannot truncate.
@@ -44,10 +57,81 @@ pub fn bucket_of(seq: i64) -> i64 {
     seq.div_euclid(bucket_size())
 }
 
-/// Groups a commit's events by journal partition.
-pub fn partitions(writes: &[Write]) -> Result<Vec<Partition<'_>>, StorageError> {
-    let mut parts: BTreeMap<(&ZoneKey, i64), Partition<'_>> = BTreeMap::new();
-    for write in writes {
+/// Plans a group commit. `known` is the newest epoch this process knows
+/// for a zone: a group writing a zone with an older epoch (than that, or
+/// than another group of the same commit) is refused with `Fenced`
+/// without being sent, so it lands nothing. That is a shortcut, never the
+/// fence: the fence is the condition in the data.
+pub fn plan<'a>(groups: &[&'a [Write]], known: impl Fn(&ZoneKey) -> Option<Epoch>) -> Plan<'a> {
+    let mut newest: BTreeMap<&ZoneKey, Epoch> = BTreeMap::new();
+    for (zone, epoch) in groups.iter().flat_map(|g| g.iter().filter_map(Write::zone)) {
+        let entry = newest
+            .entry(zone)
+            .or_insert_with(|| known(zone).unwrap_or(epoch));
+        *entry = (*entry).max(epoch);
+    }
+    let mut refused: Vec<Option<StorageError>> = groups
+        .iter()
+        .map(|group| {
+            group
+                .iter()
+                .filter_map(Write::zone)
+                .find_map(|(zone, ours)| {
+                    let current = newest.get(zone).copied().unwrap_or(ours);
+                    (ours < current).then(|| StorageError::Fenced {
+                        zone: zone.to_string(),
+                        current: current.0,
+                        ours: ours.0,
+                    })
+                })
+        })
+        .collect();
+    let mut zones: Vec<ZonePlan<'a>> = Vec::new();
+    let mut index: BTreeMap<&ZoneKey, usize> = BTreeMap::new();
+    let mut zones_of = vec![Vec::new(); groups.len()];
+    for (i, group) in groups.iter().enumerate() {
+        if refused[i].is_some() {
+            continue;
+        }
+        let rows = match event_rows(group) {
+            Ok(rows) => rows,
+            Err(e) => {
+                refused[i] = Some(e);
+                continue;
+            }
+        };
+        for (zone, epoch, row) in rows {
+            let at = *index.entry(zone).or_insert_with(|| {
+                zones.push(ZonePlan {
+                    zone,
+                    epoch,
+                    buckets: BTreeMap::new(),
+                });
+                zones.len() - 1
+            });
+            zones[at].buckets.entry(row.4).or_default().push(row);
+            if !zones_of[i].contains(&at) {
+                zones_of[i].push(at);
+            }
+        }
+    }
+    for plan in &mut zones {
+        for rows in plan.buckets.values_mut() {
+            rows.sort_by_key(|row| row.5);
+        }
+    }
+    Plan {
+        refused,
+        zones_of,
+        zones,
+    }
+}
+
+type Row<'a> = (&'a ZoneKey, Epoch, EventRow<'a>);
+
+fn event_rows(group: &[Write]) -> Result<Vec<Row<'_>>, StorageError> {
+    let mut rows = Vec::new();
+    for write in group {
         let Write::Event {
             zone,
             epoch,
@@ -58,25 +142,19 @@ pub fn partitions(writes: &[Write]) -> Result<Vec<Partition<'_>>, StorageError> 
             continue;
         };
         let seq = to_i64(seq.0, "seq")?;
-        let bucket = bucket_of(seq);
-        let part = parts.entry((zone, bucket)).or_insert_with(|| Partition {
-            zone,
-            bucket,
-            epoch: *epoch,
-            rows: Vec::new(),
-        });
-        part.epoch = part.epoch.max(*epoch);
+        let e = to_i64(epoch.0, "epoch")?;
         let row = (
+            e,
+            bytes.as_slice(),
             zone.facility.as_str(),
             zone.zone.as_str(),
-            bucket,
+            bucket_of(seq),
             seq,
-            to_i64(epoch.0, "epoch")?,
-            bytes.as_slice(),
+            e,
         );
-        part.rows.push(row);
+        rows.push((zone, *epoch, row));
     }
-    Ok(parts.into_values().collect())
+    Ok(rows)
 }
 
 /// Splits one partition's rows into batches of at most [`MAX_BATCH_BYTES`]
@@ -85,11 +163,11 @@ pub fn chunks<'r, 'a>(rows: &'r [EventRow<'a>]) -> Vec<&'r [EventRow<'a>]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, row) in rows.iter().enumerate() {
-        if i > start && bytes + row.5.len() > MAX_BATCH_BYTES {
+        if i > start && bytes + row.1.len() > MAX_BATCH_BYTES {
             out.push(&rows[start..i]);
             (start, bytes) = (i, 0);
         }
-        bytes += row.5.len();
+        bytes += row.1.len();
     }
     if start < rows.len() {
         out.push(&rows[start..]);
@@ -97,13 +175,23 @@ pub fn chunks<'r, 'a>(rows: &'r [EventRow<'a>]) -> Vec<&'r [EventRow<'a>]> {
     out
 }
 
+fn ttl_secs(remaining_ms: i64, extra_secs: i64) -> i32 {
+    let remaining_ms = remaining_ms.max(0);
+    let secs =
+        (remaining_ms / 1000 + i64::from(remaining_ms % 1000 != 0)).saturating_add(extra_secs);
+    i32::try_from(secs.clamp(1, MAX_TTL_SECS)).unwrap_or(i32::MAX)
+}
+
 /// An idempotency record's TTL: until `expires_at` plus a grace period,
 /// clamped to what the server accepts.
 pub fn idempotency_ttl(expires_at: Millis, now: Millis) -> i32 {
-    let remaining_ms = expires_at.0.saturating_sub(now.0).max(0);
-    let secs = (remaining_ms / 1000 + i64::from(remaining_ms % 1000 != 0))
-        .saturating_add(IDEMPOTENCY_GRACE_SECS);
-    i32::try_from(secs.clamp(IDEMPOTENCY_GRACE_SECS, MAX_TTL_SECS)).unwrap_or(i32::MAX)
+    ttl_secs(expires_at.0.saturating_sub(now.0), IDEMPOTENCY_GRACE_SECS).max(3600)
+}
+
+/// A booking record's TTL: until its `forget_after` (at least a second: a
+/// TTL of 0 would mean "forever").
+pub fn forget_ttl(forget_after: Millis, now: Millis) -> i32 {
+    ttl_secs(forget_after.0.saturating_sub(now.0), 0)
 }
 
 /// The first `Fenced` error if any (the most telling), else the first error.
@@ -128,7 +216,23 @@ mod tests {
     use super::*;
 
     fn row(seq: i64) -> EventRow<'static> {
-        ("f", "z", bucket_of(seq), seq, 1, b"event")
+        (1, b"event", "f", "z", bucket_of(seq), seq, 1)
+    }
+
+    fn zone(z: &str) -> ZoneKey {
+        ZoneKey::new(
+            FacilityId::parse("f").expect("id"),
+            ZoneId::parse(z).expect("id"),
+        )
+    }
+
+    fn event(z: &str, epoch: u64, seq: u64) -> Write {
+        Write::Event {
+            zone: zone(z),
+            epoch: Epoch(epoch),
+            seq: Seq(seq),
+            bytes: vec![1],
+        }
     }
 
     #[test]
@@ -140,62 +244,78 @@ mod tests {
     }
 
     #[test]
-    fn partitions_group_events_by_zone_and_bucket() {
-        let zone = |z: &str| {
-            ZoneKey::new(
-                FacilityId::parse("f").expect("id"),
-                ZoneId::parse(z).expect("id"),
-            )
-        };
-        let event = |z: &str, epoch: u64, seq: u64| Write::Event {
-            zone: zone(z),
-            epoch: Epoch(epoch),
-            seq: Seq(seq),
-            bytes: vec![1],
-        };
-        let writes = vec![
-            event("a", 1, 4095),
+    fn plans_group_events_by_zone_and_bucket_in_seq_order() {
+        let first = vec![event("a", 2, 4095), event("b", 1, 1)];
+        let second = vec![
             event("a", 2, 4096),
-            event("b", 1, 1),
             Write::Booking {
                 id: BookingId::parse("b1").expect("id"),
                 bytes: vec![],
+                forget_after: None,
             },
-            event("a", 1, 4094),
+            event("a", 2, 4094),
         ];
-        let parts = partitions(&writes).expect("partitions");
-        let shape: Vec<(&str, i64, u64, Vec<i64>)> = parts
+        let groups: Vec<&[Write]> = vec![&first, &second];
+        let plan = super::plan(&groups, |_| None);
+        assert!(plan.refused.iter().all(Option::is_none));
+        type Shape<'a> = (&'a str, u64, Vec<(i64, Vec<i64>)>);
+        let shape: Vec<Shape<'_>> = plan
+            .zones
             .iter()
             .map(|p| {
-                let seqs = p.rows.iter().map(|r| r.3).collect();
-                (p.zone.zone.as_str(), p.bucket, p.epoch.0, seqs)
+                let buckets = p
+                    .buckets
+                    .iter()
+                    .map(|(b, rows)| (*b, rows.iter().map(|r| r.5).collect()))
+                    .collect();
+                (p.zone.zone.as_str(), p.epoch.0, buckets)
             })
             .collect();
         assert_eq!(
             shape,
             vec![
-                ("a", 0, 1, vec![4095, 4094]),
-                ("a", 1, 2, vec![4096]),
-                ("b", 0, 1, vec![1]),
+                ("a", 2, vec![(0, vec![4094, 4095]), (1, vec![4096])]),
+                ("b", 1, vec![(0, vec![1])]),
             ]
         );
-        let too_big = vec![Write::Event {
-            zone: zone("a"),
-            epoch: Epoch(1),
-            seq: Seq(u64::MAX),
-            bytes: vec![],
-        }];
+        assert_eq!(plan.zones_of, vec![vec![0, 1], vec![0]]);
+    }
+
+    #[test]
+    fn a_group_with_an_epoch_known_to_be_stale_is_refused_whole() {
+        let stale = vec![event("a", 1, 3), event("b", 5, 1)];
+        let fresh = vec![event("a", 2, 3)];
+        let other = vec![event("b", 5, 2)];
+        let groups: Vec<&[Write]> = vec![&stale, &fresh, &other];
+        let plan = super::plan(&groups, |_| None);
         assert!(matches!(
-            partitions(&too_big),
-            Err(StorageError::Corrupt(_))
+            plan.refused[0],
+            Some(StorageError::Fenced {
+                current: 2,
+                ours: 1,
+                ..
+            })
         ));
+        assert!(plan.refused[1].is_none() && plan.refused[2].is_none());
+        let rows: usize = plan
+            .zones
+            .iter()
+            .flat_map(|z| z.buckets.values())
+            .map(Vec::len)
+            .sum();
+        assert_eq!(rows, 2, "nothing of the stale group is planned");
+        let known = super::plan(&[&fresh[..]], |_| Some(Epoch(3)));
+        assert!(known.refused[0].is_some(), "older than the epoch held here");
+        let too_big = [event("a", 1, u64::MAX)];
+        let plan = super::plan(&[&too_big[..]], |_| None);
+        assert!(matches!(plan.refused[0], Some(StorageError::Corrupt(_))));
     }
 
     #[test]
     fn chunks_cap_payload_bytes_and_keep_every_row() {
         let big = vec![0u8; MAX_BATCH_BYTES / 2 + 1];
         let rows: Vec<EventRow<'_>> = (0..5)
-            .map(|seq| ("f", "z", 0, seq, 1, big.as_slice()))
+            .map(|seq| (1, big.as_slice(), "f", "z", 0, seq, 1))
             .collect();
         let sizes: Vec<usize> = chunks(&rows).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, vec![1, 1, 1, 1, 1]);
@@ -211,6 +331,15 @@ mod tests {
         assert_eq!(idempotency_ttl(now.plus_secs(86_400), now), 86_400 + 3600);
         assert_eq!(idempotency_ttl(Millis(now.0 + 1), now), 3601, "rounded up");
         assert_eq!(idempotency_ttl(Millis(i64::MAX), now), 630_720_000);
+    }
+
+    #[test]
+    fn booking_ttls_run_until_forget_after_and_never_mean_forever() {
+        let now = Millis(1_000_000);
+        assert_eq!(forget_ttl(now.plus_secs(400 * 86_400), now), 400 * 86_400);
+        assert_eq!(forget_ttl(Millis(0), now), 1, "already due: gone at once");
+        assert_eq!(forget_ttl(Millis(now.0 + 1), now), 1);
+        assert_eq!(forget_ttl(Millis(i64::MAX), now), 630_720_000);
     }
 
     #[test]

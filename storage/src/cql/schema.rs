@@ -28,6 +28,12 @@ const EVENTS_PAGE: i32 = 512;
 const DDL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The statements that create the schema, in order.
+///
+/// The journal and snapshot tables carry the fencing epoch as a `static`
+/// column of the very partitions they fence (`storage/SCHEMA.md`); their
+/// names are new with that layout (`zone_*`), so a keyspace written by an
+/// earlier version keeps its old `journal`, `journal_buckets`,
+/// `snapshots` and `zone_epochs` tables untouched and unread.
 pub fn ddl(target: &CqlUri) -> Vec<String> {
     let ks = &target.keyspace;
     vec![
@@ -36,29 +42,27 @@ pub fn ddl(target: &CqlUri) -> Vec<String> {
             target.options.replication.cql_map()
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.journal (
+            "CREATE TABLE IF NOT EXISTS {ks}.zone_journal (
                 facility text, zone text, bucket bigint, seq bigint,
+                owner_epoch bigint static,
                 epoch bigint, payload blob,
                 PRIMARY KEY ((facility, zone, bucket), seq)
             ) WITH CLUSTERING ORDER BY (seq ASC)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.journal_buckets (
+            "CREATE TABLE IF NOT EXISTS {ks}.zone_buckets (
                 facility text, zone text, bucket bigint,
                 PRIMARY KEY ((facility, zone), bucket)
             ) WITH CLUSTERING ORDER BY (bucket ASC)"
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.snapshots (
-                facility text, zone text, seq bigint, payload blob,
+            "CREATE TABLE IF NOT EXISTS {ks}.zone_snapshots (
+                facility text, zone text, seq bigint,
+                owner_epoch bigint static, latest_seq bigint static,
+                journal_top bigint static,
+                epoch bigint, payload blob,
                 PRIMARY KEY ((facility, zone), seq)
             ) WITH CLUSTERING ORDER BY (seq DESC)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {ks}.zone_epochs (
-                facility text, zone text, epoch bigint,
-                PRIMARY KEY ((facility, zone))
-            )"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.facilities (
@@ -92,28 +96,46 @@ pub async fn create(session: &Session, target: &CqlUri) -> Result<(), StorageErr
     Ok(())
 }
 
-/// Every statement the backend runs, prepared once per session.
+/// Every statement the backend runs, prepared once per session. Every
+/// write to `zone_journal` and `zone_snapshots` is a lightweight
+/// transaction, except the partition deletion of a dead journal bucket
+/// (see `storage/SCHEMA.md` for why that one is safe).
 #[derive(Debug)]
 pub struct Statements {
-    pub insert_event: PreparedStatement,
+    /// One event, written only `IF owner_epoch = ?` (in a batch of one
+    /// partition: the whole batch is one Paxos round).
+    pub append_event: PreparedStatement,
     pub select_events: PreparedStatement,
+    /// `SET owner_epoch = E IF owner_epoch < E`.
+    pub raise_bucket: PreparedStatement,
+    /// `SET owner_epoch = E IF owner_epoch = null`.
+    pub establish_bucket: PreparedStatement,
     pub delete_bucket: PreparedStatement,
     pub index_bucket: PreparedStatement,
     pub select_buckets_from: PreparedStatement,
-    pub select_buckets_below: PreparedStatement,
     pub unindex_bucket: PreparedStatement,
     pub unindex_zone: PreparedStatement,
+    /// The zone's head (claim counter, newest snapshot seq, highest
+    /// journal bucket), read through Paxos.
+    pub read_head: PreparedStatement,
+    pub first_claim: PreparedStatement,
+    /// `SET owner_epoch = e + 1 IF` the whole head is as read.
+    pub next_claim: PreparedStatement,
+    /// `SET journal_top = b + 1 IF owner_epoch = E AND journal_top = b`.
+    pub extend_journal: PreparedStatement,
     pub insert_snapshot: PreparedStatement,
+    /// `SET latest_seq = n IF owner_epoch = E AND latest_seq < n`.
+    pub publish_snapshot: PreparedStatement,
+    /// `SET latest_seq = -1, journal_top = -1 IF owner_epoch = E` (the zone
+    /// was dropped).
+    pub reset_snapshots: PreparedStatement,
+    pub delete_snapshot: PreparedStatement,
     pub select_latest_snapshot: PreparedStatement,
     pub select_snapshot_seqs: PreparedStatement,
-    pub delete_snapshot: PreparedStatement,
-    pub delete_snapshots: PreparedStatement,
-    pub read_epoch: PreparedStatement,
-    pub insert_first_epoch: PreparedStatement,
-    pub bump_epoch: PreparedStatement,
     pub upsert_facility: PreparedStatement,
     pub select_facilities: PreparedStatement,
     pub upsert_booking: PreparedStatement,
+    pub upsert_booking_ttl: PreparedStatement,
     pub select_booking: PreparedStatement,
     pub upsert_idempotency: PreparedStatement,
     pub select_idempotency: PreparedStatement,
@@ -123,113 +145,151 @@ pub struct Statements {
 impl Statements {
     pub async fn prepare(session: &Session, target: &CqlUri) -> Result<Self, StorageError> {
         let ks = &target.keyspace;
-        let serial = match target.options.serial_consistency {
+        let serial = target.options.serial_consistency;
+        let serial_read = match serial {
             SerialConsistency::Serial => Consistency::Serial,
             SerialConsistency::LocalSerial => Consistency::LocalSerial,
         };
         let p = Preparer { session };
         let mut select_events = p
             .idempotent(&format!(
-                "SELECT seq, payload FROM {ks}.journal
+                "SELECT seq, payload FROM {ks}.zone_journal
                  WHERE facility = ? AND zone = ? AND bucket = ? AND seq > ?"
             ))
             .await?;
         select_events.set_page_size(EVENTS_PAGE);
-        let mut read_epoch = p
+        let mut read_head = p
             .idempotent(&format!(
-                "SELECT epoch FROM {ks}.zone_epochs WHERE facility = ? AND zone = ?"
+                "SELECT owner_epoch, latest_seq, journal_top FROM {ks}.zone_snapshots
+                 WHERE facility = ? AND zone = ? LIMIT 1"
             ))
             .await?;
-        read_epoch.set_consistency(serial);
+        read_head.set_consistency(serial_read);
         let mut ping = p
             .idempotent("SELECT release_version FROM system.local")
             .await?;
         ping.set_request_timeout(Some(target.options.ping_timeout));
         Ok(Self {
-            insert_event: p
-                .idempotent(&format!(
-                    "INSERT INTO {ks}.journal (facility, zone, bucket, seq, epoch, payload)
-                     VALUES (?, ?, ?, ?, ?, ?)"
-                ))
+            append_event: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.zone_journal SET epoch = ?, payload = ?
+                         WHERE facility = ? AND zone = ? AND bucket = ? AND seq = ?
+                         IF owner_epoch = ?"
+                    ),
+                    serial,
+                )
                 .await?,
             select_events,
+            raise_bucket: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.zone_journal SET owner_epoch = ?
+                         WHERE facility = ? AND zone = ? AND bucket = ? IF owner_epoch < ?"
+                    ),
+                    serial,
+                )
+                .await?,
+            establish_bucket: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.zone_journal SET owner_epoch = ?
+                         WHERE facility = ? AND zone = ? AND bucket = ? IF owner_epoch = null"
+                    ),
+                    serial,
+                )
+                .await?,
             delete_bucket: p
                 .idempotent(&format!(
-                    "DELETE FROM {ks}.journal WHERE facility = ? AND zone = ? AND bucket = ?"
+                    "DELETE FROM {ks}.zone_journal WHERE facility = ? AND zone = ? AND bucket = ?"
                 ))
                 .await?,
             index_bucket: p
                 .idempotent(&format!(
-                    "INSERT INTO {ks}.journal_buckets (facility, zone, bucket) VALUES (?, ?, ?)"
+                    "INSERT INTO {ks}.zone_buckets (facility, zone, bucket) VALUES (?, ?, ?)"
                 ))
                 .await?,
             select_buckets_from: p
                 .idempotent(&format!(
-                    "SELECT bucket FROM {ks}.journal_buckets
+                    "SELECT bucket FROM {ks}.zone_buckets
                      WHERE facility = ? AND zone = ? AND bucket >= ?"
-                ))
-                .await?,
-            select_buckets_below: p
-                .idempotent(&format!(
-                    "SELECT bucket FROM {ks}.journal_buckets
-                     WHERE facility = ? AND zone = ? AND bucket < ?"
                 ))
                 .await?,
             unindex_bucket: p
                 .idempotent(&format!(
-                    "DELETE FROM {ks}.journal_buckets
+                    "DELETE FROM {ks}.zone_buckets
                      WHERE facility = ? AND zone = ? AND bucket = ?"
                 ))
                 .await?,
             unindex_zone: p
                 .idempotent(&format!(
-                    "DELETE FROM {ks}.journal_buckets WHERE facility = ? AND zone = ?"
+                    "DELETE FROM {ks}.zone_buckets WHERE facility = ? AND zone = ?"
                 ))
                 .await?,
+            read_head,
+            first_claim: p
+                .conditional(
+                    &format!(
+                        "INSERT INTO {ks}.zone_snapshots
+                         (facility, zone, owner_epoch, latest_seq, journal_top)
+                         VALUES (?, ?, 1, -1, -1) IF NOT EXISTS"
+                    ),
+                    serial,
+                )
+                .await?,
+            next_claim: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.zone_snapshots SET owner_epoch = ?
+                         WHERE facility = ? AND zone = ?
+                         IF owner_epoch = ? AND latest_seq = ? AND journal_top = ?"
+                    ),
+                    serial,
+                )
+                .await?,
+            extend_journal: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.zone_snapshots SET journal_top = ?
+                         WHERE facility = ? AND zone = ? IF owner_epoch = ? AND journal_top = ?"
+                    ),
+                    serial,
+                )
+                .await?,
             insert_snapshot: p
-                .idempotent(&format!(
-                    "INSERT INTO {ks}.snapshots (facility, zone, seq, payload) VALUES (?, ?, ?, ?)"
+                .prepare(&format!(
+                    "INSERT INTO {ks}.zone_snapshots (facility, zone, seq, epoch, payload)
+                     VALUES (?, ?, ?, ?, ?)"
+                ))
+                .await?,
+            publish_snapshot: p
+                .prepare(&format!(
+                    "UPDATE {ks}.zone_snapshots SET latest_seq = ?
+                     WHERE facility = ? AND zone = ? IF owner_epoch = ? AND latest_seq < ?"
+                ))
+                .await?,
+            reset_snapshots: p
+                .prepare(&format!(
+                    "UPDATE {ks}.zone_snapshots SET latest_seq = -1, journal_top = -1
+                     WHERE facility = ? AND zone = ? IF owner_epoch = ?"
+                ))
+                .await?,
+            delete_snapshot: p
+                .prepare(&format!(
+                    "DELETE FROM {ks}.zone_snapshots WHERE facility = ? AND zone = ? AND seq = ?"
                 ))
                 .await?,
             select_latest_snapshot: p
                 .idempotent(&format!(
-                    "SELECT seq, payload FROM {ks}.snapshots
-                     WHERE facility = ? AND zone = ? LIMIT 1"
+                    "SELECT seq, payload FROM {ks}.zone_snapshots
+                     WHERE facility = ? AND zone = ? AND seq >= 0 LIMIT 1"
                 ))
                 .await?,
             select_snapshot_seqs: p
                 .idempotent(&format!(
-                    "SELECT seq FROM {ks}.snapshots WHERE facility = ? AND zone = ? LIMIT ?"
+                    "SELECT seq FROM {ks}.zone_snapshots
+                     WHERE facility = ? AND zone = ? AND seq >= 0 LIMIT ?"
                 ))
-                .await?,
-            delete_snapshot: p
-                .idempotent(&format!(
-                    "DELETE FROM {ks}.snapshots WHERE facility = ? AND zone = ? AND seq = ?"
-                ))
-                .await?,
-            delete_snapshots: p
-                .idempotent(&format!(
-                    "DELETE FROM {ks}.snapshots WHERE facility = ? AND zone = ?"
-                ))
-                .await?,
-            read_epoch,
-            insert_first_epoch: p
-                .conditional(
-                    &format!(
-                        "INSERT INTO {ks}.zone_epochs (facility, zone, epoch) VALUES (?, ?, 1)
-                         IF NOT EXISTS"
-                    ),
-                    target.options.serial_consistency,
-                )
-                .await?,
-            bump_epoch: p
-                .conditional(
-                    &format!(
-                        "UPDATE {ks}.zone_epochs SET epoch = ?
-                         WHERE facility = ? AND zone = ? IF epoch = ?"
-                    ),
-                    target.options.serial_consistency,
-                )
                 .await?,
             upsert_facility: p
                 .idempotent(&format!(
@@ -242,6 +302,11 @@ impl Statements {
             upsert_booking: p
                 .idempotent(&format!(
                     "INSERT INTO {ks}.bookings (id, payload) VALUES (?, ?)"
+                ))
+                .await?,
+            upsert_booking_ttl: p
+                .idempotent(&format!(
+                    "INSERT INTO {ks}.bookings (id, payload) VALUES (?, ?) USING TTL ?"
                 ))
                 .await?,
             select_booking: p
@@ -283,7 +348,8 @@ impl Preparer<'_> {
         Ok(statement)
     }
 
-    /// A lightweight transaction: never retried blindly by the driver.
+    /// A lightweight transaction: never retried blindly by the driver (a
+    /// timeout leaves its outcome unknown, and the caller must say so).
     async fn conditional(
         &self,
         text: &str,

@@ -14,8 +14,8 @@
 //!   or `dc:N,dc:N` for `NetworkTopologyStrategy` (used only when the
 //!   keyspace is created);
 //! - `consistency`: `one`, `quorum`, `local_quorum` (default), `all`, ...;
-//! - `serial`: `serial` (default) or `local_serial`, for the fencing reads
-//!   and the zone claims.
+//! - `serial`: `serial` (default) or `local_serial`, for the Paxos rounds
+//!   that fence commits, claims and snapshots.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,8 +63,8 @@ pub struct CqlOptions {
     pub replication: Replication,
     /// Consistency of every read and write. Default: `LOCAL_QUORUM`.
     pub consistency: Consistency,
-    /// Consistency of the Paxos rounds that claim zones and of the epoch
-    /// reads that fence commits. Default: `SERIAL`, which fences across
+    /// Consistency of the Paxos rounds that fence commits, claims and
+    /// snapshots. Default: `SERIAL`, which fences across
     /// datacenters; `LOCAL_SERIAL` is cheaper when zone ownership never
     /// crosses a datacenter.
     pub serial_consistency: SerialConsistency,

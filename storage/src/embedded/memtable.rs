@@ -12,7 +12,8 @@ use crate::model::{Write, ZoneKey};
 #[derive(Debug, Default)]
 pub(super) struct Generation {
     pub events: BTreeMap<(ZoneKey, u64), Vec<u8>>,
-    pub bookings: HashMap<BookingId, Vec<u8>>,
+    /// Booking records with the time each may be forgotten after.
+    pub bookings: HashMap<BookingId, (Vec<u8>, Option<Millis>)>,
     pub idempotency: HashMap<(UserId, String), (BookingId, Millis)>,
     pub bytes: usize,
 }
@@ -27,8 +28,13 @@ impl Generation {
                 } => {
                     self.events.insert((zone.clone(), seq.0), bytes.clone());
                 }
-                Write::Booking { id, bytes } => {
-                    self.bookings.insert(id.clone(), bytes.clone());
+                Write::Booking {
+                    id,
+                    bytes,
+                    forget_after,
+                } => {
+                    self.bookings
+                        .insert(id.clone(), (bytes.clone(), *forget_after));
                 }
                 Write::Idempotency {
                     owner,
@@ -83,7 +89,8 @@ impl MemTable {
     }
 
     pub fn booking(&self, id: &BookingId) -> Option<Vec<u8>> {
-        self.generations().find_map(|g| g.bookings.get(id).cloned())
+        self.generations()
+            .find_map(|g| g.bookings.get(id).map(|(bytes, _)| bytes.clone()))
     }
 
     pub fn idempotency(&self, owner: &UserId, key: &str) -> Option<(BookingId, Millis)> {

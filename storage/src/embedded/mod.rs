@@ -12,17 +12,25 @@
 //!   `kill -9` loses nothing that was acknowledged.
 //!
 //! Snapshots, epochs and facility records go straight to redb (they are
-//! rare). redb's exclusive file lock keeps a second process out of the
-//! directory. All file I/O runs on tokio's blocking pool.
+//! rare). All file I/O runs on tokio's blocking pool.
+//!
+//! Nothing fences two processes here (epochs only order the writers of
+//! one process), so one data directory has one process: opening takes an
+//! exclusive lock on `parkme.lock` in it, held for the life of the store,
+//! and a second open fails with a message naming the directory.
 //!
 //! This module must never acknowledge a commit before its WAL frame is
-//! synced, and never delete a segment before its contents are in redb.
+//! synced, never delete a segment before its contents are in redb, and
+//! never touch the directory without holding its lock.
 
+mod logged;
 mod memtable;
 mod tables;
 mod wal;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,12 +40,16 @@ use async_trait::async_trait;
 use parkme_engine::codec;
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 
+use self::logged::Logged;
 use self::memtable::{Generation, MemTable};
 use self::tables::{Tables, unavailable};
 use self::wal::Wal;
 use crate::backend::Storage;
 use crate::error::StorageError;
-use crate::model::{Epoch, Write, ZoneKey};
+use crate::model::{Epoch, Upkeep, Write, ZoneKey};
+
+/// The file whose lock marks a data directory as in use.
+pub const LOCK_FILE: &str = "parkme.lock";
 
 /// Checkpoint when the memtable holds this many bytes...
 const CHECKPOINT_BYTES: usize = 32 << 20;
@@ -47,6 +59,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
+    /// Holds the directory's exclusive lock until the store is dropped.
+    _lock: File,
     tables: Tables,
     wal: Mutex<Wal>,
     mem: Mutex<MemTable>,
@@ -76,23 +90,83 @@ fn check_epochs(epochs: &HashMap<ZoneKey, u64>, writes: &[Write]) -> Result<(), 
     Ok(())
 }
 
+/// Takes the directory's exclusive lock, or says which directory is in
+/// use (and by which process, as far as the lock file tells).
+fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| {
+            StorageError::Unavailable(format!("cannot open lock file {}: {e}", path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (pid {pid})"),
+            };
+            return Err(StorageError::Unavailable(format!(
+                "data directory {} is in use by another parkme process{holder}: \
+                 one directory serves one process; stop the other one or choose \
+                 another PARKME_DATA_DIR",
+                dir.display()
+            )));
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(StorageError::Unavailable(format!(
+                "cannot lock data directory {} ({}): {e}",
+                dir.display(),
+                path.display()
+            )));
+        }
+    }
+    // Who holds it, for the message above; the lock is what counts.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
 impl EmbeddedStorage {
-    /// Opens (or creates) the store in `dir` and replays the WAL.
+    /// Opens (or creates) the store in `dir` and replays the WAL. Fails if
+    /// another process (or another open store) holds the directory.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StorageError::Unavailable(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let lock = lock_dir(dir)?;
         let tables = Tables::open(dir)?;
         let checkpoint = tables.checkpoint()?;
         let mut mem = MemTable::default();
         let mut next = checkpoint;
         let mut replayed = 0usize;
-        for segment in wal::segments(dir).map_err(unavailable)? {
+        let segments = wal::segments(dir).map_err(unavailable)?;
+        let newest = segments.last().copied();
+        for segment in segments {
             next = next.max(segment + 1);
             if segment < checkpoint {
                 continue;
             }
-            for frame in wal::read_segment(dir, segment).map_err(unavailable)? {
-                let writes: Vec<Write> = codec::decode_stored(&frame)
+            let frames =
+                wal::read_segment(dir, segment, Some(segment) == newest).map_err(|e| match e {
+                    wal::WalError::Corrupt { .. } => StorageError::Corrupt(e.to_string()),
+                    wal::WalError::Io { .. } => StorageError::Unavailable(e.to_string()),
+                })?;
+            for frame in frames {
+                let logged: Vec<Logged> = codec::decode_stored(&frame)
                     .map_err(|e| StorageError::Corrupt(format!("WAL segment {segment}: {e}")))?;
+                let writes: Vec<Write> = logged.into_iter().map(Write::from).collect();
                 replayed += writes.len();
                 mem.active.apply(&writes);
             }
@@ -105,6 +179,7 @@ impl EmbeddedStorage {
         Ok(Self {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
+                _lock: lock,
                 tables,
                 wal: Mutex::new(wal),
                 mem: Mutex::new(mem),
@@ -153,12 +228,6 @@ impl EmbeddedStorage {
             }
             inner.checkpointing.store(false, Ordering::Release);
         });
-    }
-
-    /// Deletes idempotency keys that expired before `now`.
-    pub async fn purge_expired_keys(&self, now: Millis) -> Result<u64, StorageError> {
-        self.blocking(move |inner| inner.tables.purge_expired_keys(now))
-            .await
     }
 }
 
@@ -222,6 +291,46 @@ fn merge_back(active: &mut Generation, frozen: &Generation) {
     active.bytes += frozen.bytes;
 }
 
+/// Appends the groups that pass the fencing check as one WAL frame (one
+/// fsync for all of them) and makes them readable; the others are refused.
+fn commit_groups(inner: &Inner, groups: &[Vec<Write>]) -> Vec<Result<(), StorageError>> {
+    let mut wal = lock(&inner.wal);
+    let mut outcomes: Vec<Result<(), StorageError>> = {
+        let epochs = lock(&inner.epochs);
+        groups.iter().map(|g| check_epochs(&epochs, g)).collect()
+    };
+    let accepted: Vec<&Vec<Write>> = groups
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(group, _)| group)
+        .collect();
+    if accepted.is_empty() {
+        return outcomes;
+    }
+    let logged: Vec<Logged> = accepted
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(Logged::from)
+        .collect();
+    let payload = codec::encode_stored(&logged);
+    match wal.append(&payload) {
+        Ok(()) => {
+            let mut mem = lock(&inner.mem);
+            for group in accepted {
+                mem.active.apply(group);
+            }
+        }
+        Err(e) => {
+            let failed = StorageError::Unavailable(format!("appending to the WAL: {e}"));
+            for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *outcome = Err(failed.clone());
+            }
+        }
+    }
+    outcomes
+}
+
 #[async_trait]
 impl Storage for EmbeddedStorage {
     fn name(&self) -> &'static str {
@@ -229,18 +338,21 @@ impl Storage for EmbeddedStorage {
     }
 
     async fn commit(&self, writes: &[Write]) -> Result<(), StorageError> {
-        let payload = codec::encode_stored(&writes);
-        let writes = writes.to_vec();
-        self.blocking(move |inner| {
-            let mut wal = lock(&inner.wal);
-            check_epochs(&lock(&inner.epochs), &writes)?;
-            wal.append(&payload).map_err(unavailable)?;
-            lock(&inner.mem).active.apply(&writes);
-            Ok(())
-        })
-        .await?;
+        let mut outcomes = self.commit_groups(&[writes]).await;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(StorageError::Unavailable("no commit outcome".into())))
+    }
+
+    async fn commit_groups(&self, groups: &[&[Write]]) -> Vec<Result<(), StorageError>> {
+        let owned: Vec<Vec<Write>> = groups.iter().map(|g| g.to_vec()).collect();
+        let count = owned.len();
+        let outcomes = self
+            .blocking(move |inner| Ok(commit_groups(inner, &owned)))
+            .await
+            .unwrap_or_else(|e| vec![Err(e); count]);
         self.maybe_checkpoint();
-        Ok(())
+        outcomes
     }
 
     async fn read_events(
@@ -277,8 +389,9 @@ impl Storage for EmbeddedStorage {
             let _writer = lock(&inner.writer);
             let current = lock(&inner.epochs).get(&zone).copied().unwrap_or(0);
             epoch.admit(&zone, current)?;
-            inner.tables.put_snapshot(&zone, seq, &bytes)?;
-            lock(&inner.mem).active.forget_events(&zone, seq);
+            if inner.tables.put_snapshot(&zone, seq, &bytes)? {
+                lock(&inner.mem).active.forget_events(&zone, seq);
+            }
             Ok(())
         })
         .await
@@ -359,6 +472,19 @@ impl Storage for EmbeddedStorage {
         Ok(found
             .filter(|(_, expires_at)| *expires_at > now)
             .map(|(id, _)| id))
+    }
+
+    async fn upkeep(&self, now: Millis) -> Result<Upkeep, StorageError> {
+        self.blocking(move |inner| {
+            // What is still only in the memtable is purged from the tables
+            // once checkpointed: checkpoint first.
+            checkpoint(inner)?;
+            Ok(Upkeep {
+                idempotency_keys: inner.tables.purge_expired_keys(now)?,
+                bookings: inner.tables.forget_bookings(now)?,
+            })
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

@@ -2,8 +2,8 @@
 //! snapshots, epochs, facilities, bookings and idempotency keys, plus the
 //! WAL checkpoint marker. Synchronous; callers run it on blocking threads.
 //!
-//! redb takes an exclusive lock on its file, so two processes can never
-//! open the same data directory.
+//! One process per data directory is enforced by the lock file in
+//! `super` (redb's own file lock backs it up).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +30,10 @@ const SNAPSHOTS: TableDefinition<ZoneTuple, (u64, &[u8])> = TableDefinition::new
 const EPOCHS: TableDefinition<ZoneTuple, u64> = TableDefinition::new("epochs");
 const FACILITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("facilities");
 const BOOKINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bookings");
+/// When a booking record may be forgotten (only records that may).
+const BOOKING_FORGET: TableDefinition<&str, i64> = TableDefinition::new("booking_forget_after");
+/// The same, ordered by time, so upkeep finds what is due without a scan.
+const FORGET_QUEUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("booking_forget_queue");
 const IDEMPOTENCY: TableDefinition<(&str, &str), (&str, i64)> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CHECKPOINT: &str = "wal_checkpoint";
@@ -74,6 +78,8 @@ impl Tables {
             txn.open_table(EPOCHS).map_err(unavailable)?;
             txn.open_table(FACILITIES).map_err(unavailable)?;
             txn.open_table(BOOKINGS).map_err(unavailable)?;
+            txn.open_table(BOOKING_FORGET).map_err(unavailable)?;
+            txn.open_table(FORGET_QUEUE).map_err(unavailable)?;
             txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
             txn.open_table(META).map_err(unavailable)?;
         }
@@ -118,10 +124,23 @@ impl Tables {
                     .map_err(unavailable)?;
             }
             let mut bookings = txn.open_table(BOOKINGS).map_err(unavailable)?;
-            for (id, bytes) in &generation.bookings {
+            let mut forget = txn.open_table(BOOKING_FORGET).map_err(unavailable)?;
+            let mut queue = txn.open_table(FORGET_QUEUE).map_err(unavailable)?;
+            for (id, (bytes, forget_after)) in &generation.bookings {
                 bookings
                     .insert(id.as_str(), bytes.as_slice())
                     .map_err(unavailable)?;
+                match forget_after {
+                    Some(at) => {
+                        forget.insert(id.as_str(), at.0).map_err(unavailable)?;
+                        queue.insert((at.0, id.as_str()), ()).map_err(unavailable)?;
+                    }
+                    // A queue entry left behind is skipped: it no longer
+                    // matches the record's time.
+                    None => {
+                        forget.remove(id.as_str()).map_err(unavailable)?;
+                    }
+                }
             }
             let mut keys = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
             for ((owner, key), (booking, expires_at)) in &generation.idempotency {
@@ -167,11 +186,25 @@ impl Tables {
         Ok(events)
     }
 
-    /// Stores a snapshot and forgets the journal up to its seq.
-    pub fn put_snapshot(&self, zone: &ZoneKey, seq: Seq, bytes: &[u8]) -> Result<(), StorageError> {
+    /// Stores a snapshot and forgets the journal up to its seq; returns
+    /// `false` (and changes nothing) when the stored snapshot is at `seq`
+    /// or later.
+    pub fn put_snapshot(
+        &self,
+        zone: &ZoneKey,
+        seq: Seq,
+        bytes: &[u8],
+    ) -> Result<bool, StorageError> {
         let txn = self.db.begin_write().map_err(unavailable)?;
         {
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(unavailable)?;
+            let held = snapshots
+                .get(zone_tuple(zone))
+                .map_err(unavailable)?
+                .map(|v| v.value().0);
+            if held.is_some_and(|held| held >= seq.0) {
+                return Ok(false);
+            }
             snapshots
                 .insert(zone_tuple(zone), (seq.0, bytes))
                 .map_err(unavailable)?;
@@ -181,7 +214,8 @@ impl Tables {
                 .retain_in((f, z, 0, 0)..=(f, z, seq.0, u64::MAX), |_, _| false)
                 .map_err(unavailable)?;
         }
-        txn.commit().map_err(unavailable)
+        txn.commit().map_err(unavailable)?;
+        Ok(true)
     }
 
     pub fn latest_snapshot(&self, zone: &ZoneKey) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
@@ -281,7 +315,42 @@ impl Tables {
         Ok(Some((booking, Millis(expires_at))))
     }
 
-    /// Deletes idempotency keys that expired before `now`.
+    /// Forgets the booking records whose `forget_after` is at or before
+    /// `now`, in one transaction.
+    pub fn forget_bookings(&self, now: Millis) -> Result<u64, StorageError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        let mut forgotten = 0;
+        {
+            let mut queue = txn.open_table(FORGET_QUEUE).map_err(unavailable)?;
+            let mut forget = txn.open_table(BOOKING_FORGET).map_err(unavailable)?;
+            let mut bookings = txn.open_table(BOOKINGS).map_err(unavailable)?;
+            let mut due: Vec<(i64, String)> = Vec::new();
+            for item in queue
+                .range((i64::MIN, "")..(now.0.saturating_add(1), ""))
+                .map_err(unavailable)?
+            {
+                let (key, _) = item.map_err(unavailable)?;
+                let (at, id) = key.value();
+                due.push((at, id.to_owned()));
+            }
+            for (at, id) in due {
+                queue.remove((at, id.as_str())).map_err(unavailable)?;
+                let current = forget
+                    .get(id.as_str())
+                    .map_err(unavailable)?
+                    .map(|v| v.value());
+                if current == Some(at) {
+                    forget.remove(id.as_str()).map_err(unavailable)?;
+                    bookings.remove(id.as_str()).map_err(unavailable)?;
+                    forgotten += 1;
+                }
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(forgotten)
+    }
+
+    /// Deletes idempotency keys that expired at or before `now`.
     pub fn purge_expired_keys(&self, now: Millis) -> Result<u64, StorageError> {
         let txn = self.db.begin_write().map_err(unavailable)?;
         let removed;

@@ -1,11 +1,20 @@
 //! The write-ahead log: append-only segment files of framed commit batches.
 //!
 //! A frame is `[len: u32 LE][crc32 of payload: u32 LE][payload]`; one frame
-//! per group commit, so a commit is all-or-nothing: a torn last frame
-//! (crash mid-write) fails its checksum and is cut off at recovery. Each
-//! append is followed by `fdatasync` before the commit is acknowledged.
+//! per group commit, so a commit is all-or-nothing. Each append is followed
+//! by `fdatasync` before the commit is acknowledged.
 //!
-//! This module must never reorder frames or acknowledge before the sync.
+//! Reading back, only a *torn final frame* is cut off: the last frame of
+//! the newest segment that a crash interrupted (its header or payload runs
+//! past the end of the file with no intact frame anywhere after it, its
+//! checksum fails with nothing after it, or what follows the last good
+//! frame is all zeros: blocks the file system allocated but never wrote).
+//! Anything else (a bad frame with more data after it, damage in an older
+//! segment) is corruption of acknowledged frames and fails loudly with the
+//! file and offset.
+//!
+//! This module must never reorder frames, acknowledge before the sync, or
+//! drop a frame that has an intact frame after it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write as _};
@@ -18,6 +27,27 @@ const MAX_FRAME: usize = 1 << 30;
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("wal-{id:016}.log"))
+}
+
+/// Why a segment could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WalError {
+    #[error("reading WAL segment {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// Damage that is not a torn final frame: acknowledged frames would be
+    /// lost by cutting it, so recovery stops.
+    #[error(
+        "WAL segment {} is corrupt at offset {offset}: {found}; \
+         {following} more bytes follow, so this is not a torn final write \
+         (refusing to drop acknowledged frames)",
+        path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        offset: usize,
+        found: String,
+        following: usize,
+    },
 }
 
 /// Segment ids present in `dir`, ascending.
@@ -36,52 +66,134 @@ pub(super) fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(ids)
 }
 
-/// Reads every intact frame of a segment and cuts off a torn tail.
-pub(super) fn read_segment(dir: &Path, id: u64) -> io::Result<Vec<Vec<u8>>> {
-    let path = segment_path(dir, id);
-    let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)?;
+/// What [`scan`] found in a segment's bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct Scan {
+    /// Payload ranges of the intact frames, in order.
+    frames: Vec<(usize, usize)>,
+    /// Where the intact frames end.
+    end: usize,
+    /// The first bad frame, if any: what was wrong with it and whether it
+    /// is a torn final frame (nothing intact can follow it).
+    bad: Option<(String, bool)>,
+}
+
+fn le_u32(bytes: &[u8]) -> u32 {
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// Bytes of checksum work spent looking for an intact frame after a
+/// damaged one before giving up (and failing loudly rather than guessing).
+const RESCAN_BUDGET: usize = 64 << 20;
+
+/// Whether an intact frame starts anywhere in `data` after `from`: if one
+/// does, the damage at `from` is not the end of the log.
+fn intact_frame_after(data: &[u8], from: usize) -> Option<bool> {
+    let mut budget = RESCAN_BUDGET;
+    for start in from + 1..data.len().saturating_sub(HEADER) {
+        let len = le_u32(&data[start..start + 4]) as usize;
+        let end = start + HEADER + len;
+        if len == 0 || end > data.len() {
+            continue;
+        }
+        budget = budget.checked_sub(len)?;
+        if crc32fast::hash(&data[start + HEADER..end]) == le_u32(&data[start + 4..start + 8]) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// Walks the frames of one segment.
+fn scan(data: &[u8]) -> Scan {
     let mut frames = Vec::new();
     let mut offset = 0;
-    while offset + HEADER <= data.len() {
-        let len = u32::from_le_bytes([
-            data[offset],
-            data[offset + 1],
-            data[offset + 2],
-            data[offset + 3],
-        ]) as usize;
-        let crc = u32::from_le_bytes([
-            data[offset + 4],
-            data[offset + 5],
-            data[offset + 6],
-            data[offset + 7],
-        ]);
-        let start = offset + HEADER;
-        let Some(end) = start
-            .checked_add(len)
-            .filter(|e| *e <= data.len() && len <= MAX_FRAME)
-        else {
-            break;
-        };
-        let payload = &data[start..end];
-        if crc32fast::hash(payload) != crc {
-            break;
+    let bad = loop {
+        let rest = &data[offset..];
+        if rest.is_empty() {
+            break None;
         }
-        frames.push(payload.to_vec());
-        offset = end;
+        if rest.iter().all(|b| *b == 0) {
+            break Some((
+                format!("{} zero bytes after the last frame", rest.len()),
+                true,
+            ));
+        }
+        if rest.len() < HEADER {
+            break Some((format!("a {}-byte partial frame header", rest.len()), true));
+        }
+        let len = le_u32(&rest[..4]) as usize;
+        let crc = le_u32(&rest[4..8]);
+        if HEADER + len > rest.len() {
+            // A crash mid-append leaves a frame whose payload runs past the
+            // end; a damaged length field looks the same, unless an intact
+            // frame can still be found after it.
+            let torn = intact_frame_after(data, offset) == Some(false);
+            let found = format!(
+                "a frame header announcing {len} bytes with {} left in the file",
+                rest.len() - HEADER
+            );
+            break Some((found, torn));
+        }
+        if len == 0 {
+            break Some(("a frame of length 0".to_owned(), false));
+        }
+        if crc32fast::hash(&rest[HEADER..HEADER + len]) != crc {
+            let found = format!("a checksum mismatch in a frame of {len} bytes");
+            // The very last frame of the file, torn by a crash mid-write.
+            break Some((found, HEADER + len == rest.len()));
+        }
+        frames.push((offset + HEADER, offset + HEADER + len));
+        offset += HEADER + len;
+    };
+    Scan {
+        frames,
+        end: offset,
+        bad,
     }
-    if offset < data.len() {
+}
+
+/// Reads every frame of a segment. In the newest segment (`last`) a torn
+/// final frame is cut off (and the cut made durable); any other damage is
+/// a [`WalError::Corrupt`] naming the file and offset.
+pub(super) fn read_segment(dir: &Path, id: u64, last: bool) -> Result<Vec<Vec<u8>>, WalError> {
+    let path = segment_path(dir, id);
+    let io_error = |source| WalError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(last)
+        .open(&path)
+        .map_err(io_error)?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).map_err(io_error)?;
+    let found = scan(&data);
+    if let Some((what, torn)) = found.bad {
+        if !(torn && last) {
+            return Err(WalError::Corrupt {
+                following: data.len() - found.end,
+                path,
+                offset: found.end,
+                found: what,
+            });
+        }
         tracing::warn!(
-            segment = id,
-            kept = offset,
-            dropped = data.len() - offset,
-            "cutting a torn WAL tail"
+            segment = %path.display(),
+            offset = found.end,
+            dropped = data.len() - found.end,
+            found = %what,
+            "cutting a torn final WAL frame"
         );
-        file.set_len(offset as u64)?;
-        file.sync_data()?;
+        file.set_len(found.end as u64).map_err(io_error)?;
+        file.sync_data().map_err(io_error)?;
     }
-    Ok(frames)
+    Ok(found
+        .frames
+        .into_iter()
+        .map(|(start, end)| data[start..end].to_vec())
+        .collect())
 }
 
 /// The segment currently appended to.
@@ -92,6 +204,10 @@ pub(super) struct Wal {
     file: File,
     size: u64,
     buffer: Vec<u8>,
+    /// A failed append could not be undone: the segment may end in a
+    /// partial frame, so nothing more may follow it (the next start cuts
+    /// it as a torn final frame).
+    broken: bool,
 }
 
 impl Wal {
@@ -110,13 +226,27 @@ impl Wal {
             file,
             size: 0,
             buffer: Vec::new(),
+            broken: false,
         })
+    }
+
+    fn refuse_if_broken(&self) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other(format!(
+                "WAL segment {} could not be repaired after a failed write; restart to recover",
+                segment_path(&self.dir, self.id).display()
+            )));
+        }
+        Ok(())
     }
 
     /// Appends one frame and syncs it to disk.
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.refuse_if_broken()?;
         let len = u32::try_from(payload.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "WAL frame too large"))?;
+            .ok()
+            .filter(|len| *len > 0 && (*len as usize) <= MAX_FRAME)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad WAL frame size"))?;
         self.buffer.clear();
         self.buffer.extend_from_slice(&len.to_le_bytes());
         self.buffer
@@ -128,8 +258,13 @@ impl Wal {
             .and_then(|()| self.file.sync_data())
         {
             // Leave no partial frame behind: the next append starts clean.
-            let _ = self.file.set_len(self.size);
-            let _ = self.file.seek(SeekFrom::Start(self.size));
+            let undone = self
+                .file
+                .set_len(self.size)
+                .and_then(|()| self.file.seek(SeekFrom::Start(self.size)));
+            if undone.is_err() {
+                self.broken = true;
+            }
             return Err(e);
         }
         self.size += self.buffer.len() as u64;
@@ -138,6 +273,9 @@ impl Wal {
 
     /// Closes this segment and starts the next one.
     pub fn rotate(&mut self) -> io::Result<u64> {
+        // A broken segment must stay the newest, so its torn end is cut
+        // (not taken for corruption) at the next start.
+        self.refuse_if_broken()?;
         let next = Wal::create(&self.dir, self.id + 1)?;
         *self = next;
         Ok(self.id)
@@ -149,5 +287,72 @@ impl Wal {
             fs::remove_file(segment_path(&self.dir, old))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn intact_frames_are_all_read() {
+        let data = [frame(b"one"), frame(b"two")].concat();
+        let found = scan(&data);
+        assert_eq!(found.frames.len(), 2);
+        assert_eq!((found.end, found.bad), (data.len(), None));
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_torn() {
+        let good = frame(b"one");
+        for torn in [
+            frame(b"two")[..5].to_vec(),  // partial header
+            frame(b"two")[..10].to_vec(), // partial payload
+            vec![0; 40],                  // allocated, never written
+        ] {
+            let data = [good.clone(), torn].concat();
+            let found = scan(&data);
+            assert_eq!((found.frames.len(), found.end), (1, good.len()));
+            assert!(found.bad.expect("bad").1, "torn");
+        }
+        let mut last = frame(b"two");
+        let n = last.len();
+        last[n - 1] ^= 1;
+        let found = scan(&[good.clone(), last].concat());
+        assert!(
+            found.bad.expect("bad").1,
+            "a bad checksum at the very end is torn"
+        );
+    }
+
+    #[test]
+    fn a_damaged_length_with_intact_frames_after_it_is_not_torn() {
+        let mut bad = frame(b"two");
+        bad[2] = 0x7f; // the length now runs past the end of the file
+        let data = [frame(b"one"), bad, frame(b"three")].concat();
+        let found = scan(&data);
+        assert_eq!(found.frames.len(), 1);
+        let (what, torn) = found.bad.expect("bad");
+        assert!(!torn, "{what}");
+    }
+
+    #[test]
+    fn damage_followed_by_more_data_is_not_torn() {
+        let mut bad = frame(b"two");
+        bad[9] ^= 1;
+        let data = [frame(b"one"), bad, frame(b"three")].concat();
+        let found = scan(&data);
+        assert_eq!(found.frames.len(), 1);
+        let (what, torn) = found.bad.expect("bad");
+        assert!(!torn, "{what}");
+        assert!(what.contains("checksum"), "{what}");
     }
 }
