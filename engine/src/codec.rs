@@ -175,7 +175,7 @@ mod tests {
         Msg::Spot {
             seq,
             spot: format!("A-{}", seq % 500),
-            occupied: seq % 2 == 0,
+            occupied: seq.is_multiple_of(2),
             at: None,
         }
     }

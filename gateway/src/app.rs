@@ -66,6 +66,7 @@ struct AppInner {
     shutdown: CancellationToken,
     storage_kind: &'static str,
     redis: Option<Arc<crate::redis::Redis>>,
+    stream_guard: crate::ws::guard::StreamGuard,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -95,6 +96,10 @@ impl AppState {
     }
     pub fn redis(&self) -> Option<&crate::redis::Redis> {
         self.inner.redis.as_deref()
+    }
+    /// The app socket's per-IP and per-socket limits.
+    pub fn stream_guard(&self) -> &crate::ws::guard::StreamGuard {
+        &self.inner.stream_guard
     }
 }
 
@@ -186,6 +191,7 @@ impl Application {
                 auth: Authenticator::new(
                     config.admin_token.as_deref(),
                     config.jwt_secret.as_deref(),
+                    config.jwt_leeway_secs,
                 ),
                 limits: RateLimits::new(
                     config.rate_anon_per_hour,
@@ -198,6 +204,7 @@ impl Application {
                 shutdown: shutdown.clone(),
                 storage_kind,
                 redis,
+                stream_guard: crate::ws::guard::StreamGuard::from_config(&config),
             }),
         };
         let mut background = vec![spawn_upkeep(state.clone())];
@@ -275,6 +282,7 @@ fn spawn_upkeep(state: AppState) -> JoinHandle<()> {
                 () = state.shutdown().cancelled() => break,
                 _ = tick.tick() => {
                     state.limits().shrink();
+                    state.stream_guard().shrink();
                     // Histograms keep raw samples until drained: fold them
                     // into their buckets so memory stays flat between scrapes.
                     state.metrics().run_upkeep();

@@ -70,6 +70,31 @@ pub struct Config {
     #[arg(long, env = "PARKME_RATE_SENSOR_PER_SEC", default_value_t = 200_000)]
     pub rate_sensor_per_sec: u32,
 
+    /// Seconds of clock skew tolerated on a user token's `exp` and `nbf`.
+    #[arg(long, env = "PARKME_JWT_LEEWAY_SECS", default_value_t = 5)]
+    pub jwt_leeway_secs: u64,
+
+    /// Ops per second one app socket may send (bursts of 5 s worth;
+    /// 0 = unlimited).
+    #[arg(long, env = "PARKME_WS_OPS_PER_SEC", default_value_t = 20)]
+    pub ws_ops_per_sec: u32,
+
+    /// Ops per second all app sockets of one IP may send together (bursts
+    /// of 5 s worth; 0 = unlimited).
+    #[arg(long, env = "PARKME_WS_OPS_PER_IP_PER_SEC", default_value_t = 100)]
+    pub ws_ops_per_ip_per_sec: u32,
+
+    /// App sockets open at once per IP; more are refused with 429 (0 =
+    /// unlimited).
+    #[arg(long, env = "PARKME_WS_SOCKETS_PER_IP", default_value_t = 256)]
+    pub ws_sockets_per_ip: u32,
+
+    /// Zone and spot entries an app socket may hold merged for a slow
+    /// reader; past it the merge is dropped and the reader gets a fresh
+    /// snapshot when it catches up.
+    #[arg(long, env = "PARKME_WS_MERGE_MAX", default_value_t = 1024)]
+    pub ws_merge_max: usize,
+
     /// A zone writes a snapshot after this many events.
     #[arg(long, env = "PARKME_SNAPSHOT_EVERY", default_value_t = 8192)]
     pub snapshot_every: u64,
@@ -94,6 +119,11 @@ impl std::fmt::Debug for Config {
             .field("rate_user_per_hour", &self.rate_user_per_hour)
             .field("rate_bookings_per_hour", &self.rate_bookings_per_hour)
             .field("rate_sensor_per_sec", &self.rate_sensor_per_sec)
+            .field("jwt_leeway_secs", &self.jwt_leeway_secs)
+            .field("ws_ops_per_sec", &self.ws_ops_per_sec)
+            .field("ws_ops_per_ip_per_sec", &self.ws_ops_per_ip_per_sec)
+            .field("ws_sockets_per_ip", &self.ws_sockets_per_ip)
+            .field("ws_merge_max", &self.ws_merge_max)
             .field("snapshot_every", &self.snapshot_every)
             .field("demo", &self.demo)
             .finish()

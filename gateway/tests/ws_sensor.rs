@@ -120,7 +120,13 @@ async fn bincode_messages_single_and_batched_change_spots_and_are_acked_in_binco
 /// The longest batch of spot messages (seqs from 1, spots of `zone`
 /// in turn) whose bincode encoding fits one 64 KiB frame.
 fn largest_bincode_batch(zone: &str, spots: u64) -> Vec<SensorMessage> {
-    let message = |seq: u64| spot(seq, &format!("{zone}-{}", seq % spots + 1), seq % 3 != 0);
+    let message = |seq: u64| {
+        spot(
+            seq,
+            &format!("{zone}-{}", seq % spots + 1),
+            !seq.is_multiple_of(3),
+        )
+    };
     let mut batch = Vec::new();
     loop {
         batch.push(message(batch.len() as u64 + 1));

@@ -348,6 +348,18 @@ pub enum ClientOp {
     },
 }
 
+impl ClientOp {
+    /// The `req` to echo in a reply about this op.
+    pub fn req(self) -> Option<Value> {
+        match self {
+            ClientOp::Subscribe { req, .. }
+            | ClientOp::Unsubscribe { req, .. }
+            | ClientOp::Book { req, .. }
+            | ClientOp::Cancel { req, .. } => req,
+        }
+    }
+}
+
 /// Reads an op; a refusal carries the `req` to echo when one was readable.
 pub fn parse_op(text: &str) -> Result<ClientOp, (Option<Value>, String)> {
     let value: Value =
@@ -532,7 +544,7 @@ mod tests {
             batch.push(spot(
                 seq,
                 &format!("P{}-{}", seq % 7, seq % 1000),
-                seq % 2 == 0,
+                seq.is_multiple_of(2),
             ));
             if encode_wire(&batch).len() > crate::ws::socket::MAX_FRAME {
                 batch.pop();
