@@ -76,12 +76,12 @@ pub struct Config {
 
     /// Ops per second one app socket may send (bursts of 5 s worth;
     /// 0 = unlimited).
-    #[arg(long, env = "PARKME_WS_OPS_PER_SEC", default_value_t = 20)]
+    #[arg(long, env = "PARKME_WS_OPS_PER_SEC", default_value_t = 10)]
     pub ws_ops_per_sec: u32,
 
     /// Ops per second all app sockets of one IP may send together (bursts
     /// of 5 s worth; 0 = unlimited).
-    #[arg(long, env = "PARKME_WS_OPS_PER_IP_PER_SEC", default_value_t = 100)]
+    #[arg(long, env = "PARKME_WS_OPS_PER_IP_PER_SEC", default_value_t = 20)]
     pub ws_ops_per_ip_per_sec: u32,
 
     /// App sockets open at once per IP; more are refused with 429 (0 =

@@ -29,7 +29,9 @@ pub struct StreamGuard {
     sockets_per_ip: u32,
     open: Arc<Mutex<HashMap<IpAddr, u32>>>,
     socket_quota: Option<Quota>,
-    socket_burst: u32,
+    /// Refusals in a row that make a flood: the burst of the per-socket
+    /// limit, else of the per-IP one.
+    flood_after: u32,
     per_ip: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     merge_max: usize,
 }
@@ -52,12 +54,14 @@ impl StreamGuard {
         merge_max: usize,
     ) -> Self {
         let socket = quota(ops_per_sec);
+        let per_ip = quota(ops_per_ip_per_sec);
+        let flood_after = socket.or(per_ip).map_or(1, |(_, burst)| burst);
         Self {
             sockets_per_ip,
             open: Arc::default(),
             socket_quota: socket.map(|(q, _)| q),
-            socket_burst: socket.map_or(0, |(_, b)| b),
-            per_ip: quota(ops_per_ip_per_sec).map(|(q, _)| Arc::new(RateLimiter::keyed(q))),
+            flood_after,
+            per_ip: per_ip.map(|(q, _)| Arc::new(RateLimiter::keyed(q))),
             merge_max,
         }
     }
@@ -95,7 +99,7 @@ impl StreamGuard {
             ip,
             socket: self.socket_quota.map(RateLimiter::direct),
             per_ip: self.per_ip.clone(),
-            flood_after: self.socket_burst.max(1),
+            flood_after: self.flood_after,
             refused_in_a_row: 0,
         }
     }
@@ -236,7 +240,10 @@ mod tests {
             assert_eq!(first.check(), Verdict::Allowed);
         }
         let mut second = guard.ops(ip(1));
-        assert_eq!(second.check(), Verdict::Limited { per_ip: true });
+        for _ in 0..BURST_SECONDS {
+            assert_eq!(second.check(), Verdict::Limited { per_ip: true });
+        }
+        assert_eq!(second.check(), Verdict::Flood, "a flood of the IP's burst");
         let mut elsewhere = guard.ops(ip(2));
         assert_eq!(elsewhere.check(), Verdict::Allowed);
     }
