@@ -426,7 +426,13 @@ impl ZoneActorState {
             return;
         }
         metrics::counter!("parkme_zone_events_total").increment(applied.len() as u64);
-        let mut writes = journal_writes(&self.context, &self.key, self.epoch, self.zone.seq(), &applied);
+        let mut writes = journal_writes(
+            &self.context,
+            &self.key,
+            self.epoch,
+            self.zone.seq(),
+            &applied,
+        );
         // Spots touched by the batch, once each, in first-touch order.
         let mut touched: Vec<&SpotId> = Vec::new();
         let mut seen: std::collections::HashSet<&SpotId> = std::collections::HashSet::new();
@@ -538,8 +544,7 @@ impl Actor for ZoneActor {
         let epoch = storage.claim_zone(&args.key).await?;
         let (mut zone, touched) = recover(&args.context.commit, &args.key, &args.layout).await?;
         let adopted =
-            adopt_declared_layout(&args.context, &args.key, epoch, &mut zone, &args.layout)
-                .await?;
+            adopt_declared_layout(&args.context, &args.key, epoch, &mut zone, &args.layout).await?;
         tracing::debug!(zone = %args.key, seq = zone.seq().0, epoch = epoch.0, "zone recovered");
         if !touched.is_empty() {
             // Before serving, so the next change of any of them lands after.

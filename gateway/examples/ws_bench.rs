@@ -13,6 +13,17 @@
 //!   are sent one at a time and every subscriber's delivery latency is
 //!   measured (from the sensor frame's send, and from its ack).
 //! - the same N subscribers, idle, give the server's RSS per subscriber.
+//! - `storm`: one client sends `--subscribes` subscribes with spot detail
+//!   to a `--storm-spots` facility (each after the previous snapshot came),
+//!   first while it is still (every subscribe shares one snapshot), then
+//!   with a change before each (every subscribe needs a new one); server
+//!   CPU per subscribe.
+//! - `slow-readers`: `--slow-readers` sockets follow that facility with
+//!   spot detail and never read while `--changes` changes flow; server RSS
+//!   before and after, then they read and must end on the facility's state.
+//!
+//! The app socket's own limits are lifted (`PARKME_WS_*=0`) so the figures
+//! are the server's raw costs.
 //!
 //! The server runs as its own process (so its RSS is its own), with
 //! embedded storage in a temp dir unless `--storage memory`.
@@ -41,6 +52,8 @@ enum Part {
     All,
     Sensors,
     Fanout,
+    Storm,
+    SlowReaders,
 }
 
 #[derive(Debug, Parser)]
@@ -69,6 +82,18 @@ struct Args {
     /// Pause between fan-out events, in milliseconds.
     #[arg(long, default_value_t = 500)]
     interval_ms: u64,
+    /// Subscribes sent by the `storm` client.
+    #[arg(long, default_value_t = 40)]
+    subscribes: usize,
+    /// Spots of the `storm` and `slow-readers` facility (60 zones).
+    #[arg(long, default_value_t = 60_000)]
+    storm_spots: usize,
+    /// Sockets that never read in `slow-readers`.
+    #[arg(long, default_value_t = 10)]
+    slow_readers: usize,
+    /// Changes sent while the slow readers do not read.
+    #[arg(long, default_value_t = 120_000)]
+    changes: usize,
     /// `embedded` (default, durable) or `memory`.
     #[arg(long, default_value = "embedded")]
     storage: String,
@@ -131,6 +156,9 @@ impl Server {
             // Thousands of sockets from one address, opened at once.
             .env("PARKME_MAX_CONNECTIONS_PER_IP", "0")
             .env("PARKME_MAX_CONNECTIONS", "0")
+            .env("PARKME_WS_SOCKETS_PER_IP", "0")
+            .env("PARKME_WS_OPS_PER_SEC", "0")
+            .env("PARKME_WS_OPS_PER_IP_PER_SEC", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -557,6 +585,183 @@ async fn fanout(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Sends `messages` (spot, occupied) as bincode batches of up to 1,000 on
+/// one sensor connection and waits for the ack of the last.
+async fn send_changes(ws: &mut Ws, seq: &mut u64, messages: &[(String, bool)]) -> Result<()> {
+    for chunk in messages.chunks(1000) {
+        let batch: Vec<SensorMessage> = chunk
+            .iter()
+            .map(|(spot, occupied)| {
+                *seq += 1;
+                SensorMessage::Spot {
+                    seq: *seq,
+                    spot: spot.clone(),
+                    occupied: *occupied,
+                    at: None,
+                }
+            })
+            .collect();
+        ws.send(Message::binary(encode_wire(&batch))).await?;
+    }
+    while let Some(message) = ws.next().await {
+        if let Message::Binary(bytes) = message?
+            && let Ok(SensorReply::Ack { seq: acked }) = decode_wire(&bytes)
+            && acked >= *seq
+        {
+            return Ok(());
+        }
+    }
+    bail!("the sensor socket closed before the last ack")
+}
+
+/// Reads app messages until `n` snapshots came; returns their bytes.
+async fn snapshots(ws: &mut Ws, n: usize) -> Result<usize> {
+    let (mut seen, mut bytes) = (0, 0);
+    while seen < n {
+        if let Message::Text(text) = ws.next().await.context("the app socket closed")??
+            && text.contains("\"t\":\"snapshot\"")
+        {
+            seen += 1;
+            bytes += text.len();
+        }
+    }
+    Ok(bytes)
+}
+
+async fn storm(args: &Args) -> Result<()> {
+    let server = Server::start(&args.storage).await?;
+    let zones = 60;
+    let per_zone = args.storm_spots.div_ceil(zones);
+    let key = server.facility("big", zones, per_zone).await?;
+    let pid = server.child.id();
+    let mut app = connect(
+        &format!("{}/v1/stream", server.ws_url()),
+        None,
+        None,
+        64 * 1024,
+    )
+    .await?;
+    let mut sensor = connect(
+        &format!("{}/v1/sensors/big", server.ws_url()),
+        Some("parkme.v1.bincode"),
+        Some(&key),
+        64 * 1024,
+    )
+    .await?;
+    let op = r#"{"op":"subscribe","facility":"big","detail":"spots"}"#;
+    // Warm-up: one subscribe.
+    app.send(Message::text(op)).await?;
+    snapshots(&mut app, 1).await?;
+    let n = args.subscribes;
+    let mut seq = 0;
+    for changing in [false, true] {
+        let cpu = cpu_seconds(pid);
+        let started = Instant::now();
+        let mut bytes = 0;
+        // One at a time: a subscribe to a facility already followed
+        // replaces the previous one, queued snapshot included.
+        for i in 0..n {
+            if changing {
+                send_changes(&mut sensor, &mut seq, &[(spot_id(0, 0), i % 2 == 0)]).await?;
+            }
+            app.send(Message::text(op)).await?;
+            bytes += snapshots(&mut app, 1).await?;
+        }
+        let used = cpu_seconds(pid) - cpu;
+        println!(
+            "storm, {} facility: {n} subscribes with spot detail to {} spots ({} MiB of snapshots) took {:.2} s; server CPU {:.2} s = {:.1} ms per subscribe",
+            if changing { "changing" } else { "still" },
+            zones * per_zone,
+            bytes / (1024 * 1024),
+            started.elapsed().as_secs_f64(),
+            used,
+            used * 1000.0 / n as f64,
+        );
+    }
+    Ok(())
+}
+
+async fn slow_readers(args: &Args) -> Result<()> {
+    let server = Server::start(&args.storage).await?;
+    let zones = 60;
+    let per_zone = args.storm_spots.div_ceil(zones);
+    let key = server.facility("big", zones, per_zone).await?;
+    let mut sensor = connect(
+        &format!("{}/v1/sensors/big", server.ws_url()),
+        Some("parkme.v1.bincode"),
+        Some(&key),
+        64 * 1024,
+    )
+    .await?;
+    // Every change flips a spot, walking the facility.
+    let total = zones * per_zone;
+    let mut flips = 0usize;
+    let mut next_changes = |n: usize| -> Vec<(String, bool)> {
+        (0..n)
+            .map(|_| {
+                let i = flips % total;
+                let pass = flips / total;
+                flips += 1;
+                (spot_id(i % zones, i / zones), pass.is_multiple_of(2))
+            })
+            .collect()
+    };
+    let mut seq = 0;
+    // Warm-up: fill the delta history.
+    send_changes(&mut sensor, &mut seq, &next_changes(30_000)).await?;
+    let mut readers = Vec::new();
+    for _ in 0..args.slow_readers {
+        let mut ws = connect(&format!("{}/v1/stream", server.ws_url()), None, None, 4096).await?;
+        ws.send(Message::text(
+            r#"{"op":"subscribe","facility":"big","detail":"spots"}"#,
+        ))
+        .await?;
+        snapshots(&mut ws, 1).await?;
+        readers.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = server.rss_kib();
+    let mut rss_peak = rss_before;
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < args.changes {
+        let n = (args.changes - sent).min(5_000);
+        send_changes(&mut sensor, &mut seq, &next_changes(n)).await?;
+        sent += n;
+        rss_peak = rss_peak.max(server.rss_kib());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rss_after = server.rss_kib();
+    println!(
+        "slow readers: {} sockets with spot detail on {total} spots never read while {} changes flowed ({secs:.1} s); server RSS {} MiB before, peak {} MiB, {} MiB after",
+        args.slow_readers,
+        args.changes,
+        rss_before / 1024,
+        rss_peak / 1024,
+        rss_after / 1024,
+    );
+    let target = server.seq("big").await?;
+    let catching_up = Instant::now();
+    let mut resent = 0;
+    for ws in &mut readers {
+        let mut at = 0;
+        while at < target {
+            let Message::Text(text) = ws.next().await.context("closed")?? else {
+                continue;
+            };
+            if text.contains("\"t\":\"snapshot\"") {
+                resent += 1;
+            }
+            at = seq_of(&text).unwrap_or(at).max(at);
+        }
+    }
+    println!(
+        "slow readers caught up to seq {target} in {:.1} s, receiving {resent} fresh snapshots between them",
+        catching_up.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}
+
 /// Re-runs this process under `sh -c 'ulimit -n …'` when its file limit
 /// is too low for the subscribers it will open.
 fn ensure_file_limit(needed: u64) -> Result<()> {
@@ -594,6 +799,12 @@ fn main() -> Result<()> {
         }
         if matches!(args.part, Part::All | Part::Fanout) {
             fanout(&args).await?;
+        }
+        if matches!(args.part, Part::All | Part::Storm) {
+            storm(&args).await?;
+        }
+        if matches!(args.part, Part::All | Part::SlowReaders) {
+            slow_readers(&args).await?;
         }
         anyhow::Ok(())
     })?;

@@ -72,6 +72,7 @@ struct AppInner {
     trusted_proxies: TrustedProxies,
     allowed_origins: AllowedOrigins,
     body_timeout: Option<Duration>,
+    stream_guard: crate::ws::guard::StreamGuard,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -114,6 +115,11 @@ impl AppState {
     /// How long a request body may take to arrive.
     pub fn body_timeout(&self) -> Option<Duration> {
         self.inner.body_timeout
+    }
+
+    /// The app socket's per-IP and per-socket limits.
+    pub fn stream_guard(&self) -> &crate::ws::guard::StreamGuard {
+        &self.inner.stream_guard
     }
 }
 
@@ -216,6 +222,7 @@ impl Application {
                 auth: Authenticator::new(
                     config.admin_token.as_deref(),
                     config.jwt_secret.as_deref(),
+                    config.jwt_leeway_secs,
                 ),
                 limits: RateLimits::new(
                     config.rate_anon_per_hour,
@@ -232,6 +239,7 @@ impl Application {
                 trusted_proxies: config.trusted_proxies.clone(),
                 allowed_origins: config.allowed_origins.clone(),
                 body_timeout: config.body_timeout(),
+                stream_guard: crate::ws::guard::StreamGuard::from_config(&config),
             }),
         };
         background.push(spawn_upkeep(state.clone()));
@@ -304,6 +312,7 @@ fn spawn_upkeep(state: AppState) -> JoinHandle<()> {
                 _ = tick.tick() => {
                     state.limits().shrink();
                     state.auth_failures().shrink();
+                    state.stream_guard().shrink();
                     // Histograms keep raw samples until drained: fold them
                     // into their buckets so memory stays flat between scrapes.
                     state.metrics().run_upkeep();

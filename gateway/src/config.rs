@@ -113,7 +113,7 @@ pub struct Config {
 
     /// Connections per client address still speaking HTTP (upgraded
     /// websockets not counted; trusted proxies exempt; 0 = no cap).
-    #[arg(long, env = "PARKME_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
+    #[arg(long, env = "PARKME_MAX_CONNECTIONS_PER_IP", default_value_t = 4096)]
     pub max_connections_per_ip: usize,
 
     /// Comma-separated origins (`https://app.example.com`) allowed to open
@@ -125,6 +125,30 @@ pub struct Config {
     /// `X-Forwarded-For` names the client (default: none is trusted).
     #[arg(long, env = "PARKME_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
+    /// Seconds of clock skew tolerated on a user token's `exp` and `nbf`.
+    #[arg(long, env = "PARKME_JWT_LEEWAY_SECS", default_value_t = 5)]
+    pub jwt_leeway_secs: u64,
+
+    /// Ops per second one app socket may send (bursts of 5 s worth;
+    /// 0 = unlimited).
+    #[arg(long, env = "PARKME_WS_OPS_PER_SEC", default_value_t = 10)]
+    pub ws_ops_per_sec: u32,
+
+    /// Ops per second all app sockets of one IP may send together (bursts
+    /// of 5 s worth; 0 = unlimited).
+    #[arg(long, env = "PARKME_WS_OPS_PER_IP_PER_SEC", default_value_t = 1000)]
+    pub ws_ops_per_ip_per_sec: u32,
+
+    /// App sockets open at once per IP; more are refused with 429 (0 =
+    /// unlimited).
+    #[arg(long, env = "PARKME_WS_SOCKETS_PER_IP", default_value_t = 16_384)]
+    pub ws_sockets_per_ip: u32,
+
+    /// Zone and spot entries an app socket may hold merged for a slow
+    /// reader; past it the merge is dropped and the reader gets a fresh
+    /// snapshot when it catches up.
+    #[arg(long, env = "PARKME_WS_MERGE_MAX", default_value_t = 1024)]
+    pub ws_merge_max: usize,
 
     /// A zone writes a snapshot after this many events.
     #[arg(long, env = "PARKME_SNAPSHOT_EVERY", default_value_t = 8192)]
@@ -175,6 +199,11 @@ impl std::fmt::Debug for Config {
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("allowed_origins", &self.allowed_origins)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("jwt_leeway_secs", &self.jwt_leeway_secs)
+            .field("ws_ops_per_sec", &self.ws_ops_per_sec)
+            .field("ws_ops_per_ip_per_sec", &self.ws_ops_per_ip_per_sec)
+            .field("ws_sockets_per_ip", &self.ws_sockets_per_ip)
+            .field("ws_merge_max", &self.ws_merge_max)
             .field("snapshot_every", &self.snapshot_every)
             .field("booking_retention_days", &self.booking_retention_days)
             .field("demo", &self.demo)

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::app::AppState;
 use crate::auth::{Principal, bearer};
 use crate::error::ApiError;
-use crate::peer::ClientIp;
+pub use crate::peer::ClientIp;
 use crate::rate_limit::LimitKey;
 
 /// The authenticated (or anonymous) caller of a request, already counted
@@ -47,6 +47,19 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The caller's IP alone (for the app socket's per-IP caps), taken as
+/// [`client_ip`] takes it.
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {

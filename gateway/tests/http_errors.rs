@@ -167,6 +167,63 @@ async fn missing_or_bad_credentials_are_401() {
 }
 
 #[tokio::test]
+async fn a_user_token_without_exp_is_401() {
+    let (server, api) = server_with_facility(NO_LIMITS).await;
+    let forever = server.token_with_claims(&json!({"sub": "alice"}));
+    let reply = api.book("f1", &forever, json!({"plate": "AB1"})).await;
+    reply.assert_error(401, "unauthorized");
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exp")),
+        "{reply:?}"
+    );
+    let reply = api.get("/v1/bookings/whatever", Some(&forever)).await;
+    reply.assert_error(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_user_token_is_401_before_its_nbf_and_after_its_exp() {
+    let mut env = NO_LIMITS.to_vec();
+    env.push(("PARKME_JWT_LEEWAY_SECS", "0"));
+    let (server, api) = server_with_facility(&env).await;
+    let now = common::unix_now();
+    let (nbf, exp) = (now + 2, now + 4);
+    let token = server.token_with_claims(&json!({"sub": "alice", "nbf": nbf, "exp": exp}));
+    let early = api.book("f1", &token, json!({"plate": "AB1"})).await;
+    early.assert_error(401, "unauthorized");
+    assert!(
+        early.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nbf")),
+        "{early:?}"
+    );
+    while common::unix_now() < nbf {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let booked = api.book("f1", &token, json!({"plate": "AB1"})).await;
+    let id = booked.assert_status(201)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    while common::unix_now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let late = api.get(&format!("/v1/bookings/{id}"), Some(&token)).await;
+    late.assert_error(401, "unauthorized");
+    assert!(
+        late.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired")),
+        "{late:?}"
+    );
+    let late = api
+        .delete(&format!("/v1/bookings/{id}"), Some(&token))
+        .await;
+    late.assert_error(401, "unauthorized");
+}
+
+#[tokio::test]
 async fn someone_elses_booking_and_non_admin_writes_are_403() {
     let (server, api) = server_with_facility(NO_LIMITS).await;
     let alice = server.user_token("alice");

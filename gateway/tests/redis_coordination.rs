@@ -78,7 +78,7 @@ async fn start(redis: &str, prefix: &str, bookings_per_hour: &str) -> Node {
 fn user_token(sub: &str) -> String {
     encode(
         &Header::default(),
-        &json!({ "sub": sub }),
+        &json!({ "sub": sub, "exp": parkme_gateway::auth::unix_now() + 3600 }),
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .expect("token")

@@ -117,6 +117,95 @@ async fn bincode_messages_single_and_batched_change_spots_and_are_acked_in_binco
     }
 }
 
+/// The longest batch of spot messages (seqs from 1, spots of `zone`
+/// in turn) whose bincode encoding fits one 64 KiB frame.
+fn largest_bincode_batch(zone: &str, spots: u64) -> Vec<SensorMessage> {
+    let message = |seq: u64| {
+        spot(
+            seq,
+            &format!("{zone}-{}", seq % spots + 1),
+            !seq.is_multiple_of(3),
+        )
+    };
+    let mut batch = Vec::new();
+    loop {
+        batch.push(message(batch.len() as u64 + 1));
+        if parkme_engine::codec::encode_wire(&batch).len() > 64 * 1024 {
+            batch.pop();
+            return batch;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_largest_bincode_batch_that_fits_64_kib_decodes_and_every_message_is_acked() {
+    let (server, _) = server_with_facility(NO_LIMITS).await;
+    let key = put_facility(&server, "big", vec![spot_zone("B", 500)]).await;
+    let batch = largest_bincode_batch("B", 500);
+    let frame = parkme_engine::codec::encode_wire(&batch);
+    assert!(frame.len() > 64 * 1024 - 16, "{} bytes", frame.len());
+    assert!(batch.len() > 5_000, "{} messages in one frame", batch.len());
+    let last = batch.len() as u64;
+
+    let mut ws = sensor(&server, "big", &key, BINCODE).await;
+    send_sensor(&mut ws, BINCODE, &batch).await;
+    let errors = await_ack(&mut ws, last).await;
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // Every message was applied: each spot shows its last reading.
+    let mut want = std::collections::BTreeMap::new();
+    for message in &batch {
+        if let SensorMessage::Spot { spot, occupied, .. } = message {
+            want.insert(
+                spot.clone(),
+                if *occupied { "OCCUPIED" } else { "AVAILABLE" },
+            );
+        }
+    }
+    let states = spot_states(&server, "big", "B").await;
+    assert_eq!(states.len(), 500);
+    for (id, state) in &states {
+        assert_eq!(Some(&state.as_str()), want.get(id), "spot {id}");
+    }
+    // The same batch in JSON takes several frames; bincode's one frame
+    // moved exactly as many events.
+    let facility = get_json(&server, "/v1/facilities/big", None).await;
+    let occupied = want.values().filter(|s| **s == "OCCUPIED").count();
+    assert_eq!(facility["zones"][0]["occupied"], occupied, "{facility}");
+}
+
+#[tokio::test]
+async fn a_bincode_frame_claiming_a_huge_batch_is_a_clear_error_and_the_connection_stays_open() {
+    let (server, key) = server_with_facility(NO_LIMITS).await;
+    let mut ws = sensor(&server, "f1", &key, BINCODE).await;
+    // A varint length of 2^63 - 1, then a few bytes: a hostile prefix.
+    let mut hostile = vec![0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+    hostile.extend([0, 1, 1, b'a', 1, 0]);
+    ws.send(Message::binary(hostile)).await.expect("send");
+    match sensor_reply(&mut ws).await {
+        SensorReply::Error { seq, code, message } => {
+            assert_eq!((seq, code.as_str()), (None, "malformed_message"));
+            assert!(message.contains("claims"), "a clear message: {message}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // A length the frame could hold but does not: refused too.
+    let mut short = vec![0xfb, 0xff, 0xff];
+    short.extend(std::iter::repeat_n(0u8, 60_000));
+    ws.send(Message::binary(short)).await.expect("send");
+    assert!(matches!(
+        sensor_reply(&mut ws).await,
+        SensorReply::Error { seq: None, .. }
+    ));
+    send_sensor(
+        &mut ws,
+        BINCODE,
+        &[spot(1, "A-1", true), spot(2, "A-2", true)],
+    )
+    .await;
+    assert!(await_ack(&mut ws, 2).await.is_empty());
+}
+
 #[tokio::test]
 async fn garbage_gets_an_error_frame_and_the_connection_stays_open() {
     let (server, key) = server_with_facility(NO_LIMITS).await;

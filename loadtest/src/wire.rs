@@ -138,7 +138,7 @@ pub fn parse_sensor_binary(bytes: &[u8]) -> Result<Vec<SensorReply>, String> {
 /// The bincode side: the server's own message types (so the bytes match
 /// by construction), encoded through the engine's codec.
 pub mod bincode_wire {
-    use parkme_engine::codec::{decode_wire, encode_wire};
+    use parkme_engine::codec::{decode_wire, decode_wire_batch, encode_wire};
     pub use parkme_gateway::ws::protocol::{SensorMessage, SensorReply as ServerMessage};
 
     use super::{SensorBody, SensorReply};
@@ -172,7 +172,7 @@ pub mod bincode_wire {
     pub fn decode(bytes: &[u8]) -> Result<Vec<SensorReply>, String> {
         let replies = match decode_wire::<ServerMessage>(bytes) {
             Ok(one) => vec![one],
-            Err(_) => decode_wire::<Vec<ServerMessage>>(bytes).map_err(|e| e.to_string())?,
+            Err(_) => decode_wire_batch::<ServerMessage>(bytes).map_err(|e| e.to_string())?,
         };
         Ok(replies
             .into_iter()

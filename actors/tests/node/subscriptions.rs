@@ -196,3 +196,34 @@ async fn since_resumes_from_history() {
         .expect("subscribed");
     assert!(matches!(&future.start, Start::Snapshot(s) if s.view.seq == replica.seq));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_at_one_seq_share_one_snapshot_and_its_encodings() {
+    let node =
+        TestNode::memory_with(facility("f1", vec![spot_zone("A", 4), spot_zone("B", 4)])).await;
+    book(&node, "f1", params(Some("A"))).await.expect("booked");
+    let snapshot_of = |sub: &Subscription| match &sub.start {
+        Start::Snapshot(snapshot) => Arc::clone(snapshot),
+        Start::Resume(_) => panic!("a new subscriber starts with a snapshot"),
+    };
+    let first = snapshot_of(&node.subscribe(&fid("f1"), None).await.expect("subscribed"));
+    // The edge fills the encoding once; later subscribers at this seq get
+    // the same snapshot, encoding included: nothing is rebuilt or
+    // re-encoded however many subscribe.
+    let encoded = Arc::<str>::from("{\"t\":\"snapshot\"}");
+    let slot = parkme_actors::facility::encoded_slot(&first.encoded, true);
+    assert!(slot.set(Arc::clone(&encoded)).is_ok());
+    for _ in 0..40 {
+        let again = snapshot_of(&node.subscribe(&fid("f1"), None).await.expect("subscribed"));
+        assert!(Arc::ptr_eq(&first, &again), "the same snapshot at one seq");
+        let cached = parkme_actors::facility::encoded_slot(&again.encoded, true).get();
+        assert!(cached.is_some_and(|text| Arc::ptr_eq(text, &encoded)));
+    }
+    // A change makes a new one, shared in turn.
+    churn(&node, "f1").await;
+    let fresh = snapshot_of(&node.subscribe(&fid("f1"), None).await.expect("subscribed"));
+    assert!(!Arc::ptr_eq(&first, &fresh));
+    assert!(fresh.view.seq > first.view.seq);
+    let again = snapshot_of(&node.subscribe(&fid("f1"), None).await.expect("subscribed"));
+    assert!(Arc::ptr_eq(&fresh, &again));
+}

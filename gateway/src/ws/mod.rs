@@ -10,6 +10,8 @@
 //!   and bincode through `parkme_engine::codec`).
 //! - [`socket`]: what both share: limits, the writer, close codes,
 //!   liveness, the connection gauge.
+//! - [`guard`]: the app socket's caps: sockets per IP, op rates per
+//!   socket and per IP, the merge bound of slow readers.
 //!
 //! Where the contract is silent (to be mirrored in the README):
 //! - sensor error frames carry `message` too, and omit `seq` when the
@@ -23,7 +25,12 @@
 //!   as sent (any JSON value); `book` also takes `spot`, `hold_seconds`
 //!   and `idempotency_key`; `unsubscribe` has no reply;
 //! - both sockets: frames up to 64 KiB, a ping after 20 s of silence, a
-//!   peer silent 50 s is dropped; at most 256 facilities per app socket.
+//!   peer silent 50 s is dropped; at most 256 facilities per app socket;
+//! - app socket: sockets per IP and ops per socket and per IP are capped
+//!   (429 `too_many_connections` at the handshake; `rate_limited` error
+//!   frames; 1008 for a flood); a slow reader's merge is bounded and
+//!   replaced by a fresh snapshot; a user token's expiry turns booking ops
+//!   into `token_expired` errors while reading goes on.
 //!
 //! Every connection loop selects on the application's shutdown token and
 //! closes with 1001. This module must never hold unbounded state per
@@ -31,6 +38,7 @@
 //! durable (or refused).
 
 pub mod acks;
+pub mod guard;
 pub mod outbox;
 pub mod protocol;
 pub mod sensor;
@@ -79,7 +87,15 @@ fn describe_metrics() {
     );
     describe_counter!(
         "parkme_ws_snapshot_resends_total",
-        "Fresh snapshots sent to subscribers that lagged or saw a layout change."
+        "Fresh snapshots sent to subscribers that lagged, outgrew the merge bound or saw a layout change."
+    );
+    describe_counter!(
+        "parkme_ws_merges_dropped_total",
+        "Merged deltas dropped because a slow app socket outgrew PARKME_WS_MERGE_MAX (a fresh snapshot follows)."
+    );
+    describe_counter!(
+        "parkme_ws_refused_total",
+        "App socket handshakes and ops refused by reason: sockets_per_ip, rate_limited, op_flood."
     );
     describe_histogram!(
         "parkme_delivery_latency_seconds",
@@ -93,5 +109,9 @@ fn describe_metrics() {
     metrics::counter!("parkme_ws_acks_total").increment(0);
     metrics::counter!("parkme_ws_conflations_total").increment(0);
     metrics::counter!("parkme_ws_snapshot_resends_total").increment(0);
+    metrics::counter!("parkme_ws_merges_dropped_total").increment(0);
+    for reason in ["sockets_per_ip", "rate_limited", "op_flood"] {
+        metrics::counter!("parkme_ws_refused_total", "reason" => reason).increment(0);
+    }
     let _ = metrics::histogram!("parkme_delivery_latency_seconds");
 }

@@ -14,7 +14,7 @@
 
 use bincode::{Decode, Encode};
 use parkme_actors::{SensorReading, Snapshot, ZoneView};
-use parkme_engine::codec::{decode_wire, encode_wire};
+use parkme_engine::codec::{decode_wire, decode_wire_batch, encode_wire};
 use parkme_engine::{Booking, Plate, PlateDirection, SpotId, SpotView, ZoneId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -183,7 +183,10 @@ fn parse_json_value(value: Value) -> Result<SensorMessage, Rejected> {
     serde_json::from_value(value).map_err(|e| Rejected::malformed(seq, e.to_string()))
 }
 
-/// Parses a bincode binary frame: one message or a `Vec` of them.
+/// Parses a bincode binary frame: one message or a `Vec` of them. Any
+/// batch that fits the frame decodes, whatever its length (see
+/// [`decode_wire_batch`]); a length prefix claiming more than the frame
+/// holds is refused without allocating.
 ///
 /// A short frame can, rarely, read both ways (`[1, 3, 0, 0]` is a batch
 /// of one heartbeat and also a count message naming the empty zone): a
@@ -196,7 +199,7 @@ pub fn parse_bincode(bytes: &[u8]) -> Frame {
             rejected: Vec::new(),
         };
     }
-    match decode_wire::<Vec<SensorMessage>>(bytes) {
+    match decode_wire_batch::<SensorMessage>(bytes) {
         Ok(messages) => Frame {
             messages,
             rejected: Vec::new(),
@@ -343,6 +346,18 @@ pub enum ClientOp {
         req: Option<Value>,
         booking: String,
     },
+}
+
+impl ClientOp {
+    /// The `req` to echo in a reply about this op.
+    pub fn req(self) -> Option<Value> {
+        match self {
+            ClientOp::Subscribe { req, .. }
+            | ClientOp::Unsubscribe { req, .. }
+            | ClientOp::Book { req, .. }
+            | ClientOp::Cancel { req, .. } => req,
+        }
+    }
 }
 
 /// Reads an op; a refusal carries the `req` to echo when one was readable.
@@ -519,6 +534,41 @@ mod tests {
             sensor: String::new(),
         }];
         assert_eq!(parse_bincode(&encode_wire(&tiny)).messages, tiny);
+    }
+
+    #[test]
+    fn the_largest_bincode_batch_that_fits_a_frame_parses_whole() {
+        let mut batch = Vec::new();
+        loop {
+            let seq = batch.len() as u64 + 1;
+            batch.push(spot(
+                seq,
+                &format!("P{}-{}", seq % 7, seq % 1000),
+                seq.is_multiple_of(2),
+            ));
+            if encode_wire(&batch).len() > crate::ws::socket::MAX_FRAME {
+                batch.pop();
+                break;
+            }
+        }
+        assert!(batch.len() > 4_000, "{} messages", batch.len());
+        let frame = parse_bincode(&encode_wire(&batch));
+        assert!(frame.rejected.is_empty(), "{:?}", frame.rejected);
+        assert_eq!(frame.messages, batch);
+    }
+
+    #[test]
+    fn a_huge_claimed_batch_length_is_one_clear_rejection() {
+        let hostile = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 1];
+        let frame = parse_bincode(&hostile);
+        assert!(frame.messages.is_empty());
+        assert_eq!(frame.rejected.len(), 1);
+        assert_eq!(frame.rejected[0].seq, None);
+        assert!(
+            frame.rejected[0].message.contains("claims"),
+            "{}",
+            frame.rejected[0].message
+        );
     }
 
     #[test]

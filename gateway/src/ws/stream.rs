@@ -2,24 +2,31 @@
 //!
 //! Anyone may read; a user token (header or `?token=`) also allows `book`
 //! and `cancel`, which go through the same validation, limits and node
-//! calls as the HTTP API. One task per connection holds:
+//! calls as the HTTP API, until the token expires: later booking ops are
+//! answered `token_expired` and the socket goes on reading. Sockets per
+//! IP and ops per socket and per IP are capped ([`super::guard`]). One
+//! task per connection holds:
 //!
 //! - the writer ([`super::socket::write_loop`]) draining the connection's
 //!   [`Outbox`];
 //! - one *forwarder* future per subscribed facility, moving deltas from
 //!   the facility's broadcast into the outbox (which conflates them when
-//!   the client is behind) and swapping in a fresh snapshot when the
-//!   broadcast lags or the layout changes;
+//!   the client is behind) and fetching a fresh snapshot when its
+//!   facility lapsed (the merge outgrew its bound, the broadcast lagged,
+//!   the layout changed) and the writer reached it;
 //! - booking ops in flight, and the reader of client ops.
 //!
-//! Deltas are encoded once per wire shape and the bytes shared by every
-//! subscriber (the `encoded` caches of [`Delta`] and [`Snapshot`]).
+//! Deltas and snapshots are encoded once per wire shape and the bytes
+//! shared by every subscriber (the `encoded` caches of [`Delta`] and
+//! [`Snapshot`]; the facility hands every subscriber at one seq the same
+//! `Arc<Snapshot>`).
 //!
 //! This module must never let a client that does not read grow the
 //! server's memory: everything it holds per connection is bounded.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -41,12 +48,14 @@ use tokio::sync::Notify;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{OpLimiter, SocketSlot, Verdict};
 use super::outbox::{Item, Outbox, Pushed, Taken};
 use super::protocol::{self, ClientOp, Detail, JSON_PROTOCOL};
 use super::socket::{self, Buffers, ConnectionGauge, Liveness, Next, Pulse, close, write_loop};
 use crate::app::AppState;
-use crate::auth::{Principal, bearer};
+use crate::auth::{Principal, Session, bearer, unix_now};
 use crate::error::ApiError;
+use crate::extract::ClientIp;
 use crate::http::bookings::{book_as, cancel_as, checked_idempotency_key};
 use crate::rate_limit::LimitKey;
 
@@ -68,6 +77,7 @@ struct TokenQuery {
 /// `GET /v1/stream`.
 pub async fn handshake(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -80,17 +90,26 @@ pub async fn handshake(
             .filter(|t| !t.is_empty()),
         Err(error) => return error.into_response(),
     };
-    let principal = match app.auth().principal(token.as_deref()) {
-        Ok(principal) => principal,
+    let session = match app.auth().session(token.as_deref()) {
+        Ok(session) => session,
         Err(error) => return error.into_response(),
     };
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return super::not_an_upgrade(&rejection).into_response(),
     };
+    let Some(slot) = app.stream_guard().admit(ip) else {
+        metrics::counter!("parkme_ws_refused_total", "reason" => "sockets_per_ip").increment(1);
+        return ApiError {
+            code: "too_many_connections",
+            message: "too many app sockets open from this address; close one or retry later".into(),
+            ..ApiError::rate_limited(1)
+        }
+        .into_response();
+    };
     socket::configure(ws, BUFFERS)
         .protocols([JSON_PROTOCOL])
-        .on_upgrade(move |socket| run(socket, app, principal))
+        .on_upgrade(move |socket| run(socket, app, session, ip, slot))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -164,13 +183,15 @@ impl Sink<'_> {
     }
 }
 
-/// Moves one facility's deltas into the outbox until cancelled; a lagging
-/// broadcast, a gap or a layout change swaps in a fresh snapshot.
+/// Moves one facility's deltas into the outbox until cancelled. When the
+/// facility lapsed and the writer asks (`want`), fetches a fresh snapshot
+/// and follows the subscription that comes with it.
 async fn forward(
     node: Node,
     facility: FacilityId,
     generation: u64,
     mut updates: broadcast::Receiver<Arc<Delta>>,
+    want: Arc<Notify>,
     cancel: CancellationToken,
     sink: Sink<'_>,
 ) {
@@ -180,22 +201,32 @@ async fn forward(
         let received = tokio::select! {
             biased;
             () = &mut cancelled => return,
+            () = want.notified() => {
+                match resubscribe(&node, &facility, generation, &cancel, sink).await {
+                    Some(fresh) => updates = fresh,
+                    None => return,
+                }
+                sink.notify.notify_one();
+                continue;
+            }
             received = updates.recv() => received,
         };
-        let resync = match received {
+        match received {
             Ok(delta) => match lock(sink.outbox).push_delta(generation, delta) {
-                Pushed::Queued => false,
+                Pushed::Queued | Pushed::Stale | Pushed::Lapsed | Pushed::Resync => {}
                 Pushed::Conflated => {
                     metrics::counter!("parkme_ws_conflations_total").increment(1);
-                    false
                 }
-                Pushed::Stale => continue,
-                Pushed::Resync => true,
+                Pushed::Dropped => {
+                    metrics::counter!("parkme_ws_merges_dropped_total").increment(1);
+                }
                 Pushed::Unsubscribed => return,
             },
             Err(RecvError::Lagged(missed)) => {
-                tracing::debug!(facility = %facility, missed, "subscriber lagged; resending a snapshot");
-                true
+                tracing::debug!(facility = %facility, missed, "subscriber lagged; a fresh snapshot follows");
+                if !lock(sink.outbox).lapse(generation, &facility) {
+                    return;
+                }
             }
             Err(RecvError::Closed) => {
                 sink.reply(protocol::error_reply(
@@ -206,45 +237,55 @@ async fn forward(
                 ));
                 return;
             }
-        };
-        if resync {
-            let fresh = node.subscribe(&facility, None).await;
-            if cancel.is_cancelled() {
-                return;
-            }
-            let subscription = match fresh {
-                Ok(subscription) => subscription,
-                Err(error) => {
-                    let error = ApiError::from(error);
-                    sink.reply(protocol::error_reply(
-                        None,
-                        Some(facility.as_str()),
-                        error.code,
-                        &error.message,
-                    ));
-                    return;
-                }
-            };
-            let Start::Snapshot(snapshot) = subscription.start else {
-                debug_assert!(
-                    false,
-                    "a subscription without `since` starts with a snapshot"
-                );
-                return;
-            };
-            if !lock(sink.outbox).resync(generation, snapshot) {
-                return;
-            }
-            metrics::counter!("parkme_ws_snapshot_resends_total").increment(1);
-            updates = subscription.updates;
         }
         sink.notify.notify_one();
     }
 }
 
+/// Swaps a fresh snapshot into a lapsed facility's queue; its live
+/// updates, or `None` when the subscription ended.
+async fn resubscribe(
+    node: &Node,
+    facility: &FacilityId,
+    generation: u64,
+    cancel: &CancellationToken,
+    sink: Sink<'_>,
+) -> Option<broadcast::Receiver<Arc<Delta>>> {
+    let fresh = node.subscribe(facility, None).await;
+    if cancel.is_cancelled() {
+        return None;
+    }
+    let subscription = match fresh {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            let error = ApiError::from(error);
+            sink.reply(protocol::error_reply(
+                None,
+                Some(facility.as_str()),
+                error.code,
+                &error.message,
+            ));
+            return None;
+        }
+    };
+    let Start::Snapshot(snapshot) = subscription.start else {
+        debug_assert!(
+            false,
+            "a subscription without `since` starts with a snapshot"
+        );
+        return None;
+    };
+    if !lock(sink.outbox).resync(generation, snapshot) {
+        return None;
+    }
+    metrics::counter!("parkme_ws_snapshot_resends_total").increment(1);
+    Some(subscription.updates)
+}
+
 struct Conn<'a> {
     app: AppState,
-    principal: Principal,
+    session: Session,
+    ops_limit: OpLimiter,
     sink: Sink<'a>,
     subscriptions: HashMap<FacilityId, CancellationToken>,
     generation: u64,
@@ -260,6 +301,35 @@ impl<'a> Conn<'a> {
 
     fn can_read(&self) -> bool {
         self.ops.len() < MAX_OPS_IN_FLIGHT && !lock(self.sink.outbox).replies_full()
+    }
+
+    /// Counts one op against the socket's and the IP's rates: `Ok` to go
+    /// on, `Err` with a close code for a flood. A refused op is answered
+    /// `rate_limited` (echoing its `req` when readable) and not run.
+    fn admit_op(&mut self, message: &Message) -> Result<bool, (u16, &'static str)> {
+        let verdict = self.ops_limit.check();
+        let per_ip = match verdict {
+            Verdict::Allowed => return Ok(true),
+            Verdict::Flood => {
+                metrics::counter!("parkme_ws_refused_total", "reason" => "op_flood").increment(1);
+                return Err((close::POLICY, "op flood past the rate limit"));
+            }
+            Verdict::Limited { per_ip } => per_ip,
+        };
+        metrics::counter!("parkme_ws_refused_total", "reason" => "rate_limited").increment(1);
+        let req = match message {
+            Message::Text(text) => {
+                protocol::parse_op(text).map_or_else(|(req, _)| req, |op| op.req())
+            }
+            _ => None,
+        };
+        let message = if per_ip {
+            "too many ops from this address; slow down (a flood closes the socket)"
+        } else {
+            "too many ops on this socket; slow down (a flood closes the socket)"
+        };
+        self.error(req.as_ref(), None, "rate_limited", message);
+        Ok(false)
     }
 
     async fn on_message(&mut self, message: Message) {
@@ -308,7 +378,7 @@ impl<'a> Conn<'a> {
                 let Some(app) = self.signed_in(req.as_ref()) else {
                     return;
                 };
-                let principal = self.principal.clone();
+                let principal = self.session.principal.clone();
                 self.ops.push(Box::pin(async move {
                     let booked = async {
                         check_user_limit(&app, &principal).await?;
@@ -331,7 +401,7 @@ impl<'a> Conn<'a> {
                 let Some(app) = self.signed_in(req.as_ref()) else {
                     return;
                 };
-                let principal = self.principal.clone();
+                let principal = self.session.principal.clone();
                 self.ops.push(Box::pin(async move {
                     let cancelled = async {
                         check_user_limit(&app, &principal).await?;
@@ -347,14 +417,24 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// The app state for a booking op, or an error reply for anonymous.
+    /// The app state for a booking op, or an error reply for anonymous
+    /// callers and for a token that expired since the handshake.
     fn signed_in(&self, req: Option<&Value>) -> Option<AppState> {
-        if self.principal == Principal::Anonymous {
+        if self.session.principal == Principal::Anonymous {
             self.error(
                 req,
                 None,
                 "unauthorized",
                 "a user token is required to book or cancel",
+            );
+            return None;
+        }
+        if self.session.expired_at(unix_now()) {
+            self.error(
+                req,
+                None,
+                "token_expired",
+                "the token of this socket has expired: reading goes on, booking needs a new connection with a fresh token",
             );
             return None;
         }
@@ -388,7 +468,9 @@ impl<'a> Conn<'a> {
         self.generation += 1;
         let generation = self.generation;
         let node = self.app.node().clone();
-        let updates = match start(self.sink, &node, &id, generation, detail, since).await {
+        let want = Arc::new(Notify::new());
+        let begun = start(self.sink, &node, &id, generation, detail, since, &want).await;
+        let updates = match begun {
             Ok(updates) => updates,
             Err(error) => {
                 lock(self.sink.outbox).unsubscribe(&id);
@@ -403,6 +485,7 @@ impl<'a> Conn<'a> {
             id.clone(),
             generation,
             updates,
+            want,
             cancel.clone(),
             self.sink,
         )));
@@ -411,7 +494,8 @@ impl<'a> Conn<'a> {
 }
 
 /// Queues how a subscription starts (a snapshot, or the deltas after
-/// `since`) and returns its live updates.
+/// `since`) and returns its live updates. History that does not line up
+/// with `since` lapses the facility: the writer then asks for a snapshot.
 async fn start(
     sink: Sink<'_>,
     node: &Node,
@@ -419,27 +503,19 @@ async fn start(
     generation: u64,
     detail: Detail,
     since: Option<u64>,
+    want: &Arc<Notify>,
 ) -> Result<broadcast::Receiver<Arc<Delta>>, ApiError> {
     let subscription = node.subscribe(id, since.map(Seq)).await?;
+    let want = Arc::clone(want);
+    let mut outbox = lock(sink.outbox);
     match subscription.start {
-        Start::Snapshot(snapshot) => {
-            lock(sink.outbox).start_snapshot(generation, detail, snapshot);
-            Ok(subscription.updates)
-        }
+        Start::Snapshot(snapshot) => outbox.start_snapshot(generation, detail, snapshot, want),
         Start::Resume(deltas) => {
             let since = Seq(since.unwrap_or_default());
-            let resumed = lock(sink.outbox).start_resume(generation, detail, id, since, deltas);
-            if resumed != Pushed::Resync {
-                return Ok(subscription.updates);
-            }
-            // The history does not line up with `since`: start afresh.
-            let fresh = node.subscribe(id, None).await?;
-            if let Start::Snapshot(snapshot) = fresh.start {
-                lock(sink.outbox).start_snapshot(generation, detail, snapshot);
-            }
-            Ok(fresh.updates)
+            outbox.start_resume(generation, detail, id, since, deltas, want);
         }
     }
+    Ok(subscription.updates)
 }
 
 /// The general per-user request limit, as every HTTP request counts.
@@ -453,11 +529,18 @@ async fn check_user_limit(app: &AppState, principal: &Principal) -> Result<(), A
     Ok(())
 }
 
-/// One app connection, from upgrade to close.
-pub async fn run(socket: WebSocket, app: AppState, principal: Principal) {
+/// One app connection, from upgrade to close; `_slot` counts it against
+/// its IP's cap while it lives.
+pub async fn run(
+    socket: WebSocket,
+    app: AppState,
+    session: Session,
+    ip: IpAddr,
+    _slot: SocketSlot,
+) {
     let _gauge = ConnectionGauge::open("app");
     let (mut sink, mut stream) = socket.split();
-    let outbox = Mutex::new(Outbox::default());
+    let outbox = Mutex::new(Outbox::new(app.stream_guard().merge_max()));
     let notify = Notify::new();
     let writer = write_loop(&mut sink, &notify, "app", || next_frame(&outbox));
     tokio::pin!(writer);
@@ -465,9 +548,11 @@ pub async fn run(socket: WebSocket, app: AppState, principal: Principal) {
     // it at every wake-up locks only this connection's node.
     let shutdown = app.shutdown().child_token().cancelled_owned();
     tokio::pin!(shutdown);
+    let ops_limit = app.stream_guard().ops(ip);
     let mut conn = Conn {
         app,
-        principal,
+        session,
+        ops_limit,
         sink: Sink {
             outbox: &outbox,
             notify: &notify,
@@ -504,7 +589,12 @@ pub async fn run(socket: WebSocket, app: AppState, principal: Principal) {
                         None => break (1000, ""),
                     },
                     Some(Ok(Message::Close(_))) => break (1000, ""),
-                    Some(Ok(message)) => conn.on_message(message).await,
+                    Some(Ok(message @ (Message::Ping(_) | Message::Pong(_)))) => drop(message),
+                    Some(Ok(message)) => match conn.admit_op(&message) {
+                        Ok(true) => conn.on_message(message).await,
+                        Ok(false) => {}
+                        Err((code, reason)) => break (code, reason),
+                    },
                 }
             }
             _ = ticker.tick() => match liveness.tick() {
@@ -522,5 +612,76 @@ pub async fn run(socket: WebSocket, app: AppState, principal: Principal) {
     }
     lock(&outbox).close(code, reason);
     notify.notify_one();
-    let _ = tokio::time::timeout(socket::CLOSE_GRACE, &mut writer).await;
+    // Send what is queued and the close frame, then read (and drop) what
+    // the client still sends until its own close frame: a socket dropped
+    // with unread input is reset, and the reset can destroy the close
+    // frame before the client reads it.
+    let closing = async {
+        if (&mut writer).await.is_err() {
+            return;
+        }
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(socket::CLOSE_GRACE, closing).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parkme_actors::{FacilityView, Snapshot};
+    use parkme_engine::ZoneCounts;
+
+    fn snapshot() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            view: FacilityView {
+                id: FacilityId::parse("f1").expect("id"),
+                name: "F".into(),
+                timezone: "UTC".into(),
+                location: None,
+                seq: Seq(7),
+                totals: ZoneCounts::default(),
+                zones: Vec::new(),
+            },
+            spots: Vec::new(),
+            encoded: Default::default(),
+        })
+    }
+
+    fn text_of(next: Next) -> Utf8Bytes {
+        match next {
+            Next::Send(Message::Text(text), _) => text,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_subscriber_of_one_snapshot_sends_the_same_encoded_bytes() {
+        let shared = snapshot();
+        let frames: Vec<Utf8Bytes> = (0..40)
+            .map(|_| {
+                let outbox = Mutex::new(Outbox::default());
+                lock(&outbox).start_snapshot(
+                    1,
+                    Detail::Spots,
+                    Arc::clone(&shared),
+                    Arc::new(Notify::new()),
+                );
+                text_of(next_frame(&outbox))
+            })
+            .collect();
+        let first = frames[0].as_str().as_ptr();
+        assert!(
+            frames.iter().all(|f| f.as_str().as_ptr() == first),
+            "encoded once, shared"
+        );
+        let value: Value = serde_json::from_str(frames[0].as_str()).expect("JSON");
+        assert_eq!(
+            (value["t"].as_str(), value["seq"].as_u64()),
+            (Some("snapshot"), Some(7))
+        );
+    }
 }

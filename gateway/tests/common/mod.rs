@@ -216,10 +216,23 @@ impl TestServer {
         self.env_value("PARKME_ADMIN_TOKEN").unwrap_or(ADMIN_TOKEN)
     }
 
-    /// An HS256 user token `{"sub": sub}` signed with the server's secret.
+    /// An HS256 user token `{"sub": sub, "exp": in an hour}` signed with
+    /// the server's secret.
     pub fn user_token(&self, sub: &str) -> String {
         let secret = self.env_value("PARKME_JWT_SECRET").unwrap_or(JWT_SECRET);
         user_token_signed_with(secret, sub)
+    }
+
+    /// A user token with these claims (`exp`, `nbf`, …) signed with the
+    /// server's secret.
+    pub fn token_with_claims(&self, claims: &serde_json::Value) -> String {
+        let secret = self.env_value("PARKME_JWT_SECRET").unwrap_or(JWT_SECRET);
+        encode(
+            &Header::default(),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("a signed token")
     }
 
     /// SIGKILL: no flush, no snapshot, no goodbye.
@@ -249,11 +262,20 @@ impl Drop for TestServer {
     }
 }
 
-/// A user token signed with any secret (to test a wrong one).
+/// Seconds since the Unix epoch (the unit of `exp` and `nbf`).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A user token valid for an hour, signed with any secret (to test a
+/// wrong one).
 pub fn user_token_signed_with(secret: &str, sub: &str) -> String {
     encode(
         &Header::default(),
-        &serde_json::json!({ "sub": sub }),
+        &serde_json::json!({ "sub": sub, "exp": unix_now() + 3600 }),
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("a signed token")

@@ -167,6 +167,55 @@ pub async fn app(server: &TestServer, token: Option<&str>) -> Ws {
     open(&url, &headers).await.expect("app connects")
 }
 
+/// An app connection from a chosen local address (`127.0.0.x`, so a test
+/// can be two clients of different IPs), optionally with a small receive
+/// buffer (a client that stops reading then fills up quickly). The
+/// handshake error is returned, not unwrapped.
+pub async fn app_from(
+    server: &TestServer,
+    local: std::net::Ipv4Addr,
+    token: Option<&str>,
+    recv_buffer: Option<u32>,
+) -> Result<Ws, WsError> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    }
+    socket
+        .bind(std::net::SocketAddr::from((local, 0)))
+        .expect("bind a loopback address");
+    let stream = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], server.port())))
+        .await
+        .expect("TCP connect");
+    let mut request = format!("{}/v1/stream", server.ws_url()).into_client_request()?;
+    if let Some(token) = token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");
+        request.headers_mut().insert("authorization", value);
+    }
+    tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// A counter (summed over its label sets) from `/metrics`.
+pub async fn metric(server: &TestServer, family: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn spot(seq: u64, spot: &str, occupied: bool) -> SensorMessage {
     SensorMessage::Spot {
         seq,

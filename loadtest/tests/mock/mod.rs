@@ -307,7 +307,7 @@ async fn sensor_loop(mock: Mock, fid: String, mut socket: WebSocket) {
             Message::Binary(bytes) => {
                 let msgs = parkme_engine::codec::decode_wire::<SensorMessage>(&bytes)
                     .map(|m| vec![m])
-                    .or_else(|_| parkme_engine::codec::decode_wire::<Vec<SensorMessage>>(&bytes))
+                    .or_else(|_| parkme_engine::codec::decode_wire_batch::<SensorMessage>(&bytes))
                     .unwrap_or_default();
                 for m in msgs {
                     match m {
