@@ -2,11 +2,10 @@
 //! readers see.
 //!
 //! It starts one zone actor per zone (`spawn_linked`), restarts a zone that
-//! fails from durable state while the other zones keep serving, keeps the
-//! read model (counts per zone, every spot) that answers `GET`s and
-//! snapshots, numbers the changes that zones publish into the facility
-//! `seq`, keeps a bounded history for resuming subscribers and broadcasts
-//! each delta once to all of them.
+//! fails from durable state while the other zones keep serving, routes
+//! commands to the zone that holds each spot, and feeds what the zones
+//! report into its [`ReadModel`] (views, snapshots, `seq`, history, the
+//! broadcast), a plain value that does that job alone.
 //!
 //! It also coordinates layout changes ([`relayout`]), which storage cannot
 //! write in one transaction (one journal per zone, one record per
@@ -24,25 +23,25 @@
 
 mod relayout;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use parkme_engine::{
-    FacilityId, Seq, SpotId, SpotKind, SpotView, ZoneCounts, ZoneId, ZoneLayout, ZoneShape,
+    EngineError, FacilityId, Reading, Seq, SpotId, SpotKind, SpotView, ZoneId, ZoneLayout,
+    ZoneShape,
 };
 use parkme_storage::ZoneKey;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::error::ActorError;
-use crate::publish::{Delta, FacilityView, Snapshot, Start, Subscription, ZoneView};
+use crate::metrics;
+use crate::publish::{FacilityView, Subscription, ZoneReport};
+use crate::read_model::ReadModel;
 use crate::record::FacilityRecord;
-use crate::zone::{LayoutToken, ZoneActor, ZoneArgs, ZoneChange, ZoneContext, ZoneMsg};
-
-/// Deltas kept for subscribers resuming with `since`.
-pub const HISTORY: usize = 1024;
-/// Deltas buffered per subscriber before it must resync with a snapshot.
-pub const BROADCAST: usize = 1024;
+use crate::zone::{LayoutToken, ZoneArgs, ZoneContext, ZoneMsg};
 
 /// Where a facility's commands go; replaced when a zone restarts or the
 /// layout changes.
@@ -52,6 +51,28 @@ pub struct Routes {
     pub spots: HashMap<SpotId, ZoneId>,
     /// Zone ids in layout order.
     pub order: Vec<ZoneId>,
+}
+
+impl Routes {
+    /// The zones a reading goes to (a plate read: every zone), or its
+    /// answer when it goes to none: a heartbeat is fine, an unknown spot
+    /// or zone is refused.
+    pub fn zones_of(&self, reading: &Reading) -> Result<&[ZoneId], Result<(), ActorError>> {
+        match reading {
+            Reading::Spot { spot, .. } => self
+                .spots
+                .get(spot)
+                .map(std::slice::from_ref)
+                .ok_or_else(|| Err(EngineError::UnknownSpot(spot.clone()).into())),
+            Reading::Count { zone, .. } => self
+                .zones
+                .get_key_value(zone)
+                .map(|(zone, _)| std::slice::from_ref(zone))
+                .ok_or_else(|| Err(ActorError::UnknownZone(zone.to_string()))),
+            Reading::Plate { .. } => Ok(&self.order),
+            Reading::Heartbeat { .. } => Err(Ok(())),
+        }
+    }
 }
 
 /// State a facility shares with the node's request paths.
@@ -67,7 +88,7 @@ impl FacilityShared {
 }
 
 pub enum FacilityMsg {
-    ZoneChanged(ZoneChange),
+    ZoneChanged(ZoneReport),
     Ready(oneshot::Sender<()>),
     View(oneshot::Sender<FacilityView>),
     Spots {
@@ -121,6 +142,25 @@ impl std::fmt::Debug for FacilityMsg {
     }
 }
 
+/// Zones report through a ref derived from these two, so they never see
+/// the facility's message type.
+impl From<ZoneReport> for FacilityMsg {
+    fn from(report: ZoneReport) -> Self {
+        FacilityMsg::ZoneChanged(report)
+    }
+}
+
+impl TryFrom<FacilityMsg> for ZoneReport {
+    type Error = FacilityMsg;
+
+    fn try_from(message: FacilityMsg) -> Result<Self, FacilityMsg> {
+        match message {
+            FacilityMsg::ZoneChanged(report) => Ok(report),
+            other => Err(other),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct FacilityActor;
 
@@ -140,11 +180,6 @@ struct ZoneSlot {
     /// The spots the zone last reported holding: what is routed to it.
     routed: Vec<SpotId>,
     actor: ActorRef<ZoneMsg>,
-    /// Zone seq published so far (`None` until the zone first reports).
-    seq: Option<Seq>,
-    view: ZoneView,
-    spots: Vec<SpotView>,
-    spot_index: HashMap<SpotId, usize>,
 }
 
 #[derive(Debug)]
@@ -155,14 +190,8 @@ pub struct FacilityState {
     shared: Arc<FacilityShared>,
     zones: HashMap<ZoneId, ZoneSlot>,
     by_actor: HashMap<ActorId, ZoneId>,
-    seq: Seq,
-    history: VecDeque<Arc<Delta>>,
-    updates: broadcast::Sender<Arc<Delta>>,
+    model: ReadModel,
     waiting: Vec<oneshot::Sender<()>>,
-    /// The last snapshot handed to a subscriber, shared (with its
-    /// encodings) by every subscriber that starts at the same state, so a
-    /// reconnect or relayout storm builds and encodes it once.
-    last_snapshot: Option<Arc<Snapshot>>,
     /// Names the next layout change.
     next_token: LayoutToken,
     /// A layout change whose record write failed, while its old record is
@@ -179,66 +208,19 @@ fn spot_ids(layout: &ZoneLayout) -> Vec<SpotId> {
     }
 }
 
-fn empty_view(layout: &ZoneLayout) -> ZoneView {
-    ZoneView {
-        id: layout.id.clone(),
-        name: layout.name.clone(),
-        capacity: match layout.shape {
-            ZoneShape::Counter { capacity, .. } => Some(capacity),
-            ZoneShape::Spots(_) => None,
-        },
-        counts: ZoneCounts::default(),
-    }
-}
-
-impl ZoneSlot {
-    /// Takes what a zone reported into the read model; says whether the
-    /// spots it holds differ from what was routed to it (a zone that missed
-    /// a layout change until it restarted), which are then routed instead.
-    fn take(&mut self, change: &ZoneChange) -> bool {
-        let before = self.view.counts.clone();
-        self.view.name.clone_from(&change.name);
-        self.view.capacity = change.capacity;
-        self.view.counts = change.counts.clone();
-        let mut reroute = false;
-        if change.full {
-            self.spot_index = change
-                .spots
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.id.clone(), i))
-                .collect();
-            self.spots = change.spots.clone();
-            if !self.routed.iter().eq(self.spots.iter().map(|s| &s.id)) {
-                self.routed = self.spots.iter().map(|s| s.id.clone()).collect();
-                reroute = true;
-            }
-        } else {
-            for spot in &change.spots {
-                if let Some(&i) = self.spot_index.get(&spot.id) {
-                    self.spots[i] = spot.clone();
-                }
-            }
-        }
-        record_spot_gauges(&before, &self.view.counts);
-        reroute
-    }
-}
-
 async fn spawn_zone(
     myself: &ActorRef<FacilityMsg>,
-    state_id: &FacilityId,
+    facility: &FacilityId,
     layout: &ZoneLayout,
     context: &ZoneContext,
 ) -> Result<ActorRef<ZoneMsg>, ActorProcessingErr> {
     let args = ZoneArgs {
-        key: ZoneKey::new(state_id.clone(), layout.id.clone()),
+        key: ZoneKey::new(facility.clone(), layout.id.clone()),
         layout: layout.clone(),
         context: context.clone(),
-        facility: myself.clone(),
+        reports: myself.get_derived(),
     };
-    let (actor, _) = Actor::spawn_linked(None, ZoneActor, args, myself.get_cell()).await?;
-    Ok(actor)
+    args.spawn(myself.get_cell()).await
 }
 
 impl FacilityState {
@@ -261,203 +243,64 @@ impl FacilityState {
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
     }
 
-    fn view(&self) -> FacilityView {
-        let layout = &self.record.layout;
-        let mut totals = ZoneCounts::default();
-        let zones: Vec<ZoneView> = layout
-            .zones
-            .iter()
-            .filter_map(|z| self.zones.get(&z.id))
-            .map(|slot| {
-                totals.add(&slot.view.counts);
-                slot.view.clone()
-            })
-            .collect();
-        FacilityView {
-            id: layout.id.clone(),
-            name: layout.name.clone(),
-            timezone: layout.timezone.clone(),
-            location: layout.location,
-            seq: self.seq,
-            totals,
-            zones,
-        }
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let spots = self
-            .record
-            .layout
-            .zones
-            .iter()
-            .filter_map(|z| self.zones.get(&z.id))
-            .flat_map(|slot| slot.spots.iter().cloned())
-            .collect();
-        Snapshot {
-            view: self.view(),
-            spots,
-            encoded: Default::default(),
-        }
-    }
-
-    fn ready(&self) -> bool {
-        self.zones.values().all(|z| z.seq.is_some())
-    }
-
     fn wake_waiters(&mut self) {
-        if self.ready() {
+        if self.model.is_ready() {
             for waiter in self.waiting.drain(..) {
                 let _ = waiter.send(());
             }
         }
     }
 
-    fn push_delta(&mut self, delta: Delta) {
-        let delta = Arc::new(delta);
-        if self.history.len() >= HISTORY {
-            self.history.pop_front();
-        }
-        self.history.push_back(Arc::clone(&delta));
-        // No receivers is fine: nobody is watching.
-        let _ = self.updates.send(delta);
-    }
-
-    fn zone_changed(&mut self, change: ZoneChange) {
-        let Some(slot) = self.zones.get_mut(&change.key.zone) else {
-            return;
-        };
-        let known = slot.seq;
-        // Older than what is shown (queued before a layout change took the
-        // zone's state directly): nothing new. A full report of the same
-        // seq is harmless.
-        if known.is_some_and(|k| change.zone_seq < k || (change.zone_seq == k && !change.full)) {
+    /// Takes a zone's report into the read model; a full report of spots
+    /// other than those routed to the zone (a zone that missed a layout
+    /// change until it restarted) routes what the zone really holds.
+    fn zone_changed(&mut self, report: ZoneReport) {
+        let zone = report.zone.clone();
+        let held: Option<Vec<SpotId>> = report
+            .full
+            .then(|| report.spots.iter().map(|s| s.id.clone()).collect());
+        if !self.model.zone_changed(report, Instant::now()) {
             return;
         }
-        self.last_snapshot = None;
-        let reroute = slot.take(&change);
-        let advance = change
-            .zone_seq
-            .0
-            .saturating_sub(known.unwrap_or(Seq::ZERO).0);
-        slot.seq = Some(change.zone_seq.max(known.unwrap_or(Seq::ZERO)));
-        let view = slot.view.clone();
-        if advance > 0 && known.is_some() {
-            let prev = self.seq;
-            self.seq = Seq(prev.0 + advance);
-            self.push_delta(Delta {
-                facility: self.id.clone(),
-                prev,
-                seq: self.seq,
-                zones: vec![view],
-                spots: change.spots,
-                relaid: change.full,
-                published_at: std::time::Instant::now(),
-                encoded: Default::default(),
-            });
-        } else if known.is_none() {
-            // First report of a zone at start-up: part of the initial state.
-            self.seq = Seq(self.seq.0 + change.zone_seq.0);
-        }
-        if reroute {
+        if let (Some(held), Some(slot)) = (held, self.zones.get_mut(&zone))
+            && slot.routed != held
+        {
+            slot.routed = held;
             self.publish_routes();
         }
         self.wake_waiters();
     }
 
-    fn shared_snapshot(&mut self) -> Arc<Snapshot> {
-        if let Some(snapshot) = &self.last_snapshot
-            && snapshot.view.seq == self.seq
-        {
-            return Arc::clone(snapshot);
-        }
-        let snapshot = Arc::new(self.snapshot());
-        self.last_snapshot = Some(Arc::clone(&snapshot));
-        snapshot
+    fn spots(&self, zone: &ZoneId) -> Result<Vec<SpotView>, ActorError> {
+        self.model
+            .spots(zone)
+            .ok_or_else(|| ActorError::UnknownZone(zone.to_string()))
     }
 
-    fn subscribe(&mut self, since: Option<Seq>) -> Subscription {
-        let updates = self.updates.subscribe();
-        let start = match since {
-            Some(since) if since == self.seq => Start::Resume(Vec::new()),
-            Some(since) if since < self.seq => {
-                let resumable = self
-                    .history
-                    .front()
-                    .is_some_and(|first| first.prev <= since)
-                    && self.history.iter().all(|d| !d.relaid || d.prev < since);
-                if resumable {
-                    Start::Resume(
-                        self.history
-                            .iter()
-                            .filter(|d| d.prev >= since)
-                            .cloned()
-                            .collect(),
-                    )
-                } else {
-                    Start::Snapshot(self.shared_snapshot())
-                }
+    fn zone_restarted(
+        &mut self,
+        myself: &ActorRef<FacilityMsg>,
+        zone: ZoneId,
+        layout: ZoneLayout,
+        actor: ActorRef<ZoneMsg>,
+    ) {
+        match self.zones.get_mut(&zone) {
+            Some(slot) if slot.layout == layout => {
+                slot.actor = actor.clone();
+                self.by_actor.insert(actor.get_id(), zone);
+                metrics::zone_restarted();
+                self.publish_routes();
             }
-            _ => Start::Snapshot(self.shared_snapshot()),
-        };
-        Subscription { start, updates }
-    }
-
-    fn candidates(&self, kind: Option<SpotKind>) -> Vec<ZoneId> {
-        let available = |slot: &ZoneSlot| match kind {
-            Some(k) => slot.view.counts.by_kind[k.index()].available,
-            None => slot.view.counts.overall.available,
-        };
-        let mut zones: Vec<(u32, usize, ZoneId)> = self
-            .record
-            .layout
-            .zones
-            .iter()
-            .enumerate()
-            .filter_map(|(i, z)| {
-                self.zones
-                    .get(&z.id)
-                    .map(|slot| (available(slot), i, z.id.clone()))
-            })
-            .collect();
-        // Zones that look free first (the read model may lag a commit),
-        // then the rest in layout order, so a stale count never hides room.
-        zones.sort_by_key(|(free, i, _)| (*free == 0, *i));
-        zones.into_iter().map(|(_, _, id)| id).collect()
-    }
-}
-
-fn record_spot_gauges(before: &ZoneCounts, after: &ZoneCounts) {
-    for state in parkme_engine::SpotState::ALL {
-        let diff = f64::from(after.overall.get(state)) - f64::from(before.overall.get(state));
-        if diff != 0.0 {
-            metrics::gauge!("parkme_spots", "state" => state.as_str()).increment(diff);
+            // Its layout changed while it was restarting: start it again on
+            // the one now declared.
+            Some(_) => {
+                actor.stop(Some("zone layout changed while restarting".into()));
+                restart_zone(myself, self, zone);
+            }
+            // It left the layout while it was restarting.
+            None => actor.stop(Some("zone no longer in this layout".into())),
         }
     }
-}
-
-/// Sends a request to a zone actor and waits for its answer; a zone that
-/// is gone (restarting) is `Unavailable`.
-pub(crate) async fn ask_zone<T>(
-    actor: &ActorRef<ZoneMsg>,
-    make: impl FnOnce(oneshot::Sender<Result<T, ActorError>>) -> ZoneMsg,
-) -> Result<T, ActorError> {
-    send_zone(actor, make)
-        .await
-        .unwrap_or(Err(ActorError::Unavailable("zone")))
-}
-
-/// Sends a request to a zone actor; its answer comes on the receiver,
-/// which closes unanswered if the zone is gone.
-pub(crate) fn send_zone<T>(
-    actor: &ActorRef<ZoneMsg>,
-    make: impl FnOnce(oneshot::Sender<Result<T, ActorError>>) -> ZoneMsg,
-) -> oneshot::Receiver<Result<T, ActorError>> {
-    let (tx, rx) = oneshot::channel();
-    metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").increment(1.0);
-    if actor.send_message(make(tx)).is_err() {
-        metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
-    }
-    rx
 }
 
 impl Actor for FacilityActor {
@@ -476,32 +319,22 @@ impl Actor for FacilityActor {
         for layout in &args.record.layout.zones {
             let actor = spawn_zone(&myself, &id, layout, &args.context).await?;
             by_actor.insert(actor.get_id(), layout.id.clone());
-            zones.insert(
-                layout.id.clone(),
-                ZoneSlot {
-                    layout: layout.clone(),
-                    routed: spot_ids(layout),
-                    actor,
-                    seq: None,
-                    view: empty_view(layout),
-                    spots: Vec::new(),
-                    spot_index: HashMap::new(),
-                },
-            );
+            let slot = ZoneSlot {
+                layout: layout.clone(),
+                routed: spot_ids(layout),
+                actor,
+            };
+            zones.insert(layout.id.clone(), slot);
         }
-        let (updates, _) = broadcast::channel(BROADCAST);
         let state = FacilityState {
             id,
-            seq: Seq(args.record.seq_base),
+            model: ReadModel::new(&args.record.layout, Seq(args.record.seq_base), true),
             record: args.record,
             context: args.context,
             shared: args.shared,
             zones,
             by_actor,
-            history: VecDeque::new(),
-            updates,
             waiting: Vec::new(),
-            last_snapshot: None,
             next_token: 0,
             unresolved: None,
             #[cfg(feature = "testing")]
@@ -517,65 +350,48 @@ impl Actor for FacilityActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            FacilityMsg::ZoneChanged(change) => state.zone_changed(change),
-            FacilityMsg::Ready(reply) => {
-                state.waiting.push(reply);
-                state.wake_waiters();
-            }
-            FacilityMsg::View(reply) => {
-                let _ = reply.send(state.view());
-            }
-            FacilityMsg::Spots { zone, reply } => {
-                let result = state
-                    .zones
-                    .get(&zone)
-                    .map(|slot| slot.spots.clone())
-                    .ok_or_else(|| ActorError::UnknownZone(zone.to_string()));
-                let _ = reply.send(result);
-            }
-            FacilityMsg::Candidates { kind, reply } => {
-                let _ = reply.send(state.candidates(kind));
-            }
-            FacilityMsg::Subscribe { since, reply } => {
-                let _ = reply.send(state.subscribe(since));
-            }
-            FacilityMsg::ZoneRestarted {
-                zone,
-                layout,
-                actor,
-            } => match state.zones.get_mut(&zone) {
-                Some(slot) if slot.layout == layout => {
-                    slot.actor = actor.clone();
-                    state.by_actor.insert(actor.get_id(), zone);
-                    metrics::counter!("parkme_actor_restarts_total", "actor" => "zone")
-                        .increment(1);
-                    state.publish_routes();
+        let span = tracing::debug_span!("facility", facility = %state.id, message = ?message);
+        async {
+            match message {
+                FacilityMsg::ZoneChanged(report) => state.zone_changed(report),
+                FacilityMsg::Ready(reply) => {
+                    state.waiting.push(reply);
+                    state.wake_waiters();
                 }
-                // Its layout changed while it was restarting: start it
-                // again on the one now declared.
-                Some(_) => {
-                    actor.stop(Some("zone layout changed while restarting".into()));
-                    restart_zone(&myself, state, zone);
+                FacilityMsg::View(reply) => {
+                    let _ = reply.send(state.model.view());
                 }
-                // It left the layout while it was restarting.
-                None => actor.stop(Some("zone no longer in this layout".into())),
-            },
-            FacilityMsg::Relayout { record, reply } => {
-                let result = relayout::run(&myself, state, record).await;
-                let _ = reply.send(result);
-            }
-            FacilityMsg::SetSensorKey {
-                generation,
-                hash,
-                reply,
-            } => {
-                let _ = reply.send(set_sensor_key(state, generation, hash).await);
-            }
-            FacilityMsg::RelayoutResolved { token } => {
-                relayout::resolved(&myself, state, token);
+                FacilityMsg::Spots { zone, reply } => {
+                    let _ = reply.send(state.spots(&zone));
+                }
+                FacilityMsg::Candidates { kind, reply } => {
+                    let _ = reply.send(state.model.candidates(kind));
+                }
+                FacilityMsg::Subscribe { since, reply } => {
+                    let _ = reply.send(state.model.subscribe(since, Instant::now()));
+                }
+                FacilityMsg::ZoneRestarted {
+                    zone,
+                    layout,
+                    actor,
+                } => state.zone_restarted(&myself, zone, layout, actor),
+                FacilityMsg::Relayout { record, reply } => {
+                    let _ = reply.send(relayout::run(&myself, state, record).await);
+                }
+                FacilityMsg::SetSensorKey {
+                    generation,
+                    hash,
+                    reply,
+                } => {
+                    let _ = reply.send(set_sensor_key(state, generation, hash).await);
+                }
+                FacilityMsg::RelayoutResolved { token } => {
+                    relayout::resolved(&myself, state, token);
+                }
             }
         }
+        .instrument(span)
+        .await;
         Ok(())
     }
 
@@ -609,7 +425,7 @@ impl Actor for FacilityActor {
         let Some(zone) = state.by_actor.remove(&cell.get_id()) else {
             return Ok(());
         };
-        metrics::counter!("parkme_actor_failures_total", "actor" => "zone").increment(1);
+        metrics::zone_failed();
         tracing::warn!(facility = %state.id, zone = %zone, error = %error, "zone actor failed; restarting from durable state");
         match &mut state.unresolved {
             // Not while a layout change it may have been part of is open:
@@ -682,9 +498,4 @@ async fn set_sensor_key(
         .await?;
     state.record = record;
     Ok(())
-}
-
-/// A facility's snapshot-encoding cache slot, for the edge.
-pub fn encoded_slot(cache: &[OnceLock<Arc<str>>; 2], with_spots: bool) -> &OnceLock<Arc<str>> {
-    &cache[usize::from(with_spots)]
 }

@@ -4,16 +4,21 @@
 //! Map of the crate, along the data path:
 //! - [`node`]: the API the edge calls; routes each request to the actor
 //!   that owns its facility or zone.
-//! - [`facility`]: one actor per facility; supervises its zone actors,
-//!   keeps the read model, numbers published changes (`seq`) and fans them
-//!   out.
-//! - [`zone`]: one actor per zone; owns the zone's state machine, journals
-//!   through the group committer and answers only once durable.
-//! - [`facility`]`::relayout` (private): a layout change, all or nothing,
-//!   with the facility record as its one commit point.
+//! - `facility` (private): one actor per facility; supervises its zone
+//!   actors, routes to them and feeds their reports into its read model;
+//!   `facility::relayout`: a layout change, all or nothing, with the
+//!   facility record as its one commit point.
+//! - [`read_model`]: a facility's read model as a plain value (views,
+//!   candidates, `seq`, history, broadcast, bounded snapshot builds), fed
+//!   by zone reports or by the owner's deltas.
+//! - `zone` (private): one actor per zone; owns the zone's state machine,
+//!   journals through the group committer and answers only once durable,
+//!   through its pump's typed replies.
 //! - [`probe`]: the steps of a layout change; with the `testing` feature,
 //!   a probe that stops a change at any of them.
-//! - [`publish`]: the snapshots and deltas readers receive.
+//! - [`publish`]: the snapshots and deltas readers receive, and what a
+//!   zone reports.
+//! - [`metrics`]: every metric family of this crate, named once.
 //! - [`record`]: the durable facility record.
 //! - [`clock`]: the node's clock (pausable in tests).
 //!
@@ -22,13 +27,19 @@
 
 pub mod clock;
 pub mod error;
-pub mod facility;
+mod facility;
+pub mod metrics;
 pub mod node;
 pub mod probe;
 pub mod publish;
+pub mod read_model;
 pub mod record;
-pub mod zone;
+mod zone;
 
 pub use error::ActorError;
-pub use node::{BookParams, Booked, KeyCheck, Node, NodeConfig, SensorKey, SensorReading};
-pub use publish::{Delta, FacilityView, Snapshot, Start, Subscription, ZoneView};
+pub use node::{BookParams, Booked, KeyCheck, Node, NodeConfig, SensorKey};
+pub use publish::{
+    Delta, EdgeCache, FacilityView, Snapshot, Start, Subscription, ZoneReport, ZoneView,
+};
+pub use read_model::ReadModel;
+pub use zone::{HOLD_LIMIT, MAX_HELD};

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use parkme_engine::codec;
 use parkme_engine::{
     Booking, BookingId, BookingRequest, EngineError, FacilityId, FacilityLayout, Millis, Plate,
-    Seq, SpotId, SpotKind, SpotView, UserId, ZoneId,
+    Reading, Seq, SpotId, SpotKind, SpotView, UserId, ZoneId,
 };
 use parkme_storage::{GroupCommit, Storage};
 use ractor::{Actor, ActorRef};
@@ -24,10 +24,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::error::ActorError;
-use crate::facility::{FacilityActor, FacilityArgs, FacilityMsg, FacilityShared, Routes, ask_zone};
+use crate::facility::{FacilityActor, FacilityArgs, FacilityMsg, FacilityShared, Routes};
+use crate::metrics;
 use crate::publish::{FacilityView, Subscription};
 use crate::record::{FacilityRecord, hash_key};
-use crate::zone::{SensorInput, ZoneContext, ZoneMsg};
+use crate::zone::{self, ZoneContext, ZoneMsg};
 
 /// Tunables of a node.
 #[derive(Debug, Clone)]
@@ -168,10 +169,7 @@ async fn upkeep(
         }
         match storage.upkeep(clock.now()).await {
             Ok(done) => {
-                metrics::counter!("parkme_storage_purged_total", "kind" => "idempotency_key")
-                    .increment(done.idempotency_keys);
-                metrics::counter!("parkme_storage_purged_total", "kind" => "booking")
-                    .increment(done.bookings);
+                metrics::purged(done.idempotency_keys, done.bookings);
                 if done.idempotency_keys + done.bookings > 0 {
                     tracing::info!(
                         idempotency_keys = done.idempotency_keys,
@@ -547,7 +545,7 @@ impl Node {
             .and_then(|z| routes.zones.get(z))
             .ok_or_else(|| EngineError::UnknownSpot(spot.clone()))?;
         let spot = spot.clone();
-        ask_zone(zone, |reply| ZoneMsg::SetService {
+        zone::ask(zone, |reply| ZoneMsg::SetService {
             spot,
             out_of_service,
             reply,
@@ -597,7 +595,7 @@ impl Node {
             };
             let request = request.clone();
             let idempotency = idempotency.clone();
-            let result = ask_zone(actor, |reply| ZoneMsg::Book {
+            let result = zone::ask(actor, |reply| ZoneMsg::Book {
                 request,
                 idempotency,
                 reply,
@@ -651,7 +649,7 @@ impl Node {
             .get(&booking.zone)
             .ok_or_else(|| EngineError::UnknownBooking(booking.id.clone()))?;
         let id = booking.id.clone();
-        match ask_zone(zone, |reply| ZoneMsg::Cancel { booking: id, reply }).await {
+        match zone::ask(zone, |reply| ZoneMsg::Cancel { booking: id, reply }).await {
             Err(ActorError::Engine(EngineError::UnknownBooking(_))) => {
                 // No longer live in its zone: it already ended.
                 let status = self
@@ -677,55 +675,28 @@ impl Node {
 
     /// Applies sensor readings of one facility; each result says whether
     /// that reading is durable (or why it was refused). Results come back
-    /// in the order of `inputs`.
+    /// in the order of `readings`.
     pub async fn sense(
         &self,
         id: &FacilityId,
-        inputs: Vec<SensorReading>,
+        readings: Vec<Reading>,
     ) -> Result<Vec<Result<(), ActorError>>, ActorError> {
         let routes = self.handle(id)?.shared.routes();
-        let mut results: Vec<Option<Result<(), ActorError>>> = vec![None; inputs.len()];
-        // Group readings per zone, keeping their order within each zone.
-        let mut per_zone: HashMap<ZoneId, (Vec<usize>, Vec<SensorInput>)> = HashMap::new();
-        for (i, reading) in inputs.into_iter().enumerate() {
-            let targets: Vec<ZoneId> = match &reading {
-                SensorReading::Spot { spot, .. } => match routes.spots.get(spot) {
-                    Some(zone) => vec![zone.clone()],
-                    None => {
-                        results[i] = Some(Err(EngineError::UnknownSpot(spot.clone()).into()));
-                        continue;
-                    }
-                },
-                SensorReading::Count { zone, .. } => {
-                    if routes.zones.contains_key(zone) {
-                        vec![zone.clone()]
-                    } else {
-                        results[i] = Some(Err(ActorError::UnknownZone(zone.to_string())));
-                        continue;
-                    }
-                }
-                SensorReading::Plate { .. } => routes.order.clone(),
-                SensorReading::Heartbeat => {
-                    results[i] = Some(Ok(()));
+        let mut results: Vec<Option<Result<(), ActorError>>> = vec![None; readings.len()];
+        // Readings per zone, keeping their order within each zone.
+        let mut per_zone: HashMap<ZoneId, (Vec<usize>, Vec<Reading>)> = HashMap::new();
+        for (i, reading) in readings.into_iter().enumerate() {
+            let zones = match routes.zones_of(&reading) {
+                Ok(zones) => zones,
+                Err(refused) => {
+                    results[i] = Some(refused);
                     continue;
                 }
             };
-            for zone in targets {
-                let input = match &reading {
-                    SensorReading::Spot { spot, occupied } => SensorInput::Spot {
-                        spot: spot.clone(),
-                        occupied: *occupied,
-                    },
-                    SensorReading::Count { delta, .. } => SensorInput::Count { delta: *delta },
-                    SensorReading::Plate { plate, direction } => SensorInput::Plate {
-                        plate: plate.clone(),
-                        direction: *direction,
-                    },
-                    SensorReading::Heartbeat => continue,
-                };
-                let entry = per_zone.entry(zone).or_default();
+            for zone in zones {
+                let entry = per_zone.entry(zone.clone()).or_default();
                 entry.0.push(i);
-                entry.1.push(input);
+                entry.1.push(reading.clone());
             }
         }
         let mut pending = Vec::with_capacity(per_zone.len());
@@ -733,16 +704,12 @@ impl Node {
             let Some(actor) = routes.zones.get(&zone) else {
                 continue;
             };
-            let (tx, rx) = oneshot::channel();
-            metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").increment(1.0);
-            if actor
-                .send_message(ZoneMsg::Sensor {
-                    inputs: batch,
-                    reply: tx,
-                })
-                .is_err()
-            {
-                metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
+            let (reply, rx) = oneshot::channel();
+            let message = ZoneMsg::Sense {
+                readings: batch,
+                reply,
+            };
+            if zone::send(actor, message).is_err() {
                 for i in indexes {
                     results[i] = Some(Err(ActorError::Unavailable("zone")));
                 }
@@ -828,24 +795,6 @@ impl Node {
     pub fn now(&self) -> Millis {
         self.inner.clock.now()
     }
-}
-
-/// One sensor reading as the edge parsed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SensorReading {
-    Spot {
-        spot: SpotId,
-        occupied: bool,
-    },
-    Count {
-        zone: ZoneId,
-        delta: i32,
-    },
-    Plate {
-        plate: Plate,
-        direction: parkme_engine::PlateDirection,
-    },
-    Heartbeat,
 }
 
 fn stripe(owner: &UserId, key: &str, stripes: usize) -> usize {

@@ -5,15 +5,60 @@
 //! a base carried across layout changes), so it is strictly increasing and
 //! survives restarts. A [`Delta`] takes a reader from `prev` to `seq`;
 //! deltas are built once and shared (`Arc`) by every subscriber, and each
-//! carries a cache so the edge encodes it once per wire shape.
+//! carries an [`EdgeCache`] where the edge keeps its encodings, so it
+//! encodes each once per wire shape. What a zone reports to its facility
+//! is a [`ZoneReport`].
 //!
-//! This module must never block or hold a lock across an await.
+//! These are plain values: they know no wire format (the edge converts
+//! them into the protocol crate's types). This module must never block or
+//! hold a lock across an await.
 
+use std::any::Any;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parkme_engine::{FacilityId, Location, Seq, SpotView, ZoneCounts, ZoneId};
 use tokio::sync::broadcast;
+
+/// What a zone publishes once a change of it is durable: its counts and
+/// the spots that changed (every spot when `full`).
+#[derive(Debug, Clone)]
+pub struct ZoneReport {
+    pub zone: ZoneId,
+    pub zone_seq: Seq,
+    pub name: String,
+    pub capacity: Option<u32>,
+    pub counts: ZoneCounts,
+    pub spots: Vec<SpotView>,
+    /// `spots` holds every spot (start-up or layout change).
+    pub full: bool,
+}
+
+/// Whatever the edge derives once from a snapshot or a delta (its
+/// encodings), kept beside it and shared with it. The actors never look
+/// inside.
+#[derive(Default)]
+pub struct EdgeCache(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl EdgeCache {
+    /// The edge's `T`, created on first use; `None` if another type was
+    /// stored first.
+    pub fn get_or_default<T: Any + Send + Sync + Default>(&self) -> Option<&T> {
+        self.0
+            .get_or_init(|| Arc::new(T::default()))
+            .downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for EdgeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "EdgeCache(filled)"
+        } else {
+            "EdgeCache(empty)"
+        })
+    }
+}
 
 /// One zone's counts as readers see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +86,8 @@ pub struct FacilityView {
 pub struct Snapshot {
     pub view: FacilityView,
     pub spots: Vec<SpotView>,
-    /// Encodings of this snapshot, filled by the first reader that needs
-    /// one: `[zones only, with spots]`.
-    pub encoded: [OnceLock<Arc<str>>; 2],
+    /// The edge's encodings of this snapshot.
+    pub edge: EdgeCache,
 }
 
 /// The change from `prev` to `seq`: only zones and spots that changed.
@@ -59,8 +103,8 @@ pub struct Delta {
     /// When the facility published it (after the commit behind it was
     /// durable): the start of the edge's delivery latency.
     pub published_at: Instant,
-    /// Encodings of this delta: `[zones only, with spots]`.
-    pub encoded: [OnceLock<Arc<str>>; 2],
+    /// The edge's encodings of this delta.
+    pub edge: EdgeCache,
 }
 
 /// How a new subscriber starts.
@@ -73,8 +117,14 @@ pub enum Start {
 }
 
 /// A live subscription: how to start, then every later delta in order.
+///
+/// A snapshot may be a recent one shared with other subscribers rather
+/// than one of this very moment (snapshot builds per facility are
+/// bounded): `catch_up` then holds the deltas from its seq on, and
+/// `updates` continues after them, so the chain stays gap-free.
 #[derive(Debug)]
 pub struct Subscription {
     pub start: Start,
+    pub catch_up: Vec<Arc<Delta>>,
     pub updates: broadcast::Receiver<Arc<Delta>>,
 }

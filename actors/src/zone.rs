@@ -4,49 +4,50 @@
 //! time, so deciding "is this spot free?" and taking it is one step: no
 //! locks, no double booking. A command is applied in memory at once (the
 //! next command sees it), its events are queued on the group committer,
-//! and the caller is answered by the zone's *pump* task only after the
-//! commit is durable, in seq order. If a commit fails the actor stops with
+//! and the caller is answered by the zone's *pump* ([`pump`]) only after
+//! the commit is durable, in seq order, with a typed pending reply (no
+//! closure, no task per request). If a commit fails the actor stops with
 //! an error and its facility restarts it from durable state.
 //!
 //! Hold expiry uses one actor timer armed for the earliest deadline; there
 //! is no polling loop and no scan of all bookings.
 //!
-//! A layout change is two-phase (see [`crate::facility`]): `Prepare`
-//! checks the new layout against the zone's state once everything before
-//! it is durable, and from then on the zone *holds* every command that
-//! could change it, so nothing slips in between the check and the change;
-//! `Commit` journals the new layout and then runs what was held, `Abort`
-//! just runs it. Holding is bounded: after [`HOLD_LIMIT`], or beyond
-//! [`MAX_HELD`] commands, commands are refused as retryable instead. On
-//! start-up a zone adopts the layout its facility record declares, so a
-//! crash between the commit point and `Commit` ends in the new layout.
+//! A layout change is two-phase ([`layout`]; the whole protocol is in the
+//! facility's `relayout` module): `Prepare` checks the new layout against
+//! the zone's state once everything before it is durable, and from then
+//! on the zone *holds* every command that could change it; `Commit`
+//! journals the new layout and then runs what was held, `Abort` just runs
+//! it. On start-up a zone adopts the layout its facility record declares.
+//!
+//! The zone reports what it published through a [`ZoneReports`] handle
+//! (a derived actor ref), so it knows nothing of its parent's messages.
 //!
 //! This actor must never answer a caller before the writes behind the
 //! answer are durable, never await anything but the committer's queue,
 //! and never decide on its own how a layout change ends.
 
-use std::sync::Arc;
-
 use parkme_engine::codec;
 use parkme_engine::zone::Effect;
 use parkme_engine::{
-    Booking, BookingId, BookingRequest, Command, EngineError, Event, Millis, Plate, PlateDirection,
-    Seq, SpotId, SpotView, ZoneLayout, ZoneSnapshot, ZoneState,
+    Booking, BookingId, BookingRequest, Command, EngineError, Event, Millis, Reading, Seq, SpotId,
+    SpotView, ZoneLayout, ZoneSnapshot, ZoneState,
 };
-use parkme_storage::group_commit::CommitTicket;
 use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::error::ActorError;
-use crate::facility::FacilityMsg;
+use crate::metrics;
+use crate::publish::ZoneReport;
 
 mod layout;
+mod pump;
 
 pub use layout::{HOLD_LIMIT, LayoutToken, MAX_HELD};
 use layout::{Hold, adopt_declared_layout};
+use pump::{Pending, PumpItem, PumpTargets};
 
 /// What a node shares with all its zone actors.
 #[derive(Debug, Clone)]
@@ -80,22 +81,6 @@ impl ZoneContext {
     }
 }
 
-/// One sensor reading, routed to the zone it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SensorInput {
-    Spot {
-        spot: SpotId,
-        occupied: bool,
-    },
-    Count {
-        delta: i32,
-    },
-    Plate {
-        plate: Plate,
-        direction: PlateDirection,
-    },
-}
-
 pub type Reply<T> = oneshot::Sender<Result<T, ActorError>>;
 
 pub enum ZoneMsg {
@@ -109,8 +94,9 @@ pub enum ZoneMsg {
         booking: BookingId,
         reply: Reply<Booking>,
     },
-    Sensor {
-        inputs: Vec<SensorInput>,
+    /// Readings routed to this zone, answered one result each.
+    Sense {
+        readings: Vec<Reading>,
         reply: oneshot::Sender<Vec<Result<(), ActorError>>>,
     },
     SetService {
@@ -131,7 +117,7 @@ pub enum ZoneMsg {
     /// state once durable), then run what was held.
     Commit {
         token: LayoutToken,
-        reply: Reply<ZoneChange>,
+        reply: Reply<ZoneReport>,
     },
     /// The layout change was abandoned: run what was held.
     Abort {
@@ -140,9 +126,6 @@ pub enum ZoneMsg {
     /// The hold of `token` reached [`HOLD_LIMIT`].
     HoldExpired {
         token: LayoutToken,
-    },
-    Spots {
-        reply: oneshot::Sender<Vec<SpotView>>,
     },
     Expire,
     CommitFailed(StorageError),
@@ -155,13 +138,12 @@ impl std::fmt::Debug for ZoneMsg {
         let name = match self {
             ZoneMsg::Book { .. } => "Book",
             ZoneMsg::Cancel { .. } => "Cancel",
-            ZoneMsg::Sensor { .. } => "Sensor",
+            ZoneMsg::Sense { .. } => "Sense",
             ZoneMsg::SetService { .. } => "SetService",
             ZoneMsg::Prepare { .. } => "Prepare",
             ZoneMsg::Commit { .. } => "Commit",
             ZoneMsg::Abort { .. } => "Abort",
             ZoneMsg::HoldExpired { .. } => "HoldExpired",
-            ZoneMsg::Spots { .. } => "Spots",
             ZoneMsg::Expire => "Expire",
             ZoneMsg::CommitFailed(_) => "CommitFailed",
             #[cfg(feature = "testing")]
@@ -172,14 +154,14 @@ impl std::fmt::Debug for ZoneMsg {
 }
 
 impl ZoneMsg {
-    /// Requests whose senders count them into `parkme_actor_mailbox_len`
-    /// (timer, pump and test messages are not counted).
+    /// Requests counted into the mailbox gauge by [`send`] (timer, pump and
+    /// test messages are not counted).
     fn is_counted(&self) -> bool {
         matches!(
             self,
             ZoneMsg::Book { .. }
                 | ZoneMsg::Cancel { .. }
-                | ZoneMsg::Sensor { .. }
+                | ZoneMsg::Sense { .. }
                 | ZoneMsg::SetService { .. }
                 | ZoneMsg::Prepare { .. }
                 | ZoneMsg::Commit { .. }
@@ -187,18 +169,74 @@ impl ZoneMsg {
     }
 }
 
-/// A zone's published change, sent to its facility after durability.
-#[derive(Debug, Clone)]
-pub struct ZoneChange {
-    pub key: ZoneKey,
-    pub zone_seq: Seq,
-    pub name: String,
-    pub capacity: Option<u32>,
-    pub counts: parkme_engine::ZoneCounts,
-    pub spots: Vec<SpotView>,
-    /// `spots` holds every spot (start-up or layout change).
-    pub full: bool,
+/// Sends a request to a zone actor, counting it in the mailbox gauge
+/// until the zone takes it; gives it back if the zone is gone.
+pub(crate) fn send(actor: &ActorRef<ZoneMsg>, message: ZoneMsg) -> Result<(), ZoneMsg> {
+    let counted = message.is_counted();
+    if counted {
+        metrics::mailbox_entered();
+    }
+    actor.send_message(message).map_err(|e| {
+        if counted {
+            metrics::mailbox_left();
+        }
+        match e {
+            ractor::MessagingErr::SendErr(message) => message,
+            // Not reachable for a typed ref; nothing to hand back.
+            _ => ZoneMsg::Expire,
+        }
+    })
 }
+
+/// Sends a request to a zone actor; its answer comes on the receiver,
+/// which closes unanswered if the zone is gone.
+pub(crate) fn request<T>(
+    actor: &ActorRef<ZoneMsg>,
+    make: impl FnOnce(Reply<T>) -> ZoneMsg,
+) -> oneshot::Receiver<Result<T, ActorError>> {
+    let (tx, rx) = oneshot::channel();
+    let _ = send(actor, make(tx));
+    rx
+}
+
+/// Sends a request to a zone actor and waits for its answer; a zone that
+/// is gone (restarting) is `Unavailable`.
+pub(crate) async fn ask<T>(
+    actor: &ActorRef<ZoneMsg>,
+    make: impl FnOnce(Reply<T>) -> ZoneMsg,
+) -> Result<T, ActorError> {
+    request(actor, make)
+        .await
+        .unwrap_or(Err(ActorError::Unavailable("zone")))
+}
+
+impl ZoneReport {
+    /// The zone's counts, without spots.
+    fn counts_of(key: &ZoneKey, zone: &ZoneState) -> ZoneReport {
+        ZoneReport {
+            zone: key.zone.clone(),
+            zone_seq: zone.seq(),
+            name: zone.layout().name.clone(),
+            capacity: zone.capacity(),
+            counts: zone.counts().clone(),
+            spots: Vec::new(),
+            full: false,
+        }
+    }
+
+    /// The zone's counts and every spot.
+    pub(crate) fn full(key: &ZoneKey, zone: &ZoneState) -> ZoneReport {
+        ZoneReport {
+            spots: zone.spots(),
+            full: true,
+            ..ZoneReport::counts_of(key, zone)
+        }
+    }
+}
+
+/// Where a zone reports its published changes: its facility, seen only
+/// as something that takes [`ZoneReport`]s.
+pub type ZoneReports = DerivedActorRef<ZoneReport>;
 
 /// Stateless actor; its state is [`ZoneActorState`].
 #[derive(Debug)]
@@ -211,16 +249,18 @@ pub struct ZoneArgs {
     /// it, a recovered one adopts it.
     pub layout: ZoneLayout,
     pub context: ZoneContext,
-    pub facility: ActorRef<FacilityMsg>,
+    pub reports: ZoneReports,
 }
 
-type OnDone = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
-
-struct PumpItem {
-    ticket: Option<CommitTicket>,
-    change: Option<ZoneChange>,
-    snapshot: Option<(Seq, Vec<u8>)>,
-    on_done: OnDone,
+impl ZoneArgs {
+    /// Starts the zone, supervised by `supervisor`.
+    pub async fn spawn(
+        self,
+        supervisor: ActorCell,
+    ) -> Result<ActorRef<ZoneMsg>, ActorProcessingErr> {
+        let (actor, _) = Actor::spawn_linked(None, ZoneActor, self, supervisor).await?;
+        Ok(actor)
+    }
 }
 
 pub struct ZoneActorState {
@@ -228,7 +268,7 @@ pub struct ZoneActorState {
     key: ZoneKey,
     epoch: Epoch,
     context: ZoneContext,
-    facility: ActorRef<FacilityMsg>,
+    reports: ZoneReports,
     pump: mpsc::UnboundedSender<PumpItem>,
     pump_task: JoinHandle<bool>,
     timer: Option<(Millis, JoinHandle<()>)>,
@@ -313,87 +353,35 @@ fn journal_writes(
     writes
 }
 
-/// The zone's counts, without spots.
-fn full_change_counts(key: &ZoneKey, zone: &ZoneState) -> ZoneChange {
-    ZoneChange {
-        key: key.clone(),
-        zone_seq: zone.seq(),
-        name: zone.layout().name.clone(),
-        capacity: zone.capacity(),
-        counts: zone.counts().clone(),
-        spots: Vec::new(),
-        full: false,
+/// The booking the last of `applied` touched.
+fn last_booking(applied: &[Applied]) -> Option<Booking> {
+    applied
+        .iter()
+        .rev()
+        .find_map(|(_, effect)| effect.booking.clone())
+}
+
+/// The zone command a reading asks for, at `now`: the one place a
+/// [`Reading`] becomes a [`Command`]. A heartbeat asks for none.
+fn sense_command(reading: Reading, now: Millis) -> Option<Command> {
+    match reading {
+        Reading::Spot { spot, occupied } => Some(Command::Sense {
+            spot,
+            occupied,
+            now,
+        }),
+        Reading::Count { delta, .. } => Some(Command::Count { delta, now }),
+        Reading::Plate { plate, direction } => Some(Command::Plate {
+            plate,
+            direction,
+            now,
+        }),
+        Reading::Heartbeat { .. } => None,
     }
 }
 
-/// The zone's counts and every spot.
-fn full_change(key: &ZoneKey, zone: &ZoneState) -> ZoneChange {
-    ZoneChange {
-        spots: zone.spots(),
-        full: true,
-        ..full_change_counts(key, zone)
-    }
-}
-
-async fn pump(
-    mut items: mpsc::UnboundedReceiver<PumpItem>,
-    zone: ActorRef<ZoneMsg>,
-    facility: ActorRef<FacilityMsg>,
-    commit: GroupCommit,
-    key: ZoneKey,
-    epoch: Epoch,
-) -> bool {
-    let mut failed = false;
-    // Snapshot writes run beside the pump; it waits for them before it
-    // ends, so a stopped zone writes nothing afterwards.
-    let mut snapshots = tokio::task::JoinSet::new();
-    while let Some(item) = items.recv().await {
-        while snapshots.try_join_next().is_some() {}
-        let result = match item.ticket {
-            Some(ticket) => ticket.wait().await,
-            // Nothing of its own to commit, but what it answers rests on
-            // every earlier commit.
-            None if failed => Err(StorageError::Poisoned(key.to_string())),
-            None => Ok(()),
-        };
-        match &result {
-            Ok(()) => {
-                if let Some(change) = item.change {
-                    let _ = facility.send_message(FacilityMsg::ZoneChanged(change));
-                }
-                if let Some((seq, bytes)) = item.snapshot {
-                    let storage = Arc::clone(commit.storage());
-                    let key = key.clone();
-                    snapshots.spawn(async move {
-                        let started = std::time::Instant::now();
-                        match storage.put_snapshot(&key, epoch, seq, bytes).await {
-                            Ok(()) => metrics::histogram!("parkme_snapshot_seconds")
-                                .record(started.elapsed().as_secs_f64()),
-                            Err(e) => tracing::warn!(zone = %key, error = %e, "snapshot failed"),
-                        }
-                    });
-                }
-            }
-            Err(e) if !failed => {
-                failed = true;
-                let _ = zone.send_message(ZoneMsg::CommitFailed(e.clone()));
-            }
-            Err(_) => {}
-        }
-        (item.on_done)(result);
-    }
-    while snapshots.join_next().await.is_some() {}
-    // Whether every commit it saw succeeded.
-    !failed
-}
-
-fn storage_error(e: StorageError) -> ActorError {
-    match e {
-        // A newer incarnation of this zone (a restart) claimed it before
-        // this write landed: the request did not happen and may be retried.
-        StorageError::Fenced { .. } => ActorError::Unavailable("zone"),
-        e => ActorError::Storage(e),
-    }
+fn refuse<T>(reply: Reply<T>, error: EngineError) {
+    let _ = reply.send(Err(error.into()));
 }
 
 impl ZoneActorState {
@@ -401,43 +389,14 @@ impl ZoneActorState {
         self.context.clock.now()
     }
 
-    /// Applies a command, queues its writes and hands the reply to the pump.
-    async fn run(
-        &mut self,
-        command: &Command,
-        extra: impl FnOnce(&[Applied]) -> Vec<Write>,
-        on_done: impl FnOnce(Result<(), StorageError>, Vec<Applied>) + Send + 'static,
-    ) -> Result<(), EngineError> {
-        let applied = self.zone.execute(command)?;
-        self.commit_applied(applied, extra, on_done).await;
-        Ok(())
-    }
-
-    /// Journals applied events (plus `extra` writes) and queues `on_done`
-    /// to run once they are durable.
-    async fn commit_applied(
-        &mut self,
-        applied: Vec<Applied>,
-        extra: impl FnOnce(&[Applied]) -> Vec<Write>,
-        on_done: impl FnOnce(Result<(), StorageError>, Vec<Applied>) + Send + 'static,
-    ) {
-        if applied.is_empty() {
-            self.queue(None, None, None, Box::new(move |r| on_done(r, Vec::new())));
-            return;
-        }
-        metrics::counter!("parkme_zone_events_total").increment(applied.len() as u64);
-        let mut writes = journal_writes(
-            &self.context,
-            &self.key,
-            self.epoch,
-            self.zone.seq(),
-            &applied,
-        );
-        // Spots touched by the batch, once each, in first-touch order.
+    /// The change applied events publish: the spots they touched (once
+    /// each, in first-touch order, in their final state), or every spot
+    /// after a layout change.
+    fn change_of(&mut self, applied: &[Applied]) -> ZoneReport {
         let mut touched: Vec<&SpotId> = Vec::new();
         let mut seen: std::collections::HashSet<&SpotId> = std::collections::HashSet::new();
         let mut relaid = false;
-        for (_, effect) in &applied {
+        for (_, effect) in applied {
             if let Some(spot) = &effect.spot
                 && seen.insert(spot)
             {
@@ -448,51 +407,58 @@ impl ZoneActorState {
         if relaid {
             // Recovery then starts from an image in the new layout.
             self.since_snapshot = self.context.snapshot_every;
+            return ZoneReport::full(&self.key, &self.zone);
         }
-        // Every event is already applied: these are the spots' final states.
-        let spots: Vec<SpotView> = touched
-            .into_iter()
-            .filter_map(|spot| self.zone.spot(spot))
-            .collect();
-        writes.extend(extra(&applied));
-        let change = if relaid {
-            full_change(&self.key, &self.zone)
-        } else {
-            ZoneChange {
-                spots,
-                full: false,
-                ..full_change_counts(&self.key, &self.zone)
-            }
-        };
+        ZoneReport {
+            spots: touched
+                .into_iter()
+                .filter_map(|spot| self.zone.spot(spot))
+                .collect(),
+            ..ZoneReport::counts_of(&self.key, &self.zone)
+        }
+    }
+
+    /// Journals applied events (plus `extra` writes) and queues `pending`
+    /// to be answered once they are durable.
+    async fn commit_applied(&mut self, applied: Vec<Applied>, extra: Vec<Write>, pending: Pending) {
+        if applied.is_empty() {
+            self.queue(None, None, None, pending);
+            return;
+        }
+        metrics::zone_events(applied.len());
+        let mut writes = journal_writes(
+            &self.context,
+            &self.key,
+            self.epoch,
+            self.zone.seq(),
+            &applied,
+        );
+        writes.extend(extra);
+        let change = self.change_of(&applied);
         self.since_snapshot += applied.len() as u64;
         let snapshot = (self.since_snapshot >= self.context.snapshot_every).then(|| {
             self.since_snapshot = 0;
             (self.zone.seq(), codec::encode_stored(&self.zone.snapshot()))
         });
         let ticket = self.context.commit.submit(writes).await;
-        self.queue(
-            Some(ticket),
-            Some(change),
-            snapshot,
-            Box::new(move |r| on_done(r, applied)),
-        );
+        self.queue(Some(ticket), Some(change), snapshot, pending);
     }
 
     fn queue(
         &self,
-        ticket: Option<CommitTicket>,
-        change: Option<ZoneChange>,
+        ticket: Option<parkme_storage::group_commit::CommitTicket>,
+        change: Option<ZoneReport>,
         snapshot: Option<(Seq, Vec<u8>)>,
-        on_done: OnDone,
+        pending: Pending,
     ) {
         let item = PumpItem {
             ticket,
             change,
             snapshot,
-            on_done,
+            pending,
         };
         if let Err(mpsc::error::SendError(item)) = self.pump.send(item) {
-            (item.on_done)(Err(StorageError::Closed));
+            item.pending.answer(Err(StorageError::Closed));
         }
     }
 
@@ -515,18 +481,160 @@ impl ZoneActorState {
             self.timer = Some((at, handle));
         }
     }
-}
 
-fn booking_reply(
-    reply: Reply<Booking>,
-) -> impl FnOnce(Result<(), StorageError>, Vec<Applied>) + Send + 'static {
-    move |result, applied| {
-        let booking = applied
-            .into_iter()
-            .rev()
-            .find_map(|(_, effect)| effect.booking)
-            .ok_or(ActorError::Unavailable("zone"));
-        let _ = reply.send(result.map_err(storage_error).and(booking));
+    /// A command that changes the zone: held while a layout change is
+    /// prepared, run otherwise.
+    async fn command_or_hold(&mut self, message: ZoneMsg) {
+        match self.hold.as_mut() {
+            Some(hold) => hold.keep(message),
+            None => self.command(message).await,
+        }
+    }
+
+    /// Runs one command that changes the zone.
+    async fn command(&mut self, message: ZoneMsg) {
+        match message {
+            ZoneMsg::Book {
+                request,
+                idempotency,
+                reply,
+            } => self.book(request, idempotency, reply).await,
+            ZoneMsg::Cancel { booking, reply } => self.cancel(booking, reply).await,
+            ZoneMsg::Sense { readings, reply } => self.sense(readings, reply).await,
+            ZoneMsg::SetService {
+                spot,
+                out_of_service,
+                reply,
+            } => self.set_service(spot, out_of_service, reply).await,
+            ZoneMsg::Expire => self.expire().await,
+            other => debug_assert!(false, "{other:?} is not a zone command"),
+        }
+    }
+
+    async fn book(
+        &mut self,
+        request: BookingRequest,
+        idempotency: Option<(String, Millis)>,
+        reply: Reply<Booking>,
+    ) {
+        let owner = request.owner.clone();
+        let applied = match self.zone.execute(&Command::Book(request)) {
+            Ok(applied) => applied,
+            Err(e) => return refuse(reply, e),
+        };
+        let booking = last_booking(&applied);
+        let extra = match (idempotency, &booking) {
+            (Some((key, expires_at)), Some(booking)) => vec![Write::Idempotency {
+                owner,
+                key,
+                booking: booking.id.clone(),
+                expires_at,
+            }],
+            _ => Vec::new(),
+        };
+        self.commit_applied(applied, extra, Pending::Booking { reply, booking })
+            .await;
+    }
+
+    async fn cancel(&mut self, booking: BookingId, reply: Reply<Booking>) {
+        let command = Command::Cancel {
+            booking,
+            now: self.now(),
+        };
+        let applied = match self.zone.execute(&command) {
+            Ok(applied) => applied,
+            Err(e) => return refuse(reply, e),
+        };
+        let booking = last_booking(&applied);
+        self.commit_applied(applied, Vec::new(), Pending::Booking { reply, booking })
+            .await;
+    }
+
+    async fn set_service(&mut self, spot: SpotId, out_of_service: bool, reply: Reply<SpotView>) {
+        let before = self.zone.spot(&spot);
+        let command = Command::SetService {
+            spot: spot.clone(),
+            out_of_service,
+        };
+        let applied = match self.zone.execute(&command) {
+            Ok(applied) => applied,
+            Err(e) => return refuse(reply, e),
+        };
+        let view = self.zone.spot(&spot).or(before);
+        self.commit_applied(applied, Vec::new(), Pending::Spot { reply, view })
+            .await;
+    }
+
+    async fn sense(
+        &mut self,
+        readings: Vec<Reading>,
+        reply: oneshot::Sender<Vec<Result<(), ActorError>>>,
+    ) {
+        let now = self.now();
+        let mut results = Vec::with_capacity(readings.len());
+        let mut applied = Vec::new();
+        for reading in readings {
+            let Some(command) = sense_command(reading, now) else {
+                results.push(Ok(()));
+                continue;
+            };
+            match self.zone.decide(&command) {
+                Ok(decided) => {
+                    for event in decided {
+                        let effect = self.zone.apply(&event);
+                        applied.push((event, effect));
+                    }
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e.into())),
+            }
+        }
+        self.commit_applied(applied, Vec::new(), Pending::Sense { reply, results })
+            .await;
+    }
+
+    async fn expire(&mut self) {
+        let command = Command::ExpireDue { now: self.now() };
+        match self.zone.execute(&command) {
+            Ok(applied) => {
+                let expired = applied.len() as u64;
+                self.commit_applied(applied, Vec::new(), Pending::Expiry { expired })
+                    .await;
+            }
+            Err(e) => tracing::warn!(zone = %self.key, error = %e, "expiry refused"),
+        }
+    }
+
+    /// Stops the pump (it answers what is queued first), then leaves a
+    /// snapshot so the next start replays nothing; not for a zone that
+    /// leaves its layout, which is about to be forgotten.
+    async fn close(&mut self) {
+        if let Some((_, handle)) = self.timer.take() {
+            handle.abort();
+        }
+        let leaving = match self.hold.take() {
+            Some(hold) => {
+                hold.timer.abort();
+                hold.target.is_none()
+            }
+            None => false,
+        };
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.pump, closed));
+        let drained =
+            tokio::time::timeout(std::time::Duration::from_secs(3), &mut self.pump_task).await;
+        if matches!(drained, Ok(Ok(true))) && self.since_snapshot > 0 && !leaving {
+            let bytes = codec::encode_stored(&self.zone.snapshot());
+            let storage = self.context.commit.storage();
+            pump::write_snapshot(
+                storage.as_ref(),
+                &self.key,
+                self.epoch,
+                self.zone.seq(),
+                bytes,
+            )
+            .await;
+        }
     }
 }
 
@@ -557,22 +665,21 @@ impl Actor for ZoneActor {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let pump_task = tokio::spawn(pump(
-            rx,
-            myself.clone(),
-            args.facility.clone(),
-            args.context.commit.clone(),
-            args.key.clone(),
+        let targets = PumpTargets {
+            zone: myself.clone(),
+            reports: args.reports.clone(),
+            commit: args.context.commit.clone(),
+            key: args.key.clone(),
             epoch,
-        ));
+        };
         Ok(ZoneActorState {
             zone,
             key: args.key,
             epoch,
             context: args.context,
-            facility: args.facility,
+            reports: args.reports,
             pump: tx,
-            pump_task,
+            pump_task: tokio::spawn(pump::pump(rx, targets)),
             timer: None,
             since_snapshot: adopted,
             hold: None,
@@ -584,10 +691,9 @@ impl Actor for ZoneActor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let change = full_change(&state.key, &state.zone);
         let _ = state
-            .facility
-            .send_message(FacilityMsg::ZoneChanged(change));
+            .reports
+            .send_message(ZoneReport::full(&state.key, &state.zone));
         // Holds that ran out while the zone was down expire now.
         state.rearm(&myself);
         Ok(())
@@ -598,36 +704,7 @@ impl Actor for ZoneActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some((_, handle)) = state.timer.take() {
-            handle.abort();
-        }
-        // A zone leaving its layout is about to be forgotten: no snapshot.
-        let leaving = match state.hold.take() {
-            Some(hold) => {
-                hold.timer.abort();
-                hold.target.is_none()
-            }
-            None => false,
-        };
-        // Let the pump answer what is queued (closing its channel ends it),
-        // then leave a snapshot so the next start replays nothing.
-        let (closed, _) = mpsc::unbounded_channel();
-        drop(std::mem::replace(&mut state.pump, closed));
-        let drained =
-            tokio::time::timeout(std::time::Duration::from_secs(3), &mut state.pump_task).await;
-        if matches!(drained, Ok(Ok(true))) && state.since_snapshot > 0 && !leaving {
-            let storage = state.context.commit.storage();
-            let bytes = codec::encode_stored(&state.zone.snapshot());
-            let started = std::time::Instant::now();
-            match storage
-                .put_snapshot(&state.key, state.epoch, state.zone.seq(), bytes)
-                .await
-            {
-                Ok(()) => metrics::histogram!("parkme_snapshot_seconds")
-                    .record(started.elapsed().as_secs_f64()),
-                Err(e) => tracing::warn!(zone = %state.key, error = %e, "final snapshot failed"),
-            }
-        }
+        state.close().await;
         Ok(())
     }
 
@@ -638,8 +715,10 @@ impl Actor for ZoneActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if message.is_counted() {
-            metrics::gauge!("parkme_actor_mailbox_len", "actor" => "zone").decrement(1.0);
+            metrics::mailbox_left();
         }
+        let span = tracing::debug_span!("zone", zone = %state.key, message = ?message);
+        let _entered = span.enter();
         match message {
             ZoneMsg::Prepare {
                 token,
@@ -649,177 +728,14 @@ impl Actor for ZoneActor {
             ZoneMsg::Commit { token, reply } => state.commit_layout(token, reply).await,
             ZoneMsg::Abort { token } => state.abort_layout(token).await,
             ZoneMsg::HoldExpired { token } => state.expire_hold(token),
-            ZoneMsg::Spots { reply } => {
-                let _ = reply.send(state.zone.spots());
-            }
             ZoneMsg::CommitFailed(e) => {
                 return Err(format!("journal commit failed for {}: {e}", state.key).into());
             }
             #[cfg(feature = "testing")]
             ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),
-            // What is left changes the zone: held while a layout change is
-            // prepared, run otherwise.
-            command => match state.hold.as_mut() {
-                Some(hold) => hold.keep(command),
-                None => state.command(command).await,
-            },
+            command => state.command_or_hold(command).await,
         }
         state.rearm(&myself);
         Ok(())
     }
-}
-
-impl ZoneActorState {
-    /// Runs one command that changes the zone.
-    async fn command(&mut self, message: ZoneMsg) {
-        match message {
-            ZoneMsg::Book {
-                request,
-                idempotency,
-                reply,
-            } => {
-                let owner = request.owner.clone();
-                let command = Command::Book(request);
-                let extra = move |applied: &[Applied]| {
-                    let booking = applied.iter().find_map(|(_, e)| e.booking.as_ref());
-                    match (idempotency, booking) {
-                        (Some((key, expires_at)), Some(booking)) => vec![Write::Idempotency {
-                            owner,
-                            key,
-                            booking: booking.id.clone(),
-                            expires_at,
-                        }],
-                        _ => Vec::new(),
-                    }
-                };
-                let (tx, rx) = oneshot::channel();
-                match self.run(&command, extra, booking_reply(tx)).await {
-                    Ok(()) => forward(rx, reply),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                }
-            }
-            ZoneMsg::Cancel { booking, reply } => {
-                let command = Command::Cancel {
-                    booking,
-                    now: self.now(),
-                };
-                let (tx, rx) = oneshot::channel();
-                match self.run(&command, |_| Vec::new(), booking_reply(tx)).await {
-                    Ok(()) => forward(rx, reply),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                }
-            }
-            ZoneMsg::Sensor { inputs, reply } => {
-                handle_sensor(self, inputs, reply).await;
-            }
-            ZoneMsg::SetService {
-                spot,
-                out_of_service,
-                reply,
-            } => {
-                let command = Command::SetService {
-                    spot: spot.clone(),
-                    out_of_service,
-                };
-                let view = self.zone.spot(&spot);
-                let (tx, rx) = oneshot::channel::<Result<(), ActorError>>();
-                let done = move |r: Result<(), StorageError>, _| {
-                    let _ = tx.send(r.map_err(storage_error));
-                };
-                match self.run(&command, |_| Vec::new(), done).await {
-                    Ok(()) => {
-                        let after = self.zone.spot(&spot).or(view);
-                        tokio::spawn(async move {
-                            let result = rx.await.unwrap_or(Err(ActorError::Unavailable("zone")));
-                            let _ = reply.send(
-                                result.and_then(|()| after.ok_or(ActorError::Unavailable("zone"))),
-                            );
-                        });
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
-                }
-            }
-            ZoneMsg::Expire => {
-                let command = Command::ExpireDue { now: self.now() };
-                let result = self.run(
-                    &command,
-                    |_| Vec::new(),
-                    |_, applied| {
-                        if !applied.is_empty() {
-                            metrics::counter!("parkme_bookings_expired_total")
-                                .increment(applied.len() as u64);
-                        }
-                    },
-                );
-                if let Err(e) = result.await {
-                    tracing::warn!(zone = %self.key, error = %e, "expiry refused");
-                }
-            }
-            other => debug_assert!(false, "{other:?} is not a zone command"),
-        }
-    }
-}
-
-fn forward<T: Send + 'static>(rx: oneshot::Receiver<Result<T, ActorError>>, reply: Reply<T>) {
-    tokio::spawn(async move {
-        let result = rx.await.unwrap_or(Err(ActorError::Unavailable("zone")));
-        let _ = reply.send(result);
-    });
-}
-
-async fn handle_sensor(
-    state: &mut ZoneActorState,
-    inputs: Vec<SensorInput>,
-    reply: oneshot::Sender<Vec<Result<(), ActorError>>>,
-) {
-    let now = state.now();
-    let mut results: Vec<Result<(), ActorError>> = Vec::with_capacity(inputs.len());
-    let mut events = Vec::new();
-    for input in inputs {
-        let command = match input {
-            SensorInput::Spot { spot, occupied } => Command::Sense {
-                spot,
-                occupied,
-                now,
-            },
-            SensorInput::Count { delta } => Command::Count { delta, now },
-            SensorInput::Plate { plate, direction } => Command::Plate {
-                plate,
-                direction,
-                now,
-            },
-        };
-        match state.zone.decide(&command) {
-            Ok(decided) => {
-                for event in decided {
-                    let effect = state.zone.apply(&event);
-                    events.push((event, effect));
-                }
-                results.push(Ok(()));
-            }
-            Err(e) => results.push(Err(e.into())),
-        }
-    }
-    state
-        .commit_applied(
-            events,
-            |_| Vec::new(),
-            move |result, _| {
-                let results = match result {
-                    Ok(()) => results,
-                    Err(e) => results
-                        .into_iter()
-                        .map(|_| Err(storage_error(e.clone())))
-                        .collect(),
-                };
-                let _ = reply.send(results);
-            },
-        )
-        .await;
 }

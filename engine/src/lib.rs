@@ -10,6 +10,7 @@
 //! - [`booking`]: the booking record and its lifecycle rules.
 //! - [`counts`]: `{total, available, reserved, occupied, out_of_service}`
 //!   overall and per kind.
+//! - [`reading`]: one sensor reading, parsed once at the edge.
 //! - [`zone`]: the zone state machine. Commands are *decided* into events,
 //!   events are *applied* to state; replaying the events of a zone rebuilds
 //!   exactly the same state.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod ids;
 pub mod kinds;
 pub mod layout;
+pub mod reading;
 pub mod zone;
 
 pub use booking::{Booking, BookingRequest};
@@ -34,4 +36,5 @@ pub use error::EngineError;
 pub use ids::{BookingId, FacilityId, IdError, Millis, Plate, Seq, SpotId, UserId, ZoneId};
 pub use kinds::{BookingStatus, PlateDirection, SpotKind, SpotState};
 pub use layout::{FacilityLayout, Location, SpotLayout, ZoneLayout, ZoneShape};
+pub use reading::Reading;
 pub use zone::{Command, Event, SpotView, ZoneSnapshot, ZoneState};

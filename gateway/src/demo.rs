@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use parkme_actors::SensorReading;
+use parkme_engine::Reading as SensorReading;
 use parkme_engine::{
     FacilityId, FacilityLayout, Location, SpotId, SpotKind, SpotLayout, ZoneId, ZoneLayout,
     ZoneShape,

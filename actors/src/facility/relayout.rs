@@ -40,20 +40,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parkme_engine::{FacilityId, Seq, ZoneCounts, ZoneId, ZoneLayout, ZoneState};
+use parkme_engine::{FacilityId, Seq, ZoneId, ZoneLayout, ZoneState};
 use parkme_storage::{Storage, StorageError, ZoneKey};
 use ractor::ActorRef;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::{
-    FacilityMsg, FacilityState, ZoneSlot, empty_view, record_spot_gauges, send_zone, spawn_zone,
-    spot_ids,
-};
+use super::{FacilityMsg, FacilityState, ZoneSlot, spawn_zone, spot_ids};
 use crate::error::ActorError;
 use crate::probe::{RelayoutStep, StepAction};
-use crate::publish::{Delta, ZoneView};
+use crate::publish::ZoneReport;
 use crate::record::FacilityRecord;
-use crate::zone::{LayoutToken, ZoneChange, ZoneMsg};
+use crate::zone::{self, LayoutToken, ZoneMsg};
 
 /// How long the zones together may take to check a change.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -214,7 +211,7 @@ async fn prepare(
         };
         let actor = slot.actor.clone();
         let leaving = layout.is_none();
-        let answer = send_zone(&actor, |reply| ZoneMsg::Prepare {
+        let answer = zone::request(&actor, |reply| ZoneMsg::Prepare {
             token,
             layout,
             reply,
@@ -419,14 +416,14 @@ async fn commit_zones(
     state: &FacilityState,
     prepared: &[Prepared],
     token: LayoutToken,
-) -> HashMap<ZoneId, ZoneChange> {
+) -> HashMap<ZoneId, ZoneReport> {
     let mut asked = Vec::new();
     for zone in prepared.iter().filter(|p| !p.leaving) {
         if reached(state, RelayoutStep::ZoneCommit(zone.zone.clone())).await == StepAction::Fail {
             #[cfg(feature = "testing")]
             let _ = zone.actor.send_message(ZoneMsg::Panic);
         }
-        let answer = send_zone(&zone.actor, |reply| ZoneMsg::Commit { token, reply });
+        let answer = zone::request(&zone.actor, |reply| ZoneMsg::Commit { token, reply });
         asked.push((zone.zone.clone(), answer));
     }
     let deadline = Instant::now() + COMMIT_TIMEOUT;
@@ -455,79 +452,48 @@ fn install(
     record: FacilityRecord,
     plan: &Plan,
     started: Vec<(ZoneLayout, ActorRef<ZoneMsg>)>,
-    mut acks: HashMap<ZoneId, ZoneChange>,
+    acks: HashMap<ZoneId, ZoneReport>,
 ) -> Vec<(ZoneId, ActorRef<ZoneMsg>)> {
-    let prev = state.seq;
     for layout in &plan.changed {
-        let Some(slot) = state.zones.get_mut(&layout.id) else {
-            continue;
-        };
-        slot.layout = layout.clone();
-        if let Some(change) = acks.remove(&layout.id) {
-            slot.take(&change);
-            slot.seq = Some(change.zone_seq.max(slot.seq.unwrap_or(Seq::ZERO)));
+        if let Some(slot) = state.zones.get_mut(&layout.id) {
+            slot.layout = layout.clone();
+            if let Some(ack) = acks.get(&layout.id) {
+                slot.routed = ack.spots.iter().map(|s| s.id.clone()).collect();
+            }
         }
     }
     let mut leaving = Vec::with_capacity(plan.removed.len());
     for id in &plan.removed {
         if let Some(slot) = state.zones.remove(id) {
             state.by_actor.remove(&slot.actor.get_id());
-            record_spot_gauges(&slot.view.counts, &ZoneCounts::default());
             leaving.push((id.clone(), slot.actor));
         }
     }
+    let mut reports: Vec<ZoneReport> = acks.into_values().collect();
     for (layout, actor) in started {
         // A new zone starts empty at seq 0 (its storage was dropped), and
         // its first report at seq 0 publishes nothing: the read model (and
-        // the delta below) must already hold its spots and counts.
-        let fresh = ZoneState::new(state.id.clone(), layout.clone());
-        let spots = fresh.spots();
-        record_spot_gauges(&ZoneCounts::default(), fresh.counts());
-        state.zones.insert(
-            layout.id.clone(),
-            ZoneSlot {
-                routed: spot_ids(&layout),
-                actor,
-                seq: Some(Seq::ZERO),
-                view: ZoneView {
-                    counts: fresh.counts().clone(),
-                    ..empty_view(&layout)
-                },
-                spot_index: spots
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (s.id.clone(), i))
-                    .collect(),
-                spots,
-                layout,
-            },
-        );
+        // the delta) must already hold its spots and counts.
+        let key = ZoneKey::new(state.id.clone(), layout.id.clone());
+        reports.push(ZoneReport::full(
+            &key,
+            &ZoneState::new(state.id.clone(), layout.clone()),
+        ));
+        let slot = ZoneSlot {
+            routed: spot_ids(&layout),
+            actor,
+            layout,
+        };
+        state.zones.insert(slot.layout.id.clone(), slot);
     }
+    state.model.relayout(
+        &record.layout,
+        record.seq_base,
+        reports,
+        std::time::Instant::now(),
+    );
     state.record = record;
-    state.last_snapshot = None;
     state.publish_routes();
-    // The facility seq is its base plus the zones' seqs, as after a
-    // restart; the change itself is one step of the base.
-    let published: u64 = state
-        .zones
-        .values()
-        .filter_map(|z| z.seq)
-        .map(|s| s.0)
-        .sum();
-    let seq = state.record.seq_base + published;
-    debug_assert!(seq > prev.0, "layout change moved seq from {prev} to {seq}");
-    state.seq = Seq(seq.max(prev.0 + 1));
-    let snapshot = state.snapshot();
-    state.push_delta(Delta {
-        facility: state.id.clone(),
-        prev,
-        seq: state.seq,
-        zones: snapshot.view.zones,
-        spots: snapshot.spots,
-        relaid: true,
-        published_at: std::time::Instant::now(),
-        encoded: Default::default(),
-    });
     leaving
 }
 

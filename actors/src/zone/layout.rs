@@ -1,5 +1,5 @@
-//! A zone's part in a layout change (see [`crate::facility`] for the whole
-//! protocol): the check and the hold of `Prepare`, the change of `Commit`,
+//! A zone's part in a layout change (see the facility's `relayout` module
+//! for the whole protocol): the check and the hold of `Prepare`, the change of `Commit`,
 //! the release of `Abort`, and on start-up the adoption of the layout the
 //! facility record declares.
 //!
@@ -9,15 +9,15 @@
 use std::time::Duration;
 
 use parkme_engine::{Command, Seq, ZoneLayout, ZoneState};
-use parkme_storage::{Epoch, StorageError, ZoneKey};
+use parkme_storage::{Epoch, ZoneKey};
 use ractor::ActorRef;
 use tokio::task::JoinHandle;
 
-use super::{
-    Reply, ZoneActorState, ZoneChange, ZoneContext, ZoneMsg, full_change, journal_writes,
-    storage_error,
-};
+use super::pump::Pending;
+use super::{Reply, ZoneActorState, ZoneContext, ZoneMsg, journal_writes};
 use crate::error::ActorError;
+use crate::metrics;
+use crate::publish::ZoneReport;
 
 /// Names one layout change, so a zone never takes one change's `Commit`
 /// or `Abort` for another's.
@@ -82,7 +82,7 @@ impl Hold {
     /// "retry"; a dropped expiry tick is re-armed on release).
     pub(super) fn keep(&mut self, message: ZoneMsg) {
         if self.refusing || self.held.len() >= MAX_HELD {
-            metrics::counter!("parkme_layout_refused_commands_total").increment(1);
+            metrics::layout_refused(1);
             drop(message);
         } else {
             self.held.push(message);
@@ -120,14 +120,7 @@ impl ZoneActorState {
         // state once everything queued before it is durable, and nothing
         // changes the zone from here on.
         let seq = self.zone.seq();
-        self.queue(
-            None,
-            None,
-            None,
-            Box::new(move |result| {
-                let _ = reply.send(result.map(|()| seq).map_err(storage_error));
-            }),
-        );
+        self.queue(None, None, None, Pending::Prepared { reply, seq });
         let target = myself.clone();
         let timer = tokio::spawn(async move {
             tokio::time::sleep(HOLD_LIMIT).await;
@@ -145,7 +138,7 @@ impl ZoneActorState {
 
     /// Phase two: adopts the committed layout, answers with the zone's full
     /// state once that is durable, then runs what was held.
-    pub(super) async fn commit_layout(&mut self, token: LayoutToken, reply: Reply<ZoneChange>) {
+    pub(super) async fn commit_layout(&mut self, token: LayoutToken, reply: Reply<ZoneReport>) {
         let target = match &self.hold {
             Some(hold) if hold.token == token => hold.target.clone(),
             _ => {
@@ -156,11 +149,9 @@ impl ZoneActorState {
         match target {
             Some(layout) => match self.zone.execute(&Command::Relayout { layout }) {
                 Ok(applied) => {
-                    let change = full_change(&self.key, &self.zone);
-                    let done = move |result: Result<(), StorageError>, _| {
-                        let _ = reply.send(result.map(|()| change).map_err(storage_error));
-                    };
-                    self.commit_applied(applied, |_| Vec::new(), done).await;
+                    let change = Box::new(ZoneReport::full(&self.key, &self.zone));
+                    self.commit_applied(applied, Vec::new(), Pending::Committed { reply, change })
+                        .await;
                 }
                 Err(e) => {
                     // Cannot happen: nothing changed the zone since its check.
@@ -171,7 +162,7 @@ impl ZoneActorState {
             // A zone that leaves is stopped, not committed; it keeps
             // holding (and so refusing) until then.
             None => {
-                let _ = reply.send(Ok(full_change(&self.key, &self.zone)));
+                let _ = reply.send(Ok(ZoneReport::full(&self.key, &self.zone)));
                 return;
             }
         }
@@ -194,7 +185,7 @@ impl ZoneActorState {
             return;
         };
         tracing::warn!(zone = %self.key, token, held = hold.held.len(), "layout change still open; refusing commands until it ends");
-        metrics::counter!("parkme_layout_refused_commands_total").increment(hold.held.len() as u64);
+        metrics::layout_refused(hold.held.len());
         hold.refusing = true;
         hold.held.clear();
     }

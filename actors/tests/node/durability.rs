@@ -106,7 +106,7 @@ fn a_crash_recovers_exactly_the_acknowledged_state_from_snapshots_and_journal() 
             &node,
             "f1",
             vec![
-                parkme_actors::SensorReading::Count {
+                parkme_engine::Reading::Count {
                     zone: zid("C"),
                     delta: 1,
                 },

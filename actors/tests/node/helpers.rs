@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parkme_actors::{ActorError, BookParams, Booked, Node, NodeConfig, SensorReading};
+use parkme_actors::{ActorError, BookParams, Booked, Node, NodeConfig};
+use parkme_engine::Reading as SensorReading;
 use parkme_engine::{
     Booking, BookingId, BookingStatus, FacilityId, FacilityLayout, Plate, PlateDirection, SpotId,
     SpotKind, SpotLayout, SpotState, SpotView, UserId, ZoneId, ZoneLayout, ZoneShape,

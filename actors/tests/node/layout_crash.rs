@@ -383,7 +383,7 @@ async fn a_stalled_layout_change_holds_commands_for_a_bounded_time_only() {
 
     // A (prepared) holds what comes in: more than it may hold is refused
     // at once, as retryable.
-    let limit = parkme_actors::zone::MAX_HELD;
+    let limit = parkme_actors::MAX_HELD;
     let mut commands = Vec::new();
     for _ in 0..limit + 10 {
         let node = node.node().clone();
@@ -410,7 +410,7 @@ async fn a_stalled_layout_change_holds_commands_for_a_bounded_time_only() {
         }
     }
     assert_eq!(refusals, limit + 10);
-    assert!(started.elapsed() <= parkme_actors::zone::HOLD_LIMIT * 2);
+    assert!(started.elapsed() <= parkme_actors::HOLD_LIMIT * 2);
 
     // Once the change goes on, it completes and the zone serves again.
     waiting

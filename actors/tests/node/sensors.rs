@@ -1,7 +1,8 @@
 //! The sensor side of the booking lifecycle: spot sensors, gate plate
 //! reads and entry/exit counts.
 
-use parkme_actors::{ActorError, SensorReading};
+use parkme_actors::ActorError;
+use parkme_engine::Reading as SensorReading;
 use parkme_engine::{BookingStatus, PlateDirection, SpotState};
 
 use crate::helpers::*;
@@ -155,7 +156,9 @@ async fn unknown_spots_and_zones_are_refused_per_reading() {
                 spot_reading(&spot_of("A", 0), true),
                 count("nope", 1),
                 count("A", 1),
-                SensorReading::Heartbeat,
+                SensorReading::Heartbeat {
+                    sensor: String::new(),
+                },
             ],
         )
         .await

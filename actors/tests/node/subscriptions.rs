@@ -3,7 +3,7 @@
 //! facility's state.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parkme_actors::{Delta, Node, Start, Subscription, ZoneView};
@@ -211,12 +211,18 @@ async fn subscribers_at_one_seq_share_one_snapshot_and_its_encodings() {
     // the same snapshot, encoding included: nothing is rebuilt or
     // re-encoded however many subscribe.
     let encoded = Arc::<str>::from("{\"t\":\"snapshot\"}");
-    let slot = parkme_actors::facility::encoded_slot(&first.encoded, true);
+    let slot = first
+        .edge
+        .get_or_default::<OnceLock<Arc<str>>>()
+        .expect("slot");
     assert!(slot.set(Arc::clone(&encoded)).is_ok());
     for _ in 0..40 {
         let again = snapshot_of(&node.subscribe(&fid("f1"), None).await.expect("subscribed"));
         assert!(Arc::ptr_eq(&first, &again), "the same snapshot at one seq");
-        let cached = parkme_actors::facility::encoded_slot(&again.encoded, true).get();
+        let cached = again
+            .edge
+            .get_or_default::<OnceLock<Arc<str>>>()
+            .and_then(OnceLock::get);
         assert!(cached.is_some_and(|text| Arc::ptr_eq(text, &encoded)));
     }
     // A change makes a new one, shared in turn.

@@ -522,7 +522,7 @@ mod tests {
             spots,
             relaid: false,
             published_at: Instant::now(),
-            encoded: Default::default(),
+            edge: Default::default(),
         })
     }
 
@@ -538,7 +538,7 @@ mod tests {
                 zones: vec![zone("A", 0)],
             },
             spots: Vec::new(),
-            encoded: Default::default(),
+            edge: Default::default(),
         })
     }
 

@@ -13,7 +13,8 @@
 //! becomes messages or rejections.
 
 use bincode::{Decode, Encode};
-use parkme_actors::{SensorReading, Snapshot, ZoneView};
+use parkme_actors::{Snapshot, ZoneView};
+use parkme_engine::Reading as SensorReading;
 use parkme_engine::codec::{decode_wire, decode_wire_batch, encode_wire};
 use parkme_engine::{Booking, Plate, PlateDirection, SpotId, SpotView, ZoneId};
 use serde::{Deserialize, Serialize};
@@ -265,7 +266,9 @@ impl SensorMessage {
                     code: "invalid_plate",
                     message: e.to_string(),
                 }),
-            SensorMessage::Heartbeat { .. } => Ok(SensorReading::Heartbeat),
+            SensorMessage::Heartbeat { sensor, .. } => Ok(SensorReading::Heartbeat {
+                sensor: sensor.clone(),
+            }),
         }
     }
 }

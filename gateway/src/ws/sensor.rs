@@ -32,8 +32,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{FuturesOrdered, SplitStream};
 use futures_util::{FutureExt, StreamExt};
 use parkme_actors::record::hash_key;
-use parkme_actors::{ActorError, KeyCheck, SensorKey, SensorReading};
+use parkme_actors::{ActorError, KeyCheck, SensorKey};
 use parkme_engine::FacilityId;
+use parkme_engine::Reading as SensorReading;
 use serde::Deserialize;
 use tokio::sync::Notify;
 

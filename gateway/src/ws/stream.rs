@@ -39,7 +39,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use parkme_actors::facility::encoded_slot;
 use parkme_actors::{Booked, Delta, Node, Start};
 use parkme_engine::{FacilityId, Seq};
 use serde::Deserialize;
@@ -128,6 +127,25 @@ fn shared_text(text: &Arc<str>) -> Message {
     Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from(&**text)))
 }
 
+/// The encodings of one snapshot or delta, kept in its edge cache:
+/// `[zones only, with spots]`.
+#[derive(Debug, Default)]
+struct Encodings([std::sync::OnceLock<Arc<str>>; 2]);
+
+/// The encoding of `cache`'s snapshot or delta for `detail`, made once.
+fn encoded(
+    cache: &parkme_actors::EdgeCache,
+    detail: Detail,
+    encode: impl FnOnce() -> String,
+) -> Arc<str> {
+    match cache.get_or_default::<Encodings>() {
+        Some(slots) => Arc::clone(
+            slots.0[usize::from(detail.with_spots())].get_or_init(|| Arc::from(encode())),
+        ),
+        None => Arc::from(encode()),
+    }
+}
+
 /// The writer's side of the outbox: what to send next, encoded.
 fn next_frame(outbox: &Mutex<Outbox>) -> Next {
     let taken = lock(outbox).take();
@@ -140,14 +158,14 @@ fn next_frame(outbox: &Mutex<Outbox>) -> Next {
         Item::Text(text) => Next::Send(Message::Text(text.into()), None),
         Item::Ping => Next::Send(Message::Ping(Bytes::new()), None),
         Item::Snapshot(snapshot, detail) => {
-            let text = encoded_slot(&snapshot.encoded, detail.with_spots())
-                .get_or_init(|| Arc::from(protocol::snapshot_json(&snapshot, detail)));
-            Next::Send(shared_text(text), None)
+            let text = encoded(&snapshot.edge, detail, || {
+                protocol::snapshot_json(&snapshot, detail)
+            });
+            Next::Send(shared_text(&text), None)
         }
         Item::Delta(delta, detail) => {
-            let text = encoded_slot(&delta.encoded, detail.with_spots())
-                .get_or_init(|| Arc::from(encode_delta(&delta, detail)));
-            Next::Send(shared_text(text), Some(delta.published_at))
+            let text = encoded(&delta.edge, detail, || encode_delta(&delta, detail));
+            Next::Send(shared_text(&text), Some(delta.published_at))
         }
         Item::Merged(merged) => Next::Send(
             Message::Text(merged.to_json().into()),
@@ -275,9 +293,14 @@ async fn resubscribe(
         );
         return None;
     };
-    if !lock(sink.outbox).resync(generation, snapshot) {
+    let mut outbox = lock(sink.outbox);
+    if !outbox.resync(generation, snapshot) {
         return None;
     }
+    for delta in subscription.catch_up {
+        outbox.push_delta(generation, delta);
+    }
+    drop(outbox);
     metrics::counter!("parkme_ws_snapshot_resends_total").increment(1);
     Some(subscription.updates)
 }
@@ -509,7 +532,12 @@ async fn start(
     let want = Arc::clone(want);
     let mut outbox = lock(sink.outbox);
     match subscription.start {
-        Start::Snapshot(snapshot) => outbox.start_snapshot(generation, detail, snapshot, want),
+        Start::Snapshot(snapshot) => {
+            outbox.start_snapshot(generation, detail, snapshot, want);
+            for delta in subscription.catch_up {
+                outbox.push_delta(generation, delta);
+            }
+        }
         Start::Resume(deltas) => {
             let since = Seq(since.unwrap_or_default());
             outbox.start_resume(generation, detail, id, since, deltas, want);
@@ -647,7 +675,7 @@ mod tests {
                 zones: Vec::new(),
             },
             spots: Vec::new(),
-            encoded: Default::default(),
+            edge: Default::default(),
         })
     }
 
