@@ -9,15 +9,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use parkme_engine::codec;
 use parkme_engine::{
-    Booking, BookingId, BookingRequest, EngineError, FacilityId, FacilityLayout, Millis, Plate,
-    Reading, Seq, SpotId, SpotKind, SpotView, UserId, ZoneId,
+    EngineError, FacilityId, FacilityLayout, Millis, Reading, Seq, SpotId, SpotView, ZoneId,
 };
 use parkme_storage::{GroupCommit, Storage};
 use ractor::{Actor, ActorRef};
-use rand::Rng;
-use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +25,12 @@ use crate::metrics;
 use crate::publish::{FacilityView, Subscription};
 use crate::record::{FacilityRecord, hash_key};
 use crate::zone::{self, ZoneContext, ZoneMsg};
+
+mod booking;
+mod keys;
+
+pub use booking::{BookParams, Booked, new_booking_id};
+pub use keys::{KeyCheck, SensorGrant, SensorKey};
 
 /// Tunables of a node.
 #[derive(Debug, Clone)]
@@ -55,56 +57,6 @@ impl Default for NodeConfig {
             booking_retention_days: 400,
             upkeep_every: std::time::Duration::from_secs(3600),
         }
-    }
-}
-
-/// What a booking caller asks for.
-#[derive(Debug, Clone)]
-pub struct BookParams {
-    pub owner: UserId,
-    pub plate: Plate,
-    pub zone: Option<ZoneId>,
-    pub kind: Option<SpotKind>,
-    pub spot: Option<SpotId>,
-    pub hold_seconds: u32,
-    pub idempotency_key: Option<String>,
-}
-
-/// How a booking request ended.
-#[derive(Debug, Clone)]
-pub enum Booked {
-    Created(Booking),
-    /// The idempotency key had already created this booking.
-    Replayed(Booking),
-}
-
-/// What a sensor key check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyCheck {
-    Valid,
-    UnknownFacility,
-    /// The current key of another facility.
-    Foreign,
-    Wrong,
-}
-
-/// A facility's current sensor key, as far as checking it goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SensorKey {
-    /// 0 until the first rotation, one more at each.
-    pub generation: u64,
-    /// SHA-256 of the key ([`hash_key`]).
-    pub hash: [u8; 32],
-}
-
-impl SensorKey {
-    /// Whether a key with this hash is the current one (constant time).
-    pub fn is(&self, hash: &[u8; 32]) -> bool {
-        self.hash
-            .iter()
-            .zip(hash.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
     }
 }
 
@@ -181,19 +133,6 @@ async fn upkeep(
             Err(e) => tracing::warn!(error = %e, "storage upkeep failed; will retry"),
         }
     }
-}
-
-/// A new opaque booking id: a millisecond timestamp and a random tail.
-/// Ids minted close together sort close together, which keeps inserts
-/// into the stores' booking index local.
-pub fn new_booking_id(now: Millis) -> BookingId {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rng();
-    let tail: String = (0..12)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    let id = format!("bk_{:011x}{tail}", now.0.max(0));
-    BookingId::parse(&id).expect("generated ids are valid")
 }
 
 async fn ask<T>(
@@ -310,35 +249,6 @@ impl Node {
         Ok(())
     }
 
-    /// Records `new` as `id`'s key in the owner index (dropping `old`).
-    fn own_key(&self, id: &FacilityId, old: Option<SensorKey>, new: SensorKey) {
-        let mut owners = self
-            .inner
-            .key_owners
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = old
-            && old.hash != new.hash
-            && owners.get(&old.hash) == Some(id)
-        {
-            owners.remove(&old.hash);
-        }
-        owners.insert(new.hash, id.clone());
-    }
-
-    /// Makes `new` the key sensors of `handle` must present; sockets that
-    /// came with another key are told.
-    fn install_key(&self, id: &FacilityId, handle: &FacilityHandle, new: SensorKey) {
-        let mut old = None;
-        handle.sensor_key.send_if_modified(|current| {
-            old = Some(*current);
-            let changed = *current != new;
-            *current = new;
-            changed
-        });
-        self.own_key(id, old, new);
-    }
-
     fn handle(&self, id: &FacilityId) -> Result<Arc<FacilityHandle>, ActorError> {
         self.inner
             .facilities
@@ -347,30 +257,6 @@ impl Node {
             .get(id)
             .cloned()
             .ok_or_else(|| ActorError::UnknownFacility(id.to_string()))
-    }
-
-    /// The sensor key of generation `generation`: derived from the node
-    /// secret, the facility id and the generation, so the current key can
-    /// be handed out again without being stored. Generation 0 is the key
-    /// of records written before rotation existed.
-    fn derive_key(&self, id: &FacilityId, generation: u64) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update((self.inner.config.key_secret.len() as u64).to_le_bytes());
-        hasher.update(&self.inner.config.key_secret);
-        hasher.update(b"parkme-sensor-key:");
-        hasher.update(id.as_str().as_bytes());
-        if generation > 0 {
-            hasher.update(b":generation:");
-            hasher.update(generation.to_le_bytes());
-        }
-        format!("sk_{}", hex::encode(&hasher.finalize()[..20]))
-    }
-
-    /// The current sensor key of a facility.
-    pub fn sensor_key(&self, id: &FacilityId) -> Result<String, ActorError> {
-        let handle = self.handle(id)?;
-        let generation = handle.sensor_key.borrow().generation;
-        Ok(self.derive_key(id, generation))
     }
 
     /// Creates or replaces a facility; returns its view and whether it is
@@ -435,66 +321,6 @@ impl Node {
         Ok((ask(&handle.actor, FacilityMsg::View).await?, false))
     }
 
-    /// Gives a facility a new sensor key and revokes the old one at once:
-    /// handshakes with it are refused from now on, and open sockets that
-    /// came with it are told to close. Returns the new key.
-    pub async fn rotate_sensor_key(&self, id: &FacilityId) -> Result<String, ActorError> {
-        let handle = self.handle(id)?;
-        let _writes = handle.record_writes.lock().await;
-        let current = *handle.sensor_key.borrow();
-        // A u64 of rotations is never exhausted.
-        let generation = current.generation.saturating_add(1);
-        let key = self.derive_key(id, generation);
-        let new = SensorKey {
-            generation,
-            hash: hash_key(&key),
-        };
-        ask(&handle.actor, |reply| FacilityMsg::SetSensorKey {
-            generation,
-            hash: new.hash,
-            reply,
-        })
-        .await??;
-        self.install_key(id, &handle, new);
-        tracing::info!(facility = %id, generation, "sensor key rotated");
-        Ok(key)
-    }
-
-    /// The current sensor key of a facility, to watch for revocation.
-    pub fn watch_sensor_key(&self, id: &FacilityId) -> Option<watch::Receiver<SensorKey>> {
-        self.handle(id).ok().map(|h| h.sensor_key.subscribe())
-    }
-
-    /// Checks a presented sensor key against the facility named: one
-    /// hash and two lookups, whatever the number of facilities.
-    pub fn check_sensor_key(&self, id: &FacilityId, key: &str) -> KeyCheck {
-        let Ok(handle) = self.handle(id) else {
-            return KeyCheck::UnknownFacility;
-        };
-        let given = hash_key(key);
-        if handle.sensor_key.borrow().is(&given) {
-            return KeyCheck::Valid;
-        }
-        let owner = self
-            .inner
-            .key_owners
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&given)
-            .cloned();
-        match owner {
-            Some(other)
-                if other != *id
-                    && self
-                        .handle(&other)
-                        .is_ok_and(|h| h.sensor_key.borrow().is(&given)) =>
-            {
-                KeyCheck::Foreign
-            }
-            _ => KeyCheck::Wrong,
-        }
-    }
-
     pub fn facility_ids(&self) -> Vec<FacilityId> {
         let mut ids: Vec<FacilityId> = self
             .inner
@@ -551,126 +377,6 @@ impl Node {
             reply,
         })
         .await
-    }
-
-    /// Books a spot (or a unit of a counter zone) in a facility.
-    pub async fn book(&self, id: &FacilityId, params: BookParams) -> Result<Booked, ActorError> {
-        let handle = self.handle(id)?;
-        let now = self.inner.clock.now();
-        let _guard = match &params.idempotency_key {
-            Some(key) => {
-                let stripe = stripe(&params.owner, key, self.inner.idempotency_locks.len());
-                let guard = self.inner.idempotency_locks[stripe].lock().await;
-                let found = self
-                    .storage()
-                    .idempotent_booking(&params.owner, key, now)
-                    .await?;
-                if let Some(existing) = found
-                    && let Some(booking) = self.booking(&existing).await?
-                {
-                    return Ok(Booked::Replayed(booking));
-                }
-                Some(guard)
-            }
-            None => None,
-        };
-        let routes = handle.shared.routes();
-        let zones = self.booking_zones(&handle, &routes, &params).await?;
-        let idempotency = params.idempotency_key.clone().map(|key| {
-            let ttl = self.inner.config.idempotency_ttl_secs;
-            (key, now.plus_secs(ttl))
-        });
-        let request = BookingRequest {
-            id: new_booking_id(now),
-            owner: params.owner.clone(),
-            plate: params.plate.clone(),
-            kind: params.kind,
-            spot: params.spot.clone(),
-            hold_seconds: params.hold_seconds,
-            now,
-        };
-        for zone in zones {
-            let Some(actor) = routes.zones.get(&zone) else {
-                continue;
-            };
-            let request = request.clone();
-            let idempotency = idempotency.clone();
-            let result = zone::ask(actor, |reply| ZoneMsg::Book {
-                request,
-                idempotency,
-                reply,
-            })
-            .await;
-            match result {
-                Ok(booking) => return Ok(Booked::Created(booking)),
-                Err(ActorError::Engine(EngineError::NoSpotAvailable)) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(EngineError::NoSpotAvailable.into())
-    }
-
-    /// The zones to try, in order.
-    async fn booking_zones(
-        &self,
-        handle: &FacilityHandle,
-        routes: &Routes,
-        params: &BookParams,
-    ) -> Result<Vec<ZoneId>, ActorError> {
-        if let Some(spot) = &params.spot {
-            let zone = routes
-                .spots
-                .get(spot)
-                .ok_or_else(|| EngineError::UnknownSpot(spot.clone()))?;
-            if params.zone.as_ref().is_some_and(|z| z != zone) {
-                return Err(EngineError::UnknownSpot(spot.clone()).into());
-            }
-            return Ok(vec![zone.clone()]);
-        }
-        if let Some(zone) = &params.zone {
-            if !routes.zones.contains_key(zone) {
-                return Err(ActorError::UnknownZone(zone.to_string()));
-            }
-            return Ok(vec![zone.clone()]);
-        }
-        let kind = params.kind;
-        ask(&handle.actor, |reply| FacilityMsg::Candidates {
-            kind,
-            reply,
-        })
-        .await
-    }
-
-    /// Cancels a `CONFIRMED` booking.
-    pub async fn cancel(&self, booking: &Booking) -> Result<Booking, ActorError> {
-        let routes = self.handle(&booking.facility)?.shared.routes();
-        let zone = routes
-            .zones
-            .get(&booking.zone)
-            .ok_or_else(|| EngineError::UnknownBooking(booking.id.clone()))?;
-        let id = booking.id.clone();
-        match zone::ask(zone, |reply| ZoneMsg::Cancel { booking: id, reply }).await {
-            Err(ActorError::Engine(EngineError::UnknownBooking(_))) => {
-                // No longer live in its zone: it already ended.
-                let status = self
-                    .booking(&booking.id)
-                    .await?
-                    .map(|b| b.status)
-                    .unwrap_or(booking.status);
-                Err(EngineError::InvalidTransition(status).into())
-            }
-            other => other,
-        }
-    }
-
-    /// A booking by id, from the durable booking table.
-    pub async fn booking(&self, id: &BookingId) -> Result<Option<Booking>, ActorError> {
-        let Some(bytes) = self.storage().booking(id).await? else {
-            return Ok(None);
-        };
-        codec::decode_stored(&bytes)
-            .map(Some)
-            .map_err(|e| ActorError::Corrupt(format!("booking {id}: {e}")))
     }
 
     /// Applies sensor readings of one facility; each result says whether
@@ -795,12 +501,4 @@ impl Node {
     pub fn now(&self) -> Millis {
         self.inner.clock.now()
     }
-}
-
-fn stripe(owner: &UserId, key: &str, stripes: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    owner.hash(&mut h);
-    key.hash(&mut h);
-    (h.finish() as usize) % stripes.max(1)
 }

@@ -29,8 +29,8 @@
 use parkme_engine::codec;
 use parkme_engine::zone::Effect;
 use parkme_engine::{
-    Booking, BookingId, BookingRequest, Command, EngineError, Event, Millis, Reading, Seq, SpotId,
-    SpotView, ZoneLayout, ZoneSnapshot, ZoneState,
+    Booking, BookingId, BookingRequest, EngineError, Event, Millis, Reading, Seq, SpotId, SpotView,
+    ZoneLayout, ZoneSnapshot, ZoneState,
 };
 use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef};
@@ -42,6 +42,7 @@ use crate::error::ActorError;
 use crate::metrics;
 use crate::publish::ZoneReport;
 
+mod commands;
 mod layout;
 mod pump;
 
@@ -353,37 +354,6 @@ fn journal_writes(
     writes
 }
 
-/// The booking the last of `applied` touched.
-fn last_booking(applied: &[Applied]) -> Option<Booking> {
-    applied
-        .iter()
-        .rev()
-        .find_map(|(_, effect)| effect.booking.clone())
-}
-
-/// The zone command a reading asks for, at `now`: the one place a
-/// [`Reading`] becomes a [`Command`]. A heartbeat asks for none.
-fn sense_command(reading: Reading, now: Millis) -> Option<Command> {
-    match reading {
-        Reading::Spot { spot, occupied } => Some(Command::Sense {
-            spot,
-            occupied,
-            now,
-        }),
-        Reading::Count { delta, .. } => Some(Command::Count { delta, now }),
-        Reading::Plate { plate, direction } => Some(Command::Plate {
-            plate,
-            direction,
-            now,
-        }),
-        Reading::Heartbeat { .. } => None,
-    }
-}
-
-fn refuse<T>(reply: Reply<T>, error: EngineError) {
-    let _ = reply.send(Err(error.into()));
-}
-
 impl ZoneActorState {
     fn now(&self) -> Millis {
         self.context.clock.now()
@@ -508,100 +478,6 @@ impl ZoneActorState {
             } => self.set_service(spot, out_of_service, reply).await,
             ZoneMsg::Expire => self.expire().await,
             other => debug_assert!(false, "{other:?} is not a zone command"),
-        }
-    }
-
-    async fn book(
-        &mut self,
-        request: BookingRequest,
-        idempotency: Option<(String, Millis)>,
-        reply: Reply<Booking>,
-    ) {
-        let owner = request.owner.clone();
-        let applied = match self.zone.execute(&Command::Book(request)) {
-            Ok(applied) => applied,
-            Err(e) => return refuse(reply, e),
-        };
-        let booking = last_booking(&applied);
-        let extra = match (idempotency, &booking) {
-            (Some((key, expires_at)), Some(booking)) => vec![Write::Idempotency {
-                owner,
-                key,
-                booking: booking.id.clone(),
-                expires_at,
-            }],
-            _ => Vec::new(),
-        };
-        self.commit_applied(applied, extra, Pending::Booking { reply, booking })
-            .await;
-    }
-
-    async fn cancel(&mut self, booking: BookingId, reply: Reply<Booking>) {
-        let command = Command::Cancel {
-            booking,
-            now: self.now(),
-        };
-        let applied = match self.zone.execute(&command) {
-            Ok(applied) => applied,
-            Err(e) => return refuse(reply, e),
-        };
-        let booking = last_booking(&applied);
-        self.commit_applied(applied, Vec::new(), Pending::Booking { reply, booking })
-            .await;
-    }
-
-    async fn set_service(&mut self, spot: SpotId, out_of_service: bool, reply: Reply<SpotView>) {
-        let before = self.zone.spot(&spot);
-        let command = Command::SetService {
-            spot: spot.clone(),
-            out_of_service,
-        };
-        let applied = match self.zone.execute(&command) {
-            Ok(applied) => applied,
-            Err(e) => return refuse(reply, e),
-        };
-        let view = self.zone.spot(&spot).or(before);
-        self.commit_applied(applied, Vec::new(), Pending::Spot { reply, view })
-            .await;
-    }
-
-    async fn sense(
-        &mut self,
-        readings: Vec<Reading>,
-        reply: oneshot::Sender<Vec<Result<(), ActorError>>>,
-    ) {
-        let now = self.now();
-        let mut results = Vec::with_capacity(readings.len());
-        let mut applied = Vec::new();
-        for reading in readings {
-            let Some(command) = sense_command(reading, now) else {
-                results.push(Ok(()));
-                continue;
-            };
-            match self.zone.decide(&command) {
-                Ok(decided) => {
-                    for event in decided {
-                        let effect = self.zone.apply(&event);
-                        applied.push((event, effect));
-                    }
-                    results.push(Ok(()));
-                }
-                Err(e) => results.push(Err(e.into())),
-            }
-        }
-        self.commit_applied(applied, Vec::new(), Pending::Sense { reply, results })
-            .await;
-    }
-
-    async fn expire(&mut self) {
-        let command = Command::ExpireDue { now: self.now() };
-        match self.zone.execute(&command) {
-            Ok(applied) => {
-                let expired = applied.len() as u64;
-                self.commit_applied(applied, Vec::new(), Pending::Expiry { expired })
-                    .await;
-            }
-            Err(e) => tracing::warn!(zone = %self.key, error = %e, "expiry refused"),
         }
     }
 

@@ -5,7 +5,6 @@
 //! `CONFIRMED → CANCELLED`. This module must never hold clocks or I/O.
 
 use bincode::{Decode, Encode};
-use serde::Serialize;
 
 use crate::ids::{BookingId, FacilityId, Millis, Plate, SpotId, UserId, ZoneId};
 use crate::kinds::{BookingStatus, SpotKind};
@@ -16,7 +15,7 @@ pub const DEFAULT_HOLD_SECONDS: u32 = 900;
 pub const MAX_HOLD_SECONDS: u32 = 86_400;
 
 /// A booking as stored and as returned to its owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Booking {
     pub id: BookingId,
     pub facility: FacilityId,

@@ -6,12 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use crate::kinds::{SpotKind, SpotState};
 
 /// `{total, available, reserved, occupied, out_of_service}`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub total: u32,
     pub available: u32,

@@ -7,7 +7,6 @@
 use std::fmt;
 
 use bincode::{Decode, Encode};
-use serde::{Deserialize, Deserializer, Serialize};
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,8 +43,7 @@ fn check(
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $allowed:expr, $ok:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Encode, Decode)]
-        #[serde(transparent)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
         pub struct $name(String);
 
         impl $name {
@@ -78,12 +76,6 @@ macro_rules! string_id {
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let raw = std::borrow::Cow::<'de, str>::deserialize(d)?;
-                Self::parse(&raw).map_err(serde::de::Error::custom)
-            }
-        }
     };
 }
 
@@ -111,8 +103,7 @@ string_id!(
 );
 
 /// A vehicle plate: 1–16 of `[A-Z0-9-]` after upper-casing.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Encode, Decode)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub struct Plate(String);
 
 impl Plate {
@@ -142,31 +133,9 @@ impl fmt::Debug for Plate {
     }
 }
 
-impl<'de> Deserialize<'de> for Plate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
-
 /// A position in a strictly increasing sequence (a zone's journal, a
 /// facility's published state).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    Encode,
-    Decode,
-)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub struct Seq(pub u64);
 
 impl Seq {
@@ -186,22 +155,7 @@ impl fmt::Display for Seq {
 
 /// Wall-clock time as milliseconds since the Unix epoch. The engine never
 /// reads a clock: callers pass `Millis` in.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    Encode,
-    Decode,
-)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub struct Millis(pub i64);
 
 impl Millis {

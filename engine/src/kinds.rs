@@ -3,13 +3,9 @@
 //! contract and must never change.
 
 use bincode::{Decode, Encode};
-use serde::{Deserialize, Serialize};
 
 /// What a spot is for.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode,
-)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub enum SpotKind {
     Standard,
     Ev,
@@ -53,10 +49,7 @@ impl SpotKind {
 }
 
 /// What a spot is doing now, as the contract spells it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub enum SpotState {
     Available,
     Reserved,
@@ -83,10 +76,7 @@ impl SpotState {
 }
 
 /// Where a booking is in its lifecycle.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub enum BookingStatus {
     Confirmed,
     Active,
@@ -113,8 +103,7 @@ impl BookingStatus {
 }
 
 /// The direction of a plate read at a gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum PlateDirection {
     In,
     Out,

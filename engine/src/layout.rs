@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 
 use bincode::{Decode, Encode};
-use serde::Serialize;
 
 use crate::error::EngineError;
 use crate::ids::{FacilityId, SpotId, ZoneId};
@@ -24,13 +23,13 @@ pub const MAX_CAPACITY: u32 = 1_000_000;
 /// Longest free-text name.
 pub const MAX_NAME: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Encode, Decode)]
 pub struct Location {
     pub lat: f64,
     pub lon: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct SpotLayout {
     pub id: SpotId,
     pub kind: SpotKind,

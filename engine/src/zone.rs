@@ -18,7 +18,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bincode::{Decode, Encode};
-use serde::Serialize;
 
 use crate::booking::{Booking, BookingRequest, MAX_HOLD_SECONDS};
 use crate::counts::{Counts, ZoneCounts};
@@ -112,13 +111,12 @@ pub struct Effect {
 }
 
 /// One spot as the contract shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpotView {
     pub id: SpotId,
     pub zone: ZoneId,
     pub kind: SpotKind,
     pub state: SpotState,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub booking: Option<BookingId>,
 }
 

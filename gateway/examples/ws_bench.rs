@@ -37,7 +37,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use parkme_engine::codec::{decode_wire, encode_wire};
-use parkme_gateway::ws::protocol::{SensorMessage, SensorReply};
+use parkme_protocol::sensor::{SensorMessage, SensorReply};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;

@@ -3,19 +3,18 @@
 //! `Application::build` wires everything from a [`Config`] and binds the
 //! listener (port 0 works: tests ask `port()`); `run_until_stopped` serves
 //! (through [`crate::server`]: caps and timeouts) until the shutdown token
-//! is cancelled, then drains in order: stop accepting, close websockets
-//! (1001), stop the actors (pending commits finish, snapshots are
-//! written), drain the group committer.
+//! is cancelled, then drains in order, each step bounded by
+//! [`ShutdownBounds`]: stop accepting and let HTTP requests finish; wait
+//! for every websocket connection (tracked by one `TaskTracker`: each
+//! closes with 1001 once what it dispatched is answered); stop the actors
+//! (pending commits finish, snapshots are written) and drain the group
+//! committer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::routing::{get, post, put};
-use metrics_exporter_prometheus::PrometheusHandle;
 use parkme_actors::{Node, NodeConfig};
 use parkme_storage::Storage;
 use parkme_storage::embedded::EmbeddedStorage;
@@ -23,26 +22,35 @@ use parkme_storage::memory::MemoryStorage;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::http;
-use crate::peer::{AllowedOrigins, TrustedProxies};
 use crate::rate_limit::{AuthFailures, RateLimits};
 use crate::redis::{Redis, RedisSettings};
 use crate::server::{self, ServerSettings};
-use crate::telemetry;
+use crate::state::{AppInner, AppState};
+use crate::{metrics, telemetry};
 
-/// Largest request body accepted.
-pub const BODY_LIMIT: usize = 1 << 20;
+pub use crate::routes::{BODY_LIMIT, router};
 
-/// At shutdown, how long in-flight requests may take to finish.
-const CONNECTION_GRACE: Duration = Duration::from_secs(2);
-/// Then, how long stopping the actors and the committer may take. Both
-/// together stay under the contract's 10 s from SIGTERM to exit.
-const DRAIN_BOUND: Duration = Duration::from_secs(7);
+/// How long each step of a shutdown may take; together they stay under
+/// the contract's 10 s from SIGTERM to exit.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownBounds {
+    /// In-flight HTTP requests finishing.
+    pub requests: Duration,
+    /// Websocket connections acking what they dispatched and closing.
+    pub sockets: Duration,
+    /// The actors stopping and the committer draining.
+    pub node: Duration,
+}
+
+pub const SHUTDOWN: ShutdownBounds = ShutdownBounds {
+    requests: Duration::from_secs(2),
+    sockets: Duration::from_secs(2),
+    node: Duration::from_secs(5),
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -57,70 +65,6 @@ pub enum GatewayError {
     Metrics(String),
     #[error("redis: {0}")]
     Redis(String),
-}
-
-#[derive(Debug)]
-struct AppInner {
-    node: Node,
-    auth: Authenticator,
-    limits: RateLimits,
-    metrics: PrometheusHandle,
-    shutdown: CancellationToken,
-    storage_kind: &'static str,
-    redis: Option<Arc<Redis>>,
-    auth_failures: AuthFailures,
-    trusted_proxies: TrustedProxies,
-    allowed_origins: AllowedOrigins,
-    body_timeout: Option<Duration>,
-    stream_guard: crate::ws::guard::StreamGuard,
-}
-
-/// Shared by every handler; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    inner: Arc<AppInner>,
-}
-
-impl AppState {
-    pub fn node(&self) -> &Node {
-        &self.inner.node
-    }
-    pub fn auth(&self) -> &Authenticator {
-        &self.inner.auth
-    }
-    pub fn limits(&self) -> &RateLimits {
-        &self.inner.limits
-    }
-    pub fn metrics(&self) -> &PrometheusHandle {
-        &self.inner.metrics
-    }
-    pub fn shutdown(&self) -> &CancellationToken {
-        &self.inner.shutdown
-    }
-    pub fn storage_kind(&self) -> &'static str {
-        self.inner.storage_kind
-    }
-    pub fn redis(&self) -> Option<&Redis> {
-        self.inner.redis.as_deref()
-    }
-    pub fn auth_failures(&self) -> &AuthFailures {
-        &self.inner.auth_failures
-    }
-    pub fn trusted_proxies(&self) -> &TrustedProxies {
-        &self.inner.trusted_proxies
-    }
-    pub fn allowed_origins(&self) -> &AllowedOrigins {
-        &self.inner.allowed_origins
-    }
-    /// How long a request body may take to arrive.
-    pub fn body_timeout(&self) -> Option<Duration> {
-        self.inner.body_timeout
-    }
-
-    /// The app socket's per-IP and per-socket limits.
-    pub fn stream_guard(&self) -> &crate::ws::guard::StreamGuard {
-        &self.inner.stream_guard
-    }
 }
 
 /// Opens the configured storage backend.
@@ -216,32 +160,31 @@ impl Application {
             storage = storage_kind,
             "state recovered"
         );
-        let state = AppState {
-            inner: Arc::new(AppInner {
-                node,
-                auth: Authenticator::new(
-                    config.admin_token.as_deref(),
-                    config.jwt_secret.as_deref(),
-                    config.jwt_leeway_secs,
-                ),
-                limits: RateLimits::new(
-                    config.rate_anon_per_hour,
-                    config.rate_user_per_hour,
-                    config.rate_bookings_per_hour,
-                    config.rate_sensor_per_sec,
-                )
-                .shared_through(redis.clone()),
-                metrics,
-                shutdown: shutdown.clone(),
-                storage_kind,
-                redis,
-                auth_failures: AuthFailures::new(config.rate_auth_failures_per_hour),
-                trusted_proxies: config.trusted_proxies.clone(),
-                allowed_origins: config.allowed_origins.clone(),
-                body_timeout: config.body_timeout(),
-                stream_guard: crate::ws::guard::StreamGuard::from_config(&config),
-            }),
-        };
+        let state = AppState::from(AppInner {
+            node,
+            auth: Authenticator::new(
+                config.admin_token.as_deref(),
+                config.jwt_secret.as_deref(),
+                config.jwt_leeway_secs,
+            ),
+            limits: RateLimits::new(
+                config.rate_anon_per_hour,
+                config.rate_user_per_hour,
+                config.rate_bookings_per_hour,
+                config.rate_sensor_per_sec,
+            )
+            .shared_through(redis.clone()),
+            metrics,
+            shutdown: shutdown.clone(),
+            storage_kind,
+            redis,
+            auth_failures: AuthFailures::new(config.rate_auth_failures_per_hour),
+            trusted_proxies: config.trusted_proxies.clone(),
+            allowed_origins: config.allowed_origins.clone(),
+            body_timeout: config.body_timeout(),
+            stream_guard: crate::ws::guard::StreamGuard::from_config(&config),
+            connections: TaskTracker::new(),
+        });
         background.push(spawn_upkeep(state.clone()));
         if config.demo {
             background.extend(crate::demo::start(&state).await);
@@ -259,7 +202,7 @@ impl Application {
             max_connections: config.max_connections,
             max_connections_per_ip: config.max_connections_per_ip,
             trusted_proxies: config.trusted_proxies.clone(),
-            grace: CONNECTION_GRACE,
+            grace: SHUTDOWN.requests,
         };
         Ok(Self {
             listener,
@@ -279,22 +222,40 @@ impl Application {
         &self.state
     }
 
-    /// Serves until shutdown, then drains (bounded).
+    /// Serves until shutdown, then drains, each step bounded.
     pub async fn run_until_stopped(self) -> Result<(), GatewayError> {
         let shutdown = self.state.shutdown().clone();
-        // Returns once shutdown stopped the accepting and open connections
-        // finished, or the grace for them (a stalled client must not hold
-        // the exit past the contract's 10 s) ran out.
+        // Returns once shutdown stopped the accepting and open HTTP
+        // connections finished, or their bound ran out (a stalled client
+        // must not hold the exit past the contract's 10 s).
         server::serve(self.listener, self.router, self.server, shutdown).await;
-        tracing::info!("stopped accepting; draining");
+        let sockets = self.state.connections();
+        sockets.close();
+        tracing::info!(
+            open = sockets.len(),
+            "stopped accepting; closing websockets"
+        );
+        if tokio::time::timeout(SHUTDOWN.sockets, sockets.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = sockets.len(),
+                "websockets still open after {:?}; stopping anyway",
+                SHUTDOWN.sockets
+            );
+        }
         let drain = async {
             self.state.node().stop().await;
             // The committer drains what is queued once the token is
             // cancelled and every handle is gone.
             let _ = self.committer.await;
         };
-        if tokio::time::timeout(DRAIN_BOUND, drain).await.is_err() {
-            tracing::warn!("drain did not finish in {DRAIN_BOUND:?}; exiting anyway");
+        if tokio::time::timeout(SHUTDOWN.node, drain).await.is_err() {
+            tracing::warn!(
+                "drain did not finish in {:?}; exiting anyway",
+                SHUTDOWN.node
+            );
         }
         for task in self.background {
             task.abort();
@@ -316,68 +277,9 @@ fn spawn_upkeep(state: AppState) -> JoinHandle<()> {
                     // Histograms keep raw samples until drained: fold them
                     // into their buckets so memory stays flat between scrapes.
                     state.metrics().run_upkeep();
-                    metrics::gauge!("parkme_commit_queue_len").set(state.node().commit_queue() as f64);
+                    metrics::commit_queue(state.node().commit_queue());
                 }
             }
         }
     })
-}
-
-/// Every route of the contract.
-pub fn router(state: AppState) -> Router {
-    let security_headers = [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
-            HeaderName::from_static("content-security-policy"),
-            "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    ];
-    let mut router = Router::new()
-        .route("/", get(http::ops::dashboard))
-        .route("/health", get(http::ops::health))
-        .route("/health/", get(http::ops::health))
-        .route("/metrics", get(http::ops::metrics))
-        .route("/v1/facilities", get(http::facilities::list))
-        .route(
-            "/v1/facilities/{fid}",
-            get(http::facilities::get).put(http::facilities::put),
-        )
-        .route(
-            "/v1/facilities/{fid}/zones/{zid}/spots",
-            get(http::facilities::spots),
-        )
-        .route(
-            "/v1/facilities/{fid}/spots/{sid}/service",
-            put(http::facilities::service),
-        )
-        .route(
-            "/v1/facilities/{fid}/sensor-key",
-            post(http::facilities::rotate_sensor_key),
-        )
-        .route(
-            "/v1/facilities/{fid}/bookings",
-            post(http::bookings::create),
-        )
-        .route(
-            "/v1/bookings/{id}",
-            get(http::bookings::get).delete(http::bookings::cancel),
-        )
-        .merge(crate::ws::routes())
-        .fallback(http::ops::not_found)
-        .method_not_allowed_fallback(http::ops::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::guard::guard,
-        ))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(http::ops::panic_response));
-    for (name, value) in security_headers {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            name,
-            HeaderValue::from_static(value),
-        ));
-    }
-    router.with_state(state)
 }

@@ -16,7 +16,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 const CITY: [&str; 20] = [
     "Harbour",

@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parkme_actors::ActorError;
 use parkme_engine::EngineError;
+use parkme_protocol::ErrorBody;
+use parkme_protocol::rest::{Invalid, LayoutError};
 use parkme_storage::StorageError;
 
 /// An HTTP error response.
@@ -39,6 +41,19 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 404 for an id that names nothing (or cannot name anything):
+    /// `unknown_{what}`, "{what} "{raw}" does not exist".
+    pub fn unknown(what: &'static str, raw: &str) -> Self {
+        let code = match what {
+            "facility" => "unknown_facility",
+            "zone" => "unknown_zone",
+            "spot" => "unknown_spot",
+            "booking" => "unknown_booking",
+            _ => "not_found",
+        };
+        Self::not_found(code, format!("{what} {raw:?} does not exist"))
+    }
+
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
@@ -61,8 +76,33 @@ impl ApiError {
         self
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code, self.message.clone())
+    }
+
+    /// How a booking request that failed with this error is counted.
+    pub fn booking_outcome(&self) -> &'static str {
+        match self.status {
+            _ if self.code == "no_spot_available" => "no_spot_available",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            _ => "rejected",
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        ApiError::bad_request(invalid.code, invalid.message)
+    }
+}
+
+impl From<LayoutError> for ApiError {
+    fn from(e: LayoutError) -> Self {
+        match e {
+            LayoutError::Invalid(invalid) => invalid.into(),
+            LayoutError::Engine(e) => e.into(),
+        }
     }
 }
 

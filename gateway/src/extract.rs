@@ -1,6 +1,7 @@
 //! Request extractors that speak the contract's error shape: the caller
 //! (credentials + rate limits), JSON bodies (400 malformed, 413 too
-//! large, 408 too slow) and path ids (404 when unreadable).
+//! large, 408 too slow) and path ids, parsed into their types once here
+//! ([`Id`]: 404 when they cannot name anything).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -12,11 +13,14 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
+use parkme_engine::{BookingId, FacilityId, IdError, SpotId, ZoneId};
+
 use crate::auth::{Principal, bearer};
 use crate::error::ApiError;
+use crate::metrics;
 pub use crate::peer::ClientIp;
 use crate::rate_limit::LimitKey;
+use crate::state::AppState;
 
 /// The authenticated (or anonymous) caller of a request, already counted
 /// against its rate limit.
@@ -78,7 +82,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(key) = limit_key
             && let Err(wait) = state.limits().check_shared(key).await
         {
-            metrics::counter!("parkme_rate_limited_total").increment(1);
+            metrics::rate_limited();
             return Err(ApiError::rate_limited(wait));
         }
         Ok(Caller {
@@ -99,8 +103,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let read = Bytes::from_request(req, state);
         let read = match state.body_timeout() {
             Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {
-                metrics::counter!("parkme_connections_timed_out_total", "phase" => "body")
-                    .increment(1);
+                metrics::connection_timed_out("body");
                 ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "request_timeout",
@@ -196,4 +199,52 @@ fn unreadable_id(rejection: &PathRejection) -> ApiError {
         _ => ("not_found", "resource"),
     };
     ApiError::not_found(code, format!("no such {what}"))
+}
+
+/// An id type a path segment names.
+pub trait PathId: Sized {
+    /// What it names, for the 404 (`unknown_facility`, ...).
+    const WHAT: &'static str;
+    fn parse(raw: &str) -> Result<Self, IdError>;
+}
+
+macro_rules! path_id {
+    ($($name:ident => $what:literal),* $(,)?) => {
+        $(impl PathId for $name {
+            const WHAT: &'static str = $what;
+            fn parse(raw: &str) -> Result<Self, IdError> {
+                $name::parse(raw)
+            }
+        })*
+    };
+}
+
+path_id!(FacilityId => "facility", ZoneId => "zone", SpotId => "spot", BookingId => "booking");
+
+fn parse_id<T: PathId>(raw: &str) -> Result<T, ApiError> {
+    T::parse(raw).map_err(|_| ApiError::unknown(T::WHAT, raw))
+}
+
+/// Typed path ids (`{fid}`, `{fid}/{zid}`, ...), parsed once here: a
+/// segment that is not a valid id cannot name anything, so it is the
+/// 404 of an unknown one. Handlers never parse ids again.
+#[derive(Debug)]
+pub struct Id<T>(pub T);
+
+impl<A: PathId + Send> FromRequestParts<AppState> for Id<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Ids(raw) = Ids::<String>::from_request_parts(parts, state).await?;
+        parse_id(&raw).map(Id)
+    }
+}
+
+impl<A: PathId + Send, B: PathId + Send> FromRequestParts<AppState> for Id<(A, B)> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Ids((a, b)) = Ids::<(String, String)>::from_request_parts(parts, state).await?;
+        Ok(Id((parse_id(&a)?, parse_id(&b)?)))
+    }
 }

@@ -21,9 +21,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::peer::{ClientIp, OriginCheck};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 struct CredentialQuery {
@@ -77,7 +77,7 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
 
     let credentials = presents_credentials(request.headers(), request.uri());
     if credentials && let Err(wait) = app.auth_failures().check(ip) {
-        metrics::counter!("parkme_rate_limited_total").increment(1);
+        crate::metrics::rate_limited();
         return ApiError::rate_limited(wait).into_response();
     }
     let response = next.run(request).await;

@@ -210,7 +210,7 @@ impl AuthFailures {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        metrics::counter!("parkme_auth_failures_total").increment(1);
+        crate::metrics::auth_failed();
         let Err(not_until) = limiter.check_key(&ip) else {
             return Ok(());
         };

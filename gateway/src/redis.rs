@@ -157,7 +157,7 @@ impl Redis {
             next_id: AtomicU64::new(1),
             script: redis::Script::new(WINDOW_SCRIPT),
         });
-        metrics::gauge!("parkme_redis_up").set(0.0);
+        crate::metrics::redis_up(false);
         let task = tokio::spawn(keep_connected(Arc::clone(&inner), shutdown));
         Ok((Self { inner }, task))
     }
@@ -190,7 +190,7 @@ impl Redis {
             .unwrap_or_else(|e| e.into_inner());
         if current.as_ref().is_some_and(|c| c.id == id) {
             *current = None;
-            metrics::gauge!("parkme_redis_up").set(0.0);
+            crate::metrics::redis_up(false);
             self.inner.lost.notify_one();
         }
     }
@@ -268,7 +268,7 @@ async fn keep_connected(inner: Arc<Inner>, shutdown: CancellationToken) {
                 let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
                 *inner.current.write().unwrap_or_else(|e| e.into_inner()) =
                     Some(Connected { id, connection });
-                metrics::gauge!("parkme_redis_up").set(1.0);
+                crate::metrics::redis_up(true);
                 tracing::info!("redis connected");
                 backoff = RETRY_MIN;
                 failing = false;

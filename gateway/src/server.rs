@@ -311,8 +311,7 @@ pub async fn serve(
         let (permit, slot) = match caps.admit(peer.ip()) {
             Ok(admitted) => admitted,
             Err(refusal) => {
-                metrics::counter!("parkme_connections_refused_total", "reason" => refusal.reason())
-                    .increment(1);
+                crate::metrics::connection_refused(refusal.reason());
                 tracing::debug!(peer = %peer.ip(), reason = refusal.reason(), "connection refused");
                 // Best effort, never blocking: a fresh socket's send
                 // buffer takes it whole.
@@ -385,15 +384,14 @@ async fn serve_connection(
             served = connection.as_mut() => {
                 if let Err(e) = served {
                     if e.is_timeout() {
-                        metrics::counter!("parkme_connections_timed_out_total", "phase" => "header")
-                            .increment(1);
+                        crate::metrics::connection_timed_out("header");
                     }
                     tracing::trace!(peer = %peer, error = %e, "connection ended");
                 }
                 break;
             }
             () = &mut idle => {
-                metrics::counter!("parkme_connections_timed_out_total", "phase" => "idle").increment(1);
+                crate::metrics::connection_timed_out("idle");
                 tracing::debug!(peer = %peer, "connection idle too long; closing");
                 break;
             }

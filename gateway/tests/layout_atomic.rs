@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::TestServer;
 use http::{Api, layout};
-use parkme_gateway::ws::protocol::SensorReply;
+use parkme_protocol::sensor::SensorReply;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};

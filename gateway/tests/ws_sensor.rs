@@ -7,7 +7,7 @@ mod ws_common;
 
 use common::TestServer;
 use futures_util::SinkExt;
-use parkme_gateway::ws::protocol::{SensorMessage, SensorReply};
+use parkme_protocol::sensor::{SensorMessage, SensorReply};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use ws_common::*;
@@ -422,7 +422,7 @@ async fn a_plate_read_in_matching_a_confirmed_booking_makes_it_active() {
             seq: 1,
             gate: "north".into(),
             plate: "AB123CD".into(),
-            dir: parkme_engine::PlateDirection::In,
+            dir: parkme_protocol::sensor::Direction::In,
         }],
     )
     .await;

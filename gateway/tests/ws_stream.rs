@@ -8,7 +8,7 @@ mod ws_common;
 use std::time::Duration;
 
 use common::TestServer;
-use parkme_gateway::ws::protocol::SensorMessage;
+use parkme_protocol::sensor::SensorMessage;
 use serde_json::{Value, json};
 use ws_common::*;
 

@@ -139,7 +139,7 @@ pub fn parse_sensor_binary(bytes: &[u8]) -> Result<Vec<SensorReply>, String> {
 /// by construction), encoded through the engine's codec.
 pub mod bincode_wire {
     use parkme_engine::codec::{decode_wire, decode_wire_batch, encode_wire};
-    pub use parkme_gateway::ws::protocol::{SensorMessage, SensorReply as ServerMessage};
+    pub use parkme_protocol::sensor::{SensorMessage, SensorReply as ServerMessage};
 
     use super::{SensorBody, SensorReply};
 

@@ -156,13 +156,8 @@ async fn commit_batch(
     let writes: usize = groups.iter().map(|g| g.len()).sum();
     let started = Instant::now();
     let outcomes = storage.commit_groups(&groups).await;
-    let elapsed = started.elapsed().as_secs_f64();
     debug_assert_eq!(outcomes.len(), groups.len());
-    metrics::histogram!("parkme_journal_write_seconds", "backend" => storage.name())
-        .record(elapsed);
-    metrics::counter!("parkme_journal_writes_total", "backend" => storage.name())
-        .increment(writes as u64);
-    metrics::counter!("parkme_journal_commits_total", "backend" => storage.name()).increment(1);
+    crate::metrics::group_committed(storage.name(), writes, started.elapsed());
     let mut outcomes = outcomes.into_iter();
     for pending in accepted {
         // A backend that answered fewer groups than it was given has not
@@ -172,7 +167,7 @@ async fn commit_batch(
             .unwrap_or_else(|| Err(StorageError::Unavailable("no commit outcome".into())));
         if let Err(e) = &result {
             if matches!(e, StorageError::Fenced { .. }) {
-                metrics::counter!("parkme_fenced_writes_total").increment(1);
+                crate::metrics::fenced();
             }
             tracing::error!(error = %e, writes = pending.writes.len(), "group commit failed");
             for (zone, epoch) in pending.writes.iter().filter_map(Write::zone) {

@@ -12,6 +12,7 @@
 //!   commit (one fsync for a burst of bookings) and fails a zone fast after
 //!   one of its commits failed.
 //! - [`conformance`]: the suite every backend must pass.
+//! - [`metrics`]: every metric family of this crate, named once.
 //!
 //! Values are opaque bytes here: encoding belongs to `parkme_engine::codec`.
 //! This crate must never acknowledge a write that is not durable, and never
@@ -24,6 +25,7 @@ pub mod embedded;
 pub mod error;
 pub mod group_commit;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 
 pub use backend::Storage;

@@ -1,27 +1,18 @@
 //! Booking endpoints: create (idempotent with `Idempotency-Key`), read,
-//! cancel. Only the owner (the JWT `sub`) or the admin may read or cancel.
-
-use std::time::Instant;
+//! cancel, over [`crate::bookings`]. Only the owner (the JWT `sub`) or the
+//! admin may read or cancel.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use parkme_actors::{BookParams, Booked};
-use parkme_engine::booking::{DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS};
-use parkme_engine::{Booking, BookingId, Plate, SpotId, ZoneId};
-use serde_json::Value;
+use parkme_actors::Booked;
+use parkme_engine::{BookingId, FacilityId};
+use parkme_protocol::rest::{Booking, BookingInput};
 
-use super::facility_id;
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::dto::{BookingInput, booking_json, parse_kind};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, Ids, JsonBody, SignedIn};
-use crate::rate_limit::LimitKey;
-
-/// Longest accepted `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
+use crate::bookings::{self, checked_idempotency_key};
+use crate::error::ApiResult;
+use crate::extract::{Caller, Id, JsonBody, SignedIn};
+use crate::state::AppState;
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
@@ -31,174 +22,37 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     checked_idempotency_key(key).map(Some)
 }
 
-/// An `Idempotency-Key` (header, or the app socket's `idempotency_key`):
-/// 1 to 255 visible characters once trimmed.
-pub fn checked_idempotency_key(raw: &str) -> ApiResult<String> {
-    let key = raw.trim();
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-        return Err(ApiError::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        ));
-    }
-    Ok(key.to_owned())
-}
-
-fn params(
-    input: BookingInput,
-    principal: &Principal,
-    key: Option<String>,
-) -> ApiResult<BookParams> {
-    let owner = principal
-        .owner()
-        .ok_or_else(|| ApiError::unauthorized("a user token is required to book"))?;
-    let plate = Plate::parse(&input.plate)
-        .map_err(|e| ApiError::bad_request("invalid_plate", e.to_string()))?;
-    let zone = input
-        .zone
-        .map(|z| {
-            ZoneId::parse(&z).map_err(|_| {
-                ApiError::not_found("unknown_zone", format!("zone {z:?} does not exist"))
-            })
-        })
-        .transpose()?;
-    let spot = input
-        .spot
-        .map(|s| {
-            SpotId::parse(&s).map_err(|_| {
-                ApiError::not_found("unknown_spot", format!("spot {s:?} does not exist"))
-            })
-        })
-        .transpose()?;
-    let kind = input
-        .kind
-        .as_deref()
-        .map(|k| parse_kind(Some(k)))
-        .transpose()?;
-    let hold = input
-        .hold_seconds
-        .unwrap_or(i64::from(DEFAULT_HOLD_SECONDS));
-    let hold_seconds = u32::try_from(hold)
-        .ok()
-        .filter(|h| (1..=MAX_HOLD_SECONDS).contains(h))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_hold_seconds",
-                format!("hold_seconds must be between 1 and {MAX_HOLD_SECONDS}"),
-            )
-        })?;
-    Ok(BookParams {
-        owner,
-        plate,
-        zone,
-        kind,
-        spot,
-        hold_seconds,
-        idempotency_key: key,
-    })
-}
-
-fn outcome_label(result: &Result<Booked, ApiError>) -> &'static str {
-    match result {
-        Ok(Booked::Created(_)) => "created",
-        Ok(Booked::Replayed(_)) => "replayed",
-        Err(e) if e.code == "no_spot_available" => "no_spot_available",
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        Err(_) => "rejected",
-    }
-}
-
-/// Books for `principal` in facility `fid`: the one path behind
-/// `POST /v1/facilities/{fid}/bookings` and the app socket's `book` op
-/// (per-user bookings limit, validation, durable booking, metrics).
-pub async fn book_as(
-    app: &AppState,
-    principal: &Principal,
-    fid: &str,
-    input: BookingInput,
-    idempotency_key: Option<String>,
-) -> ApiResult<Booked> {
-    let started = Instant::now();
-    let result = async {
-        if let Principal::User(user) = principal {
-            app.limits()
-                .check_shared(LimitKey::UserBookings(user.to_string()))
-                .await
-                .map_err(ApiError::rate_limited)?;
-        }
-        let id = facility_id(fid)?;
-        let params = params(input, principal, idempotency_key)?;
-        app.node().book(&id, params).await.map_err(ApiError::from)
-    }
-    .await;
-    metrics::counter!("parkme_bookings_total", "outcome" => outcome_label(&result)).increment(1);
-    metrics::histogram!("parkme_booking_latency_seconds").record(started.elapsed().as_secs_f64());
-    if let Ok(Booked::Created(booking)) = &result {
-        tracing::debug!(booking = %booking.id, facility = %booking.facility, zone = %booking.zone, "booked");
-    }
-    result
-}
-
+/// `POST /v1/facilities/{fid}/bookings`: 201 created, 200 replayed.
 pub async fn create(
     State(app): State<AppState>,
     SignedIn(caller): SignedIn,
-    Ids(fid): Ids<String>,
+    Id(facility): Id<FacilityId>,
     headers: HeaderMap,
     JsonBody(input): JsonBody<BookingInput>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<Booking>)> {
     let key = idempotency_key(&headers)?;
-    match book_as(&app, &caller.principal, &fid, input, key).await? {
-        Booked::Created(booking) => {
-            Ok((StatusCode::CREATED, Json(booking_json(&booking))).into_response())
-        }
-        Booked::Replayed(booking) => {
-            Ok((StatusCode::OK, Json(booking_json(&booking))).into_response())
-        }
-    }
-}
-
-/// Loads a booking the caller may see: 401 anonymous, 404 unknown, 403
-/// someone else's.
-async fn owned_booking(app: &AppState, principal: &Principal, raw: &str) -> ApiResult<Booking> {
-    let owner = match principal {
-        Principal::Anonymous => return Err(ApiError::unauthorized("credentials required")),
-        Principal::Admin => None,
-        Principal::User(user) => Some(user),
-    };
-    let not_found =
-        || ApiError::not_found("unknown_booking", format!("booking {raw:?} does not exist"));
-    let id = BookingId::parse(raw).map_err(|_| not_found())?;
-    let booking = app.node().booking(&id).await?.ok_or_else(not_found)?;
-    if owner.is_some_and(|o| o != &booking.owner) {
-        return Err(ApiError::forbidden("this booking belongs to someone else"));
-    }
-    Ok(booking)
-}
-
-/// Cancels booking `raw` for `principal` (its owner or the admin): the one
-/// path behind `DELETE /v1/bookings/{id}` and the app socket's `cancel` op.
-pub async fn cancel_as(app: &AppState, principal: &Principal, raw: &str) -> ApiResult<Booking> {
-    let booking = owned_booking(app, principal, raw).await?;
-    let cancelled = app.node().cancel(&booking).await?;
-    metrics::counter!("parkme_bookings_total", "outcome" => "cancelled").increment(1);
-    Ok(cancelled)
+    Ok(
+        match bookings::book(&app, &caller.principal, &facility, input, key).await? {
+            Booked::Created(booking) => (StatusCode::CREATED, Json((&booking).into())),
+            Booked::Replayed(booking) => (StatusCode::OK, Json((&booking).into())),
+        },
+    )
 }
 
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
-    Ids(id): Ids<String>,
-) -> ApiResult<Json<Value>> {
-    let booking = owned_booking(&app, &caller.principal, &id).await?;
-    Ok(Json(booking_json(&booking)))
+    Id(id): Id<BookingId>,
+) -> ApiResult<Json<Booking>> {
+    let booking = bookings::booking(&app, &caller.principal, &id).await?;
+    Ok(Json((&booking).into()))
 }
 
 pub async fn cancel(
     State(app): State<AppState>,
     caller: Caller,
-    Ids(id): Ids<String>,
-) -> ApiResult<Json<Value>> {
-    let cancelled = cancel_as(&app, &caller.principal, &id).await?;
-    Ok(Json(booking_json(&cancelled)))
+    Id(id): Id<BookingId>,
+) -> ApiResult<Json<Booking>> {
+    let cancelled = bookings::cancel(&app, &caller.principal, &id).await?;
+    Ok(Json((&cancelled).into()))
 }

@@ -4,87 +4,84 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use parkme_engine::{SpotId, ZoneId};
-use serde_json::{Value, json};
+use parkme_engine::{FacilityId, SpotId, ZoneId};
+use parkme_protocol::rest::{
+    Facility, FacilityList, FacilityWithKey, LayoutInput, SensorKey, ServiceInput, Spot, SpotList,
+};
 
-use super::facility_id;
-use crate::app::AppState;
-use crate::dto::{LayoutInput, ServiceInput, facility_json};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Admin, Caller, Ids, JsonBody};
+use crate::extract::{Admin, Caller, Id, Ids, JsonBody};
+use crate::state::AppState;
+use crate::wire;
 
+/// `PUT /v1/facilities/{fid}`: 201 created, 200 replaced. An id that is
+/// not valid is the operator's mistake here (400), not an unknown one.
 pub async fn put(
     State(app): State<AppState>,
     _admin: Admin,
     fid: Result<Ids<String>, ApiError>,
     JsonBody(input): JsonBody<LayoutInput>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<FacilityWithKey>)> {
     let invalid = |e: String| ApiError::bad_request("invalid_id", e);
     let Ids(fid) = fid.map_err(|_| invalid("a facility id must be valid UTF-8".into()))?;
-    let id = parkme_engine::FacilityId::parse(&fid).map_err(|e| invalid(e.to_string()))?;
+    let id = FacilityId::parse(&fid).map_err(|e| invalid(e.to_string()))?;
     let layout = input.into_layout(id.clone())?;
     let (view, created) = app.node().put_facility(layout).await?;
-    let mut body = facility_json(&view);
-    if let Value::Object(map) = &mut body {
-        map.insert("sensor_key".into(), json!(app.node().sensor_key(&id)?));
-    }
+    let body = FacilityWithKey {
+        facility: wire::facility(&view),
+        sensor_key: app.node().sensor_key(&id)?,
+    };
     tracing::info!(facility = %id, created, "layout stored");
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(body)).into_response())
+    Ok((status, Json(body)))
 }
 
 pub async fn get(
     State(app): State<AppState>,
     _caller: Caller,
-    Ids(fid): Ids<String>,
-) -> ApiResult<Json<Value>> {
-    let id = facility_id(&fid)?;
+    Id(id): Id<FacilityId>,
+) -> ApiResult<Json<Facility>> {
     let view = app.node().facility(&id).await?;
-    Ok(Json(facility_json(&view)))
+    Ok(Json(wire::facility(&view)))
 }
 
-pub async fn list(State(app): State<AppState>, _caller: Caller) -> ApiResult<Json<Value>> {
+pub async fn list(State(app): State<AppState>, _caller: Caller) -> ApiResult<Json<FacilityList>> {
     let mut facilities = Vec::new();
     for id in app.node().facility_ids() {
         // A facility removed meanwhile is simply not listed.
         if let Ok(view) = app.node().facility(&id).await {
-            facilities.push(facility_json(&view));
+            facilities.push(wire::facility(&view));
         }
     }
-    Ok(Json(json!({ "facilities": facilities })))
+    Ok(Json(FacilityList { facilities }))
 }
 
 pub async fn spots(
     State(app): State<AppState>,
     _caller: Caller,
-    Ids((fid, zid)): Ids<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let id = facility_id(&fid)?;
-    let zone = ZoneId::parse(&zid)
-        .map_err(|_| ApiError::not_found("unknown_zone", format!("zone {zid:?} does not exist")))?;
+    Id((id, zone)): Id<(FacilityId, ZoneId)>,
+) -> ApiResult<Json<SpotList>> {
     let spots = app.node().spots(&id, &zone).await?;
-    Ok(Json(json!({ "spots": spots })))
+    Ok(Json(SpotList {
+        spots: wire::spots(&spots),
+    }))
 }
 
 pub async fn service(
     State(app): State<AppState>,
     _admin: Admin,
-    Ids((fid, sid)): Ids<(String, String)>,
+    Id((id, spot)): Id<(FacilityId, SpotId)>,
     JsonBody(input): JsonBody<ServiceInput>,
-) -> ApiResult<Json<Value>> {
-    let id = facility_id(&fid)?;
-    let spot = SpotId::parse(&sid)
-        .map_err(|_| ApiError::not_found("unknown_spot", format!("spot {sid:?} does not exist")))?;
+) -> ApiResult<Json<Spot>> {
     let view = app
         .node()
         .set_service(&id, &spot, input.out_of_service)
         .await?;
-    Ok(Json(json!(view)))
+    Ok(Json((&view).into()))
 }
 
 /// `POST /v1/facilities/{fid}/sensor-key`: a new key; the old one is
@@ -92,10 +89,12 @@ pub async fn service(
 pub async fn rotate_sensor_key(
     State(app): State<AppState>,
     _admin: Admin,
-    Ids(fid): Ids<String>,
-) -> ApiResult<Json<Value>> {
-    let id = facility_id(&fid)?;
+    Id(id): Id<FacilityId>,
+) -> ApiResult<Json<SensorKey>> {
     let key = app.node().rotate_sensor_key(&id).await?;
     tracing::info!(facility = %id, "sensor key rotated by the admin");
-    Ok(Json(json!({"facility": id, "sensor_key": key})))
+    Ok(Json(SensorKey {
+        facility: id.to_string(),
+        sensor_key: key,
+    }))
 }

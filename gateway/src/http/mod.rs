@@ -1,20 +1,7 @@
-//! HTTP handlers of contract §3, one module per resource.
+//! HTTP handlers of contract §3, one module per resource. Each reads its
+//! typed ids and body, calls the node (bookings through
+//! [`crate::bookings`]) and answers a typed shape of `parkme_protocol`.
 
 pub mod bookings;
 pub mod facilities;
 pub mod ops;
-
-use parkme_engine::FacilityId;
-
-use crate::error::ApiError;
-
-/// A facility id from a path: anything that is not a valid id cannot name
-/// a facility, so it is a 404.
-pub fn facility_id(raw: &str) -> Result<FacilityId, ApiError> {
-    FacilityId::parse(raw).map_err(|_| {
-        ApiError::not_found(
-            "unknown_facility",
-            format!("facility {raw:?} does not exist"),
-        )
-    })
-}

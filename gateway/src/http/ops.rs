@@ -2,43 +2,48 @@
 //! JSON answers for unknown routes, wrong methods and caught panics.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::json;
+use parkme_protocol::rest::{
+    Check, FacilitiesCheck, Health, HealthChecks, StorageCheck, up_or_down,
+};
 
-use crate::app::AppState;
-use crate::dto::Health;
 use crate::error::ApiError;
+use crate::metrics;
+use crate::state::AppState;
 
 pub async fn health(State(app): State<AppState>) -> Response {
-    let mut checks = BTreeMap::new();
     let storage = tokio::time::timeout(Duration::from_secs(2), app.node().health()).await;
     let storage_ok = matches!(storage, Ok(Ok(())));
-    checks.insert(
-        "storage",
-        json!({"status": if storage_ok { "up" } else { "down" }, "backend": app.storage_kind()}),
-    );
     let mut healthy = storage_ok;
-    if let Some(redis) = app.redis() {
-        let redis = redis.ping().await;
-        healthy &= redis;
-        checks.insert(
-            "redis",
-            json!({"status": if redis { "up" } else { "down" }}),
-        );
-    }
-    checks.insert(
-        "facilities",
-        json!({"status": "up", "count": app.node().facility_ids().len()}),
-    );
+    let redis = match app.redis() {
+        Some(redis) => {
+            let up = redis.ping().await;
+            healthy &= up;
+            Some(Check {
+                status: up_or_down(up),
+            })
+        }
+        None => None,
+    };
     let body = Health {
-        status: if healthy { "healthy" } else { "unhealthy" },
-        checks,
+        status: Cow::Borrowed(if healthy { "healthy" } else { "unhealthy" }),
+        checks: HealthChecks {
+            facilities: FacilitiesCheck {
+                status: up_or_down(true),
+                count: app.node().facility_ids().len(),
+            },
+            redis,
+            storage: StorageCheck {
+                status: up_or_down(storage_ok),
+                backend: Cow::Borrowed(app.storage_kind()),
+            },
+        },
     };
     let status = if healthy {
         StatusCode::OK
@@ -88,7 +93,7 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown");
     tracing::error!(detail, "handler panicked");
-    metrics::counter!("parkme_handler_panics_total").increment(1);
+    metrics::handler_panicked();
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal_error",

@@ -31,9 +31,10 @@ use std::time::Instant;
 
 use parkme_actors::{Delta, Snapshot, ZoneView};
 use parkme_engine::{FacilityId, Seq, SpotId, SpotView};
+use parkme_protocol::{Detail, ServerMessage};
 use tokio::sync::Notify;
 
-use super::protocol::{Detail, delta_json};
+use crate::wire;
 
 /// Items queued per facility before deltas are merged.
 pub const FACILITY_QUEUE: usize = 16;
@@ -45,7 +46,7 @@ pub const DEFAULT_MERGE_MAX: usize = 1024;
 /// One message to send.
 #[derive(Debug)]
 pub enum Item {
-    Text(String),
+    Reply(ServerMessage),
     Ping,
     Snapshot(Arc<Snapshot>, Detail),
     Delta(Arc<Delta>, Detail),
@@ -118,13 +119,13 @@ impl Merged {
     }
 
     pub fn to_json(&self) -> String {
-        delta_json(
-            self.facility.as_str(),
-            self.prev.0,
-            self.seq.0,
-            self.zones.iter(),
-            self.with_spots.then(|| self.spots.iter()),
+        wire::delta(
+            &self.facility,
+            (self.prev, self.seq),
+            &self.zones,
+            self.with_spots.then_some(self.spots.as_slice()),
         )
+        .to_json()
     }
 }
 
@@ -229,8 +230,8 @@ impl Outbox {
         self.replies.len() >= REPLY_QUEUE
     }
 
-    pub fn push_reply(&mut self, text: String) {
-        self.replies.push_back(Item::Text(text));
+    pub fn push_reply(&mut self, message: ServerMessage) {
+        self.replies.push_back(Item::Reply(message));
     }
 
     pub fn push_ping(&mut self) {
@@ -265,12 +266,15 @@ impl Outbox {
         }
     }
 
-    /// Starts (or restarts) a facility's queue with a snapshot.
+    /// Starts (or restarts) a facility's queue with a snapshot and the
+    /// deltas that bring it up to date (`catch_up`, when the snapshot is a
+    /// shared older one).
     pub fn start_snapshot(
         &mut self,
         generation: u64,
         detail: Detail,
         snapshot: Arc<Snapshot>,
+        catch_up: Vec<Arc<Delta>>,
         want: Arc<Notify>,
     ) {
         let facility = snapshot.view.id.clone();
@@ -278,6 +282,13 @@ impl Outbox {
         queue.items.push_back(Item::Snapshot(snapshot, detail));
         self.install(&facility, queue);
         self.mark_ready(&facility);
+        self.catch_up(generation, catch_up);
+    }
+
+    fn catch_up(&mut self, generation: u64, deltas: Vec<Arc<Delta>>) {
+        for delta in deltas {
+            self.push_delta(generation, delta);
+        }
     }
 
     /// Starts a facility's queue where the client left off (`since`),
@@ -331,8 +342,14 @@ impl Outbox {
         }
     }
 
-    /// Replaces whatever a facility had queued by a fresh snapshot.
-    pub fn resync(&mut self, generation: u64, snapshot: Arc<Snapshot>) -> bool {
+    /// Replaces whatever a facility had queued by a fresh snapshot (and
+    /// the deltas that bring it up to date).
+    pub fn resync(
+        &mut self,
+        generation: u64,
+        snapshot: Arc<Snapshot>,
+        catch_up: Vec<Arc<Delta>>,
+    ) -> bool {
         let facility = snapshot.view.id.clone();
         let Some(queue) = self.facilities.get_mut(&facility) else {
             return false;
@@ -349,6 +366,7 @@ impl Outbox {
             .items
             .push_back(Item::Snapshot(snapshot, queue.detail));
         self.mark_ready(&facility);
+        self.catch_up(generation, catch_up);
         true
     }
 
@@ -550,7 +568,7 @@ mod tests {
                 Item::Snapshot(s, _) => (s.view.seq.0, s.view.seq.0),
                 Item::Delta(d, _) => (d.prev.0, d.seq.0),
                 Item::Merged(m) => (m.span().0.0, m.span().1.0),
-                Item::Text(_) | Item::Ping => continue,
+                Item::Reply(_) | Item::Ping => continue,
             });
         }
         spans
@@ -559,7 +577,7 @@ mod tests {
     #[test]
     fn a_reading_client_gets_every_delta_unmerged() {
         let mut outbox = Outbox::default();
-        outbox.start_snapshot(1, Detail::Zones, snapshot(5), want());
+        outbox.start_snapshot(1, Detail::Zones, snapshot(5), Vec::new(), want());
         assert_eq!(drain(&mut outbox), vec![(5, 5)]);
         for seq in 6..10 {
             assert_eq!(
@@ -573,7 +591,7 @@ mod tests {
     #[test]
     fn a_client_that_does_not_read_gets_one_merged_delta_spanning_the_rest() {
         let mut outbox = Outbox::default();
-        outbox.start_snapshot(1, Detail::Spots, snapshot(0), want());
+        outbox.start_snapshot(1, Detail::Spots, snapshot(0), Vec::new(), want());
         for seq in 1..=10_000u64 {
             let state = if seq % 2 == 0 {
                 SpotState::Available
@@ -595,7 +613,7 @@ mod tests {
     #[test]
     fn merging_keeps_the_latest_zone_counts_and_spot_states() {
         let mut outbox = Outbox::default();
-        outbox.start_snapshot(1, Detail::Spots, snapshot(0), want());
+        outbox.start_snapshot(1, Detail::Spots, snapshot(0), Vec::new(), want());
         for seq in 1..=40u64 {
             let state = if seq == 40 {
                 SpotState::Occupied
@@ -621,18 +639,18 @@ mod tests {
     #[test]
     fn gaps_and_layout_changes_ask_for_a_snapshot_and_old_deltas_are_dropped() {
         let mut outbox = Outbox::default();
-        outbox.start_snapshot(1, Detail::Zones, snapshot(10), want());
+        outbox.start_snapshot(1, Detail::Zones, snapshot(10), Vec::new(), want());
         assert_eq!(outbox.push_delta(1, delta(9, 10, vec![])), Pushed::Stale);
         assert_eq!(outbox.push_delta(1, delta(11, 12, vec![])), Pushed::Resync);
         // Lapsed: nothing is queued until the fresh snapshot.
         assert_eq!(outbox.push_delta(1, delta(10, 11, vec![])), Pushed::Lapsed);
-        assert!(outbox.resync(1, snapshot(10)));
+        assert!(outbox.resync(1, snapshot(10), Vec::new()));
         let mut relaid = delta(10, 11, vec![]);
         if let Some(d) = Arc::get_mut(&mut relaid) {
             d.relaid = true;
         }
         assert_eq!(outbox.push_delta(1, relaid), Pushed::Resync);
-        assert!(outbox.resync(1, snapshot(20)));
+        assert!(outbox.resync(1, snapshot(20), Vec::new()));
         assert_eq!(drain(&mut outbox), vec![(20, 20)]);
     }
 
@@ -649,7 +667,7 @@ mod tests {
     fn a_merge_past_the_bound_is_dropped_for_a_fresh_snapshot_once_the_reader_catches_up() {
         let mut outbox = Outbox::new(50);
         let asks = want();
-        outbox.start_snapshot(1, Detail::Spots, snapshot(0), Arc::clone(&asks));
+        outbox.start_snapshot(1, Detail::Spots, snapshot(0), Vec::new(), Arc::clone(&asks));
         let mut outcomes = Vec::new();
         for seq in 1..=200u64 {
             outcomes.push(outbox.push_delta(1, spot_delta(seq)));
@@ -667,7 +685,7 @@ mod tests {
         // ... until the writer reaches the facility again.
         assert!(matches!(outbox.take(), Taken::Nothing));
         assert!(asked(&asks));
-        assert!(outbox.resync(1, snapshot(200)));
+        assert!(outbox.resync(1, snapshot(200), Vec::new()));
         assert_eq!(outbox.push_delta(1, spot_delta(201)), Pushed::Queued);
         assert_eq!(drain(&mut outbox), vec![(200, 200), (200, 201)]);
     }
@@ -675,7 +693,7 @@ mod tests {
     #[test]
     fn a_client_that_never_reads_holds_at_most_the_merge_bound_whatever_changes() {
         let mut outbox = Outbox::new(DEFAULT_MERGE_MAX);
-        outbox.start_snapshot(1, Detail::Spots, snapshot(0), want());
+        outbox.start_snapshot(1, Detail::Spots, snapshot(0), Vec::new(), want());
         let mut peak = 0;
         for seq in 1..=100_000u64 {
             outbox.push_delta(1, spot_delta(seq));
@@ -693,12 +711,12 @@ mod tests {
     fn the_merge_bound_counts_every_facility_of_a_connection() {
         let other = FacilityId::parse("f2").expect("id");
         let mut outbox = Outbox::new(40);
-        outbox.start_snapshot(1, Detail::Spots, snapshot(0), want());
+        outbox.start_snapshot(1, Detail::Spots, snapshot(0), Vec::new(), want());
         let mut second = snapshot(0);
         if let Some(s) = Arc::get_mut(&mut second) {
             s.view.id = other.clone();
         }
-        outbox.start_snapshot(2, Detail::Spots, second, want());
+        outbox.start_snapshot(2, Detail::Spots, second, Vec::new(), want());
         for seq in 1..=30u64 {
             outbox.push_delta(1, spot_delta(seq));
         }
@@ -726,7 +744,7 @@ mod tests {
     fn a_lagging_broadcast_lapses_the_facility_until_the_writer_asks() {
         let mut outbox = Outbox::default();
         let asks = want();
-        outbox.start_snapshot(1, Detail::Zones, snapshot(3), Arc::clone(&asks));
+        outbox.start_snapshot(1, Detail::Zones, snapshot(3), Vec::new(), Arc::clone(&asks));
         assert_eq!(drain(&mut outbox), vec![(3, 3)]);
         assert!(!outbox.lapse(2, &fid()), "another generation");
         assert!(outbox.lapse(1, &fid()));
@@ -734,20 +752,20 @@ mod tests {
         assert!(!asked(&asks));
         assert!(matches!(outbox.take(), Taken::Nothing));
         assert!(asked(&asks));
-        assert!(outbox.resync(1, snapshot(9)));
+        assert!(outbox.resync(1, snapshot(9), Vec::new()));
         assert_eq!(drain(&mut outbox), vec![(9, 9)]);
     }
 
     #[test]
     fn a_replaced_subscription_cannot_touch_the_new_queue() {
         let mut outbox = Outbox::default();
-        outbox.start_snapshot(1, Detail::Zones, snapshot(3), want());
-        outbox.start_snapshot(2, Detail::Spots, snapshot(3), want());
+        outbox.start_snapshot(1, Detail::Zones, snapshot(3), Vec::new(), want());
+        outbox.start_snapshot(2, Detail::Spots, snapshot(3), Vec::new(), want());
         assert_eq!(
             outbox.push_delta(1, delta(3, 4, vec![])),
             Pushed::Unsubscribed
         );
-        assert!(!outbox.resync(1, snapshot(9)));
+        assert!(!outbox.resync(1, snapshot(9), Vec::new()));
         assert_eq!(outbox.push_delta(2, delta(3, 4, vec![])), Pushed::Queued);
         assert!(outbox.unsubscribe(&fid()));
         assert_eq!(

@@ -21,7 +21,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::Poll;
-use std::time::Duration;
 
 use axum::extract::ws::{
     Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
@@ -31,24 +30,22 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{FuturesOrdered, SplitStream};
 use futures_util::{FutureExt, StreamExt};
-use parkme_actors::record::hash_key;
-use parkme_actors::{ActorError, KeyCheck, SensorKey};
-use parkme_engine::FacilityId;
-use parkme_engine::Reading as SensorReading;
+use parkme_actors::{ActorError, KeyCheck, SensorGrant};
+use parkme_engine::{FacilityId, Reading};
+use parkme_protocol::sensor::{
+    self, BINCODE_PROTOCOL, Codec, Encoded, JSON_PROTOCOL, Rejected, SensorReply,
+};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
 use super::acks::{AckTracker, Span};
-use super::protocol::{
-    self, BINCODE_PROTOCOL, Codec, Encoded, JSON_PROTOCOL, Rejected, SensorReply,
-};
 use super::socket::{self, Buffers, ConnectionGauge, Liveness, Next, Pulse, close, write_loop};
-use crate::app::AppState;
 use crate::auth::bearer;
 use crate::error::ApiError;
-use crate::extract::Ids;
-use crate::http::facility_id;
+use crate::extract::Id;
+use crate::metrics;
 use crate::rate_limit::LimitKey;
+use crate::state::AppState;
 
 /// Sensors send batches of up to a frame: reads of a few KiB at a time.
 const BUFFERS: Buffers = Buffers {
@@ -63,8 +60,6 @@ const MAX_INFLIGHT_DISPATCHES: usize = 256;
 const MAX_DISPATCH: usize = 1024;
 /// Error frames waiting for the writer before reading pauses.
 const MAX_QUEUED_ERRORS: usize = 1024;
-/// At shutdown, how long answers to dispatched messages are awaited.
-const SHUTDOWN_DRAIN: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Deserialize)]
 struct KeyQuery {
@@ -89,48 +84,36 @@ fn presented_key(headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, ApiEr
         .filter(|k| !k.is_empty()))
 }
 
-/// 404 unknown facility, 401 no or wrong key, 403 another facility's key;
-/// one key check against the facility named, whatever their number.
-/// Returns the facility and the hash of the key it was opened with.
+/// 404 unknown facility, 401 no or wrong key, 403 another facility's key
+/// (one key check against the facility named, whatever their number).
 fn authorize(
     app: &AppState,
-    fid: &str,
+    id: &FacilityId,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Result<(FacilityId, [u8; 32]), ApiError> {
-    let id = facility_id(fid)?;
-    let unknown = || {
-        ApiError::not_found(
-            "unknown_facility",
-            format!("facility {fid:?} does not exist"),
-        )
-    };
-    let node = app.node();
+) -> Result<SensorGrant, ApiError> {
     let key = presented_key(headers, uri)?;
-    match key {
-        Some(key) => match node.check_sensor_key(&id, &key) {
-            KeyCheck::Valid => Ok((id, hash_key(&key))),
-            KeyCheck::UnknownFacility => Err(unknown()),
-            KeyCheck::Foreign => Err(ApiError::forbidden(
-                "this sensor key belongs to another facility",
-            )),
-            KeyCheck::Wrong => Err(ApiError::unauthorized("invalid sensor key")),
-        },
-        None if node.watch_sensor_key(&id).is_none() => Err(unknown()),
-        None => Err(ApiError::unauthorized("a sensor key is required")),
-    }
+    app.node()
+        .admit_sensor(id, key.as_deref())
+        .map_err(|refused| match refused {
+            KeyCheck::UnknownFacility => ApiError::unknown("facility", id.as_str()),
+            KeyCheck::Missing => ApiError::unauthorized("a sensor key is required"),
+            KeyCheck::Foreign => ApiError::forbidden("this sensor key belongs to another facility"),
+            KeyCheck::Valid | KeyCheck::Wrong => ApiError::unauthorized("invalid sensor key"),
+        })
 }
 
 /// `GET /v1/sensors/{fid}`.
 pub async fn handshake(
     State(app): State<AppState>,
-    fid: Result<Ids<String>, ApiError>,
+    fid: Result<Id<FacilityId>, ApiError>,
     headers: HeaderMap,
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let authorized = fid.and_then(|Ids(fid)| authorize(&app, &fid, &headers, &uri));
-    let (fid, key_hash) = match authorized {
+    let authorized =
+        fid.and_then(|Id(fid)| authorize(&app, &fid, &headers, &uri).map(|grant| (fid, grant)));
+    let (fid, grant) = match authorized {
         Ok(authorized) => authorized,
         Err(error) => return error.into_response(),
     };
@@ -140,7 +123,8 @@ pub async fn handshake(
     };
     let ws = socket::configure(ws, BUFFERS).protocols([JSON_PROTOCOL, BINCODE_PROTOCOL]);
     let codec = Codec::from_protocol(ws.selected_protocol().and_then(|p| p.to_str().ok()));
-    ws.on_upgrade(move |socket| run(socket, app, fid, key_hash, codec))
+    let connections = app.connections().clone();
+    ws.on_upgrade(move |socket| connections.track_future(run(socket, app, fid, grant, codec)))
 }
 
 /// Replies waiting for the writer. Acks are cumulative, so only the
@@ -163,7 +147,7 @@ fn next_reply(replies: &Mutex<Replies>, codec: Codec) -> Next {
         if let Some(error) = replies.errors.pop_front() {
             error
         } else if let Some(seq) = replies.ack.take() {
-            metrics::counter!("parkme_ws_acks_total").increment(1);
+            metrics::ws_ack();
             SensorReply::Ack { seq }
         } else if std::mem::take(&mut replies.ping) {
             return Next::Send(Message::Ping(Default::default()), None);
@@ -173,7 +157,7 @@ fn next_reply(replies: &Mutex<Replies>, codec: Codec) -> Next {
             return Next::Idle;
         }
     };
-    let message = match protocol::encode_reply(codec, &reply) {
+    let message = match sensor::encode_reply(codec, &reply) {
         Encoded::Text(text) => Message::Text(text.into()),
         Encoded::Binary(bytes) => Message::Binary(bytes.into()),
     };
@@ -201,7 +185,7 @@ enum End {
 /// Messages read but not dispatched yet (frames coalesced together).
 #[derive(Default)]
 struct Pending {
-    readings: Vec<SensorReading>,
+    readings: Vec<Reading>,
     seqs: Vec<u64>,
 }
 
@@ -236,17 +220,17 @@ impl Session<'_> {
     /// `pending` for [`Session::dispatch`].
     fn absorb(&mut self, message: Message) -> Result<(), End> {
         let frame = match &message {
-            Message::Text(text) => protocol::parse_json(text),
-            Message::Binary(bytes) => protocol::parse_bincode(bytes),
+            Message::Text(text) => sensor::parse_json(text),
+            Message::Binary(bytes) => sensor::parse_bincode(bytes),
             Message::Close(_) => return Err(End::Gone),
             Message::Ping(_) | Message::Pong(_) => return Ok(()),
         };
-        metrics::counter!("parkme_ws_messages_in_total", "kind" => "sensor").increment(1);
+        metrics::ws_frame_in("sensor");
         let count = frame.len();
         if count == 0 {
             return Ok(());
         }
-        metrics::counter!("parkme_sensor_events_total").increment(count as u64);
+        metrics::sensor_events(count);
         let units = u32::try_from(count).unwrap_or(u32::MAX);
         if self
             .app
@@ -254,7 +238,7 @@ impl Session<'_> {
             .check_n(self.limit_key.clone(), units)
             .is_err()
         {
-            metrics::counter!("parkme_rate_limited_total").increment(1);
+            metrics::rate_limited();
             tracing::info!(facility = %self.fid, "sensor flood past the rate limit; closing");
             return Err(End::Close(close::POLICY, "rate limit exceeded"));
         }
@@ -335,19 +319,17 @@ impl Session<'_> {
 }
 
 /// One sensor connection, from upgrade to close. It closes with 1008
-/// once the key it came with (`key_hash`) is no longer the facility's.
+/// once the key it came with (`grant`) is no longer the facility's.
 pub async fn run(
     socket: WebSocket,
     app: AppState,
     fid: FacilityId,
-    key_hash: [u8; 32],
+    grant: SensorGrant,
     codec: Codec,
 ) {
     let _gauge = ConnectionGauge::open("sensor");
-    let mut key = app.node().watch_sensor_key(&fid);
-    let mut key_current = key
-        .as_mut()
-        .is_none_or(|k| k.borrow_and_update().is(&key_hash));
+    let mut key = Some(grant);
+    let mut key_current = key.as_mut().is_none_or(SensorGrant::still_valid);
     tracing::debug!(facility = %fid, ?codec, "sensor connected");
     let (mut sink, mut stream) = socket.split();
     let replies = Mutex::new(Replies::default());
@@ -381,7 +363,7 @@ pub async fn run(
             biased;
             () = &mut shutdown => break End::Close(close::GOING_AWAY, "server shutting down"),
             changed = key_changed(&mut key) => match (changed, key.as_mut()) {
-                (true, Some(watch)) => key_current = watch.borrow_and_update().is(&key_hash),
+                (true, Some(grant)) => key_current = grant.still_valid(),
                 // The node is going away: nothing left to watch.
                 _ => key = None,
             },
@@ -419,14 +401,15 @@ pub async fn run(
         End::Gone => (1000, ""),
     };
     if code == close::GOING_AWAY {
-        // Let what was dispatched commit and be acked before going.
+        // Let what was dispatched commit and be acked before going (the
+        // application bounds how long it waits for every connection).
         let drain = async {
             while let Some(answered) = session.inflight.next().await {
                 session.answered(answered);
             }
         };
         tokio::select! {
-            _ = tokio::time::timeout(SHUTDOWN_DRAIN, drain) => {}
+            () = drain => {}
             _ = &mut writer => return,
         }
     }
@@ -440,9 +423,9 @@ pub async fn run(
 
 /// Waits until the facility's key changes: `true` then, `false` if the
 /// facility is gone (never, if there is nothing to watch).
-async fn key_changed(key: &mut Option<tokio::sync::watch::Receiver<SensorKey>>) -> bool {
+async fn key_changed(key: &mut Option<SensorGrant>) -> bool {
     match key {
-        Some(watch) => watch.changed().await.is_ok(),
+        Some(grant) => grant.current.changed().await.is_ok(),
         None => std::future::pending().await,
     }
 }

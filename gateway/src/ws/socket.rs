@@ -29,8 +29,7 @@ pub mod close {
     pub const INVALID_DATA: u16 = 1007;
 }
 
-/// Largest frame (and message) a client may send.
-pub const MAX_FRAME: usize = 64 * 1024;
+pub use parkme_protocol::codec::MAX_FRAME;
 /// A ping goes out after this long without hearing from the client.
 pub const PING_AFTER: Duration = Duration::from_secs(20);
 /// A client silent this long (no frame, no pong) is dropped.
@@ -80,10 +79,11 @@ pub const LATENCY_SAMPLE: u64 = 8;
 
 impl Sent {
     fn new(kind: &'static str) -> Self {
+        let (out, latency) = crate::metrics::ws_writer(kind);
         Self {
             frames: 0,
-            out: metrics::counter!("parkme_ws_messages_out_total", "kind" => kind),
-            latency: metrics::histogram!("parkme_delivery_latency_seconds"),
+            out,
+            latency,
         }
     }
 
@@ -148,14 +148,14 @@ pub struct ConnectionGauge(&'static str);
 
 impl ConnectionGauge {
     pub fn open(kind: &'static str) -> Self {
-        metrics::gauge!("parkme_ws_connections", "kind" => kind).increment(1.0);
+        crate::metrics::ws_connections(kind, 1.0);
         ConnectionGauge(kind)
     }
 }
 
 impl Drop for ConnectionGauge {
     fn drop(&mut self) {
-        metrics::gauge!("parkme_ws_connections", "kind" => self.0).decrement(1.0);
+        crate::metrics::ws_connections(self.0, -1.0);
     }
 }
 

@@ -39,8 +39,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use parkme_actors::{Booked, Delta, Node, Start};
-use parkme_engine::{FacilityId, Seq};
+use parkme_actors::{Booked, Delta, Node, Start, Subscription};
+use parkme_engine::{BookingId, FacilityId, Seq};
+use parkme_protocol::app::{self, ClientOp, Detail, JSON_PROTOCOL, ServerMessage, Unreadable};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -49,14 +50,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{OpLimiter, SocketSlot, Verdict};
 use super::outbox::{Item, Outbox, Pushed, Taken};
-use super::protocol::{self, ClientOp, Detail, JSON_PROTOCOL};
 use super::socket::{self, Buffers, ConnectionGauge, Liveness, Next, Pulse, close, write_loop};
-use crate::app::AppState;
 use crate::auth::{Principal, Session, bearer, unix_now};
+use crate::bookings::{self, checked_idempotency_key};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
-use crate::http::bookings::{book_as, cancel_as, checked_idempotency_key};
+use crate::metrics;
 use crate::rate_limit::LimitKey;
+use crate::state::AppState;
+use crate::wire;
 
 /// Apps send small ops: a small read buffer keeps idle subscribers cheap.
 const BUFFERS: Buffers = Buffers {
@@ -98,7 +100,7 @@ pub async fn handshake(
         Err(rejection) => return super::not_an_upgrade(&rejection).into_response(),
     };
     let Some(slot) = app.stream_guard().admit(ip) else {
-        metrics::counter!("parkme_ws_refused_total", "reason" => "sockets_per_ip").increment(1);
+        metrics::ws_refused("sockets_per_ip");
         return ApiError {
             code: "too_many_connections",
             message: "too many app sockets open from this address; close one or retry later".into(),
@@ -106,9 +108,10 @@ pub async fn handshake(
         }
         .into_response();
     };
+    let connections = app.connections().clone();
     socket::configure(ws, BUFFERS)
         .protocols([JSON_PROTOCOL])
-        .on_upgrade(move |socket| run(socket, app, session, ip, slot))
+        .on_upgrade(move |socket| connections.track_future(run(socket, app, session, ip, slot)))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,25 +130,6 @@ fn shared_text(text: &Arc<str>) -> Message {
     Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from(&**text)))
 }
 
-/// The encodings of one snapshot or delta, kept in its edge cache:
-/// `[zones only, with spots]`.
-#[derive(Debug, Default)]
-struct Encodings([std::sync::OnceLock<Arc<str>>; 2]);
-
-/// The encoding of `cache`'s snapshot or delta for `detail`, made once.
-fn encoded(
-    cache: &parkme_actors::EdgeCache,
-    detail: Detail,
-    encode: impl FnOnce() -> String,
-) -> Arc<str> {
-    match cache.get_or_default::<Encodings>() {
-        Some(slots) => Arc::clone(
-            slots.0[usize::from(detail.with_spots())].get_or_init(|| Arc::from(encode())),
-        ),
-        None => Arc::from(encode()),
-    }
-}
-
 /// The writer's side of the outbox: what to send next, encoded.
 fn next_frame(outbox: &Mutex<Outbox>) -> Next {
     let taken = lock(outbox).take();
@@ -155,16 +139,16 @@ fn next_frame(outbox: &Mutex<Outbox>) -> Next {
         Taken::Nothing => return Next::Idle,
     };
     match item {
-        Item::Text(text) => Next::Send(Message::Text(text.into()), None),
+        Item::Reply(reply) => Next::Send(Message::Text(reply.to_json().into()), None),
         Item::Ping => Next::Send(Message::Ping(Bytes::new()), None),
         Item::Snapshot(snapshot, detail) => {
-            let text = encoded(&snapshot.edge, detail, || {
-                protocol::snapshot_json(&snapshot, detail)
-            });
+            let text =
+                wire::encoded_once(&snapshot.edge, detail, || wire::snapshot(&snapshot, detail));
             Next::Send(shared_text(&text), None)
         }
         Item::Delta(delta, detail) => {
-            let text = encoded(&delta.edge, detail, || encode_delta(&delta, detail));
+            let text =
+                wire::encoded_once(&delta.edge, detail, || wire::shared_delta(&delta, detail));
             Next::Send(shared_text(&text), Some(delta.published_at))
         }
         Item::Merged(merged) => Next::Send(
@@ -174,18 +158,8 @@ fn next_frame(outbox: &Mutex<Outbox>) -> Next {
     }
 }
 
-fn encode_delta(delta: &Delta, detail: Detail) -> String {
-    protocol::delta_json(
-        delta.facility.as_str(),
-        delta.prev.0,
-        delta.seq.0,
-        delta.zones.iter(),
-        detail.with_spots().then(|| delta.spots.iter()),
-    )
-}
-
 type Forwarder<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-type Op = Pin<Box<dyn Future<Output = String> + Send>>;
+type Op = Pin<Box<dyn Future<Output = ServerMessage> + Send>>;
 
 /// Where a forwarder writes.
 #[derive(Clone, Copy)]
@@ -195,8 +169,8 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn reply(&self, text: String) {
-        lock(self.outbox).push_reply(text);
+    fn reply(&self, message: ServerMessage) {
+        lock(self.outbox).push_reply(message);
         self.notify.notify_one();
     }
 }
@@ -232,12 +206,8 @@ async fn forward(
         match received {
             Ok(delta) => match lock(sink.outbox).push_delta(generation, delta) {
                 Pushed::Queued | Pushed::Stale | Pushed::Lapsed | Pushed::Resync => {}
-                Pushed::Conflated => {
-                    metrics::counter!("parkme_ws_conflations_total").increment(1);
-                }
-                Pushed::Dropped => {
-                    metrics::counter!("parkme_ws_merges_dropped_total").increment(1);
-                }
+                Pushed::Conflated => metrics::ws_conflated(),
+                Pushed::Dropped => metrics::ws_merge_dropped(),
                 Pushed::Unsubscribed => return,
             },
             Err(RecvError::Lagged(missed)) => {
@@ -247,7 +217,7 @@ async fn forward(
                 }
             }
             Err(RecvError::Closed) => {
-                sink.reply(protocol::error_reply(
+                sink.reply(ServerMessage::error(
                     None,
                     Some(facility.as_str()),
                     "facility_unavailable",
@@ -277,32 +247,32 @@ async fn resubscribe(
         Ok(subscription) => subscription,
         Err(error) => {
             let error = ApiError::from(error);
-            sink.reply(protocol::error_reply(
+            sink.reply(ServerMessage::error(
                 None,
                 Some(facility.as_str()),
                 error.code,
-                &error.message,
+                error.message,
             ));
             return None;
         }
     };
-    let Start::Snapshot(snapshot) = subscription.start else {
+    let Subscription {
+        start: Start::Snapshot(snapshot),
+        catch_up,
+        updates,
+    } = subscription
+    else {
         debug_assert!(
             false,
             "a subscription without `since` starts with a snapshot"
         );
         return None;
     };
-    let mut outbox = lock(sink.outbox);
-    if !outbox.resync(generation, snapshot) {
+    if !lock(sink.outbox).resync(generation, snapshot, catch_up) {
         return None;
     }
-    for delta in subscription.catch_up {
-        outbox.push_delta(generation, delta);
-    }
-    drop(outbox);
-    metrics::counter!("parkme_ws_snapshot_resends_total").increment(1);
-    Some(subscription.updates)
+    metrics::ws_snapshot_resent();
+    Some(updates)
 }
 
 struct Conn<'a> {
@@ -317,9 +287,15 @@ struct Conn<'a> {
 }
 
 impl<'a> Conn<'a> {
-    fn error(&self, req: Option<&Value>, facility: Option<&str>, code: &str, message: &str) {
+    fn error(
+        &self,
+        req: Option<&Value>,
+        facility: Option<&str>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) {
         self.sink
-            .reply(protocol::error_reply(req, facility, code, message));
+            .reply(ServerMessage::error(req, facility, code, message));
     }
 
     fn can_read(&self) -> bool {
@@ -334,16 +310,14 @@ impl<'a> Conn<'a> {
         let per_ip = match verdict {
             Verdict::Allowed => return Ok(true),
             Verdict::Flood => {
-                metrics::counter!("parkme_ws_refused_total", "reason" => "op_flood").increment(1);
+                metrics::ws_refused("op_flood");
                 return Err((close::POLICY, "op flood past the rate limit"));
             }
             Verdict::Limited { per_ip } => per_ip,
         };
-        metrics::counter!("parkme_ws_refused_total", "reason" => "rate_limited").increment(1);
+        metrics::ws_refused("rate_limited");
         let req = match message {
-            Message::Text(text) => {
-                protocol::parse_op(text).map_or_else(|(req, _)| req, |op| op.req())
-            }
+            Message::Text(text) => app::parse_op(text).map_or_else(|e| e.req, ClientOp::req),
             _ => None,
         };
         let message = if per_ip {
@@ -369,10 +343,12 @@ impl<'a> Conn<'a> {
             }
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return,
         };
-        metrics::counter!("parkme_ws_messages_in_total", "kind" => "app").increment(1);
-        match protocol::parse_op(text) {
+        metrics::ws_frame_in("app");
+        match app::parse_op(text) {
             Ok(op) => self.on_op(op).await,
-            Err((req, message)) => self.error(req.as_ref(), None, "malformed_message", &message),
+            Err(Unreadable { req, message }) => {
+                self.error(req.as_ref(), None, "malformed_message", message);
+            }
         }
     }
 
@@ -409,15 +385,15 @@ impl<'a> Conn<'a> {
                             .as_deref()
                             .map(checked_idempotency_key)
                             .transpose()?;
-                        book_as(&app, &principal, &facility, input, key).await
+                        let facility = FacilityId::parse(&facility)
+                            .map_err(|_| ApiError::unknown("facility", &facility))?;
+                        bookings::book(&app, &principal, &facility, input, key).await
                     }
                     .await;
-                    match booked {
-                        Ok(Booked::Created(booking) | Booked::Replayed(booking)) => {
-                            protocol::booking_reply(req.as_ref(), &booking)
-                        }
-                        Err(e) => protocol::error_reply(req.as_ref(), None, e.code, &e.message),
-                    }
+                    booking_reply(
+                        req,
+                        booked.map(|(Booked::Created(b) | Booked::Replayed(b))| b),
+                    )
                 }));
             }
             ClientOp::Cancel { req, booking } => {
@@ -428,13 +404,12 @@ impl<'a> Conn<'a> {
                 self.ops.push(Box::pin(async move {
                     let cancelled = async {
                         check_user_limit(&app, &principal).await?;
-                        cancel_as(&app, &principal, &booking).await
+                        let id = BookingId::parse(&booking)
+                            .map_err(|_| ApiError::unknown("booking", &booking))?;
+                        bookings::cancel(&app, &principal, &id).await
                     }
                     .await;
-                    match cancelled {
-                        Ok(booking) => protocol::booking_reply(req.as_ref(), &booking),
-                        Err(e) => protocol::error_reply(req.as_ref(), None, e.code, &e.message),
-                    }
+                    booking_reply(req, cancelled)
                 }));
             }
         }
@@ -471,9 +446,9 @@ impl<'a> Conn<'a> {
         detail: Detail,
         since: Option<u64>,
     ) {
-        let unknown = || format!("facility {facility:?} does not exist");
         let Ok(id) = FacilityId::parse(facility) else {
-            self.error(req.as_ref(), Some(facility), "unknown_facility", &unknown());
+            let unknown = ApiError::unknown("facility", facility);
+            self.error(req.as_ref(), Some(facility), unknown.code, unknown.message);
             return;
         };
         if !self.subscriptions.contains_key(&id) && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
@@ -481,7 +456,7 @@ impl<'a> Conn<'a> {
                 req.as_ref(),
                 Some(facility),
                 "too_many_subscriptions",
-                &format!("one connection may follow at most {MAX_SUBSCRIPTIONS} facilities"),
+                format!("one connection may follow at most {MAX_SUBSCRIPTIONS} facilities"),
             );
             return;
         }
@@ -497,7 +472,7 @@ impl<'a> Conn<'a> {
             Ok(updates) => updates,
             Err(error) => {
                 lock(self.sink.outbox).unsubscribe(&id);
-                self.error(req.as_ref(), Some(facility), error.code, &error.message);
+                self.error(req.as_ref(), Some(facility), error.code, error.message);
                 return;
             }
         };
@@ -533,10 +508,7 @@ async fn start(
     let mut outbox = lock(sink.outbox);
     match subscription.start {
         Start::Snapshot(snapshot) => {
-            outbox.start_snapshot(generation, detail, snapshot, want);
-            for delta in subscription.catch_up {
-                outbox.push_delta(generation, delta);
-            }
+            outbox.start_snapshot(generation, detail, snapshot, subscription.catch_up, want);
         }
         Start::Resume(deltas) => {
             let since = Seq(since.unwrap_or_default());
@@ -544,6 +516,20 @@ async fn start(
         }
     }
     Ok(subscription.updates)
+}
+
+/// The answer to a booking op.
+fn booking_reply(
+    req: Option<Value>,
+    result: Result<parkme_engine::Booking, ApiError>,
+) -> ServerMessage {
+    match result {
+        Ok(booking) => ServerMessage::Booking {
+            req,
+            booking: (&booking).into(),
+        },
+        Err(e) => ServerMessage::error(req.as_ref(), None, e.code, e.message),
+    }
 }
 
 /// The general per-user request limit, as every HTTP request counts.
@@ -696,6 +682,7 @@ mod tests {
                     1,
                     Detail::Spots,
                     Arc::clone(&shared),
+                    Vec::new(),
                     Arc::new(Notify::new()),
                 );
                 text_of(next_frame(&outbox))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use parkme_engine::codec::{decode_wire, encode_wire};
-use parkme_gateway::ws::protocol::{SensorMessage, SensorReply};
+use parkme_protocol::sensor::{SensorMessage, SensorReply};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -265,7 +265,7 @@ fn checkpoint_locked(inner: &Inner) -> Result<(), StorageError> {
     flushed?;
     lock(&inner.wal).delete_before(next).map_err(unavailable)?;
     *lock(&inner.last_checkpoint) = Instant::now();
-    metrics::histogram!("parkme_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+    crate::metrics::checkpointed(started.elapsed());
     Ok(())
 }
 

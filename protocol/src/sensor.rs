@@ -1,26 +1,36 @@
-//! The messages of both sockets and how they look on the wire.
+//! The sensor socket (contract §4): [`SensorMessage`] in, [`SensorReply`]
+//! out, as JSON (`parkme.v1.json`, text frames) or bincode 2 standard
+//! config (`parkme.v1.bincode`, binary frames). A frame is one message or a
+//! batch (JSON array / bincode `Vec`). [`SensorMessage::to_reading`] is the
+//! one place a wire message becomes the engine's [`Reading`].
 //!
-//! Sensor socket (contract §4): [`SensorMessage`] in, [`SensorReply`] out,
-//! as JSON (`parkme.v1.json`, text frames) or bincode 2 standard config
-//! (`parkme.v1.bincode`, binary frames, through `parkme_engine::codec`).
-//! A frame is one message or a batch (JSON array / bincode `Vec`).
-//!
-//! App socket (contract §5): [`ClientOp`] in (JSON), snapshots, deltas,
-//! bookings and errors out (JSON, built here from the shapes of
-//! [`crate::dto`]).
-//!
-//! This module must never panic on what a client sends: every frame
+//! This module must never panic on what a sensor sends: every frame
 //! becomes messages or rejections.
 
 use bincode::{Decode, Encode};
-use parkme_actors::{Snapshot, ZoneView};
-use parkme_engine::Reading as SensorReading;
-use parkme_engine::codec::{decode_wire, decode_wire_batch, encode_wire};
-use parkme_engine::{Booking, Plate, PlateDirection, SpotId, SpotView, ZoneId};
+use parkme_engine::{Plate, PlateDirection, Reading, SpotId, ZoneId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use crate::dto::{BookingInput, booking_json, zone_json};
+use crate::codec::{decode_wire, decode_wire_batch, encode_wire};
+
+/// The direction of a plate read, as the wire spells it (`"in"`, `"out"`;
+/// bincode variants 0 and 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl From<Direction> for PlateDirection {
+    fn from(direction: Direction) -> Self {
+        match direction {
+            Direction::In => PlateDirection::In,
+            Direction::Out => PlateDirection::Out,
+        }
+    }
+}
 
 /// Subprotocol of JSON text frames (the default).
 pub const JSON_PROTOCOL: &str = "parkme.v1.json";
@@ -50,7 +60,7 @@ pub enum SensorMessage {
         seq: u64,
         gate: String,
         plate: String,
-        dir: PlateDirection,
+        dir: Direction,
     },
     Heartbeat {
         seq: u64,
@@ -233,11 +243,11 @@ impl SensorMessage {
 
     /// The reading this message asks the node to apply. An id that is not
     /// well formed cannot name anything, so it is unknown.
-    pub fn to_reading(&self) -> Result<SensorReading, Rejected> {
+    pub fn to_reading(&self) -> Result<Reading, Rejected> {
         let seq = Some(self.seq());
         match self {
             SensorMessage::Spot { spot, occupied, .. } => SpotId::parse(spot)
-                .map(|spot| SensorReading::Spot {
+                .map(|spot| Reading::Spot {
                     spot,
                     occupied: *occupied,
                 })
@@ -247,7 +257,7 @@ impl SensorMessage {
                     message: format!("spot {spot:?} does not exist"),
                 }),
             SensorMessage::Count { zone, delta, .. } => ZoneId::parse(zone)
-                .map(|zone| SensorReading::Count {
+                .map(|zone| Reading::Count {
                     zone,
                     delta: *delta,
                 })
@@ -257,16 +267,16 @@ impl SensorMessage {
                     message: format!("zone {zone:?} does not exist"),
                 }),
             SensorMessage::Plate { plate, dir, .. } => Plate::parse(plate)
-                .map(|plate| SensorReading::Plate {
+                .map(|plate| Reading::Plate {
                     plate,
-                    direction: *dir,
+                    direction: (*dir).into(),
                 })
                 .map_err(|e| Rejected {
                     seq,
                     code: "invalid_plate",
                     message: e.to_string(),
                 }),
-            SensorMessage::Heartbeat { sensor, .. } => Ok(SensorReading::Heartbeat {
+            SensorMessage::Heartbeat { sensor, .. } => Ok(Reading::Heartbeat {
                 sensor: sensor.clone(),
             }),
         }
@@ -286,164 +296,6 @@ pub fn encode_reply(codec: Codec, reply: &SensorReply) -> Encoded {
         Codec::Json => Encoded::Text(serde_json::to_string(reply).unwrap_or_default()),
         Codec::Bincode => Encoded::Binary(encode_wire(reply)),
     }
-}
-
-// ---------------------------------------------------------------------
-// App socket
-// ---------------------------------------------------------------------
-
-/// How much of a facility a subscriber follows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Detail {
-    /// Zone counts only.
-    #[default]
-    Zones,
-    /// Zone counts and every spot.
-    Spots,
-}
-
-impl Detail {
-    /// Index into the `encoded` caches of snapshots and deltas.
-    pub fn index(self) -> usize {
-        match self {
-            Detail::Zones => 0,
-            Detail::Spots => 1,
-        }
-    }
-
-    pub fn with_spots(self) -> bool {
-        self == Detail::Spots
-    }
-}
-
-/// A client → server op on the app socket.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum ClientOp {
-    Subscribe {
-        facility: String,
-        #[serde(default)]
-        detail: Detail,
-        #[serde(default)]
-        since: Option<u64>,
-        #[serde(default)]
-        req: Option<Value>,
-    },
-    Unsubscribe {
-        facility: String,
-        #[serde(default)]
-        req: Option<Value>,
-    },
-    Book {
-        #[serde(default)]
-        req: Option<Value>,
-        facility: String,
-        #[serde(flatten)]
-        input: BookingInput,
-        #[serde(default)]
-        idempotency_key: Option<String>,
-    },
-    Cancel {
-        #[serde(default)]
-        req: Option<Value>,
-        booking: String,
-    },
-}
-
-impl ClientOp {
-    /// The `req` to echo in a reply about this op.
-    pub fn req(self) -> Option<Value> {
-        match self {
-            ClientOp::Subscribe { req, .. }
-            | ClientOp::Unsubscribe { req, .. }
-            | ClientOp::Book { req, .. }
-            | ClientOp::Cancel { req, .. } => req,
-        }
-    }
-}
-
-/// Reads an op; a refusal carries the `req` to echo when one was readable.
-pub fn parse_op(text: &str) -> Result<ClientOp, (Option<Value>, String)> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| (None, format!("invalid JSON: {e}")))?;
-    let req = value.get("req").filter(|r| !r.is_null()).cloned();
-    serde_json::from_value(value).map_err(|e| (req, format!("invalid op: {e}")))
-}
-
-fn spots_json<'a>(spots: impl Iterator<Item = &'a SpotView>) -> Value {
-    Value::Array(
-        spots
-            .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
-            .collect(),
-    )
-}
-
-/// `{"t":"snapshot","facility","name","seq","zones":[...],"spots":[...]?}`.
-pub fn snapshot_json(snapshot: &Snapshot, detail: Detail) -> String {
-    let view = &snapshot.view;
-    let mut map = Map::new();
-    map.insert("t".into(), "snapshot".into());
-    map.insert("facility".into(), json!(view.id));
-    map.insert("name".into(), json!(view.name));
-    map.insert("seq".into(), view.seq.0.into());
-    map.insert(
-        "zones".into(),
-        Value::Array(view.zones.iter().map(zone_json).collect()),
-    );
-    if detail.with_spots() {
-        map.insert("spots".into(), spots_json(snapshot.spots.iter()));
-    }
-    Value::Object(map).to_string()
-}
-
-/// `{"t":"delta","facility","prev","seq","zones":[...],"spots":[...]?}`.
-pub fn delta_json<'a>(
-    facility: &str,
-    prev: u64,
-    seq: u64,
-    zones: impl Iterator<Item = &'a ZoneView>,
-    spots: Option<impl Iterator<Item = &'a SpotView>>,
-) -> String {
-    let mut map = Map::new();
-    map.insert("t".into(), "delta".into());
-    map.insert("facility".into(), facility.into());
-    map.insert("prev".into(), prev.into());
-    map.insert("seq".into(), seq.into());
-    map.insert("zones".into(), Value::Array(zones.map(zone_json).collect()));
-    if let Some(spots) = spots {
-        map.insert("spots".into(), spots_json(spots));
-    }
-    Value::Object(map).to_string()
-}
-
-/// `{"t":"booking","req","booking":{...}}`.
-pub fn booking_reply(req: Option<&Value>, booking: &Booking) -> String {
-    let mut map = Map::new();
-    map.insert("t".into(), "booking".into());
-    map.insert("req".into(), req.cloned().unwrap_or(Value::Null));
-    map.insert("booking".into(), booking_json(booking));
-    Value::Object(map).to_string()
-}
-
-/// `{"t":"error","req"?,"facility"?,"code","message"}`.
-pub fn error_reply(
-    req: Option<&Value>,
-    facility: Option<&str>,
-    code: &str,
-    message: &str,
-) -> String {
-    let mut map = Map::new();
-    map.insert("t".into(), "error".into());
-    if let Some(req) = req {
-        map.insert("req".into(), req.clone());
-    }
-    if let Some(facility) = facility {
-        map.insert("facility".into(), facility.into());
-    }
-    map.insert("code".into(), code.into());
-    map.insert("message".into(), message.into());
-    Value::Object(map).to_string()
 }
 
 #[cfg(test)]
@@ -476,7 +328,7 @@ mod tests {
                 seq: 3,
                 gate: "north".into(),
                 plate: "AB123CD".into(),
-                dir: PlateDirection::In,
+                dir: Direction::In,
             }
         );
     }
@@ -549,7 +401,7 @@ mod tests {
                 &format!("P{}-{}", seq % 7, seq % 1000),
                 seq.is_multiple_of(2),
             ));
-            if encode_wire(&batch).len() > crate::ws::socket::MAX_FRAME {
+            if encode_wire(&batch).len() > crate::codec::MAX_FRAME {
                 batch.pop();
                 break;
             }
@@ -584,23 +436,5 @@ mod tests {
         };
         let rejected = bad.to_reading().expect_err("refused");
         assert_eq!((rejected.seq, rejected.code), (Some(4), "unknown_spot"));
-    }
-
-    #[test]
-    fn ops_parse_and_refusals_echo_req() {
-        let op = parse_op(r#"{"op":"subscribe","facility":"f1","detail":"spots","since":4}"#);
-        assert!(matches!(
-            op,
-            Ok(ClientOp::Subscribe {
-                detail: Detail::Spots,
-                since: Some(4),
-                ..
-            })
-        ));
-        let op = parse_op(r#"{"op":"book","req":"r1","facility":"f1","plate":"AB1","zone":"A"}"#);
-        assert!(matches!(op, Ok(ClientOp::Book { .. })));
-        let refused = parse_op(r#"{"op":"book","req":"r2","facility":"f1"}"#);
-        assert!(matches!(refused, Err((Some(Value::String(r)), _)) if r == "r2"));
-        assert!(parse_op("nope").is_err());
     }
 }

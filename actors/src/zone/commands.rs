@@ -1,0 +1,149 @@
+//! The commands that change a zone, one method each: booking, cancelling,
+//! a spot's service flag, sensor readings, hold expiry. Each applies at
+//! once in memory, then queues its journal writes and a typed [`Pending`]
+//! reply that the pump answers once they are durable.
+//!
+//! This module must never answer a caller itself, except to refuse a
+//! command the engine refused (nothing was applied).
+
+use parkme_engine::{
+    Booking, BookingId, BookingRequest, Command, EngineError, Millis, Reading, SpotId, SpotView,
+};
+use parkme_storage::Write;
+use tokio::sync::oneshot;
+
+use super::pump::Pending;
+use super::{Applied, Reply, ZoneActorState};
+use crate::error::ActorError;
+
+/// The booking the last of `applied` touched.
+fn last_booking(applied: &[Applied]) -> Option<Booking> {
+    applied
+        .iter()
+        .rev()
+        .find_map(|(_, effect)| effect.booking.clone())
+}
+
+/// The zone command a reading asks for, at `now`: the one place a
+/// [`Reading`] becomes a [`Command`]. A heartbeat asks for none.
+fn sense_command(reading: Reading, now: Millis) -> Option<Command> {
+    match reading {
+        Reading::Spot { spot, occupied } => Some(Command::Sense {
+            spot,
+            occupied,
+            now,
+        }),
+        Reading::Count { delta, .. } => Some(Command::Count { delta, now }),
+        Reading::Plate { plate, direction } => Some(Command::Plate {
+            plate,
+            direction,
+            now,
+        }),
+        Reading::Heartbeat { .. } => None,
+    }
+}
+
+fn refuse<T>(reply: Reply<T>, error: EngineError) {
+    let _ = reply.send(Err(error.into()));
+}
+
+impl ZoneActorState {
+    pub(super) async fn book(
+        &mut self,
+        request: BookingRequest,
+        idempotency: Option<(String, Millis)>,
+        reply: Reply<Booking>,
+    ) {
+        let owner = request.owner.clone();
+        let applied = match self.zone.execute(&Command::Book(request)) {
+            Ok(applied) => applied,
+            Err(e) => return refuse(reply, e),
+        };
+        let booking = last_booking(&applied);
+        let extra = match (idempotency, &booking) {
+            (Some((key, expires_at)), Some(booking)) => vec![Write::Idempotency {
+                owner,
+                key,
+                booking: booking.id.clone(),
+                expires_at,
+            }],
+            _ => Vec::new(),
+        };
+        self.commit_applied(applied, extra, Pending::Booking { reply, booking })
+            .await;
+    }
+
+    pub(super) async fn cancel(&mut self, booking: BookingId, reply: Reply<Booking>) {
+        let command = Command::Cancel {
+            booking,
+            now: self.now(),
+        };
+        let applied = match self.zone.execute(&command) {
+            Ok(applied) => applied,
+            Err(e) => return refuse(reply, e),
+        };
+        let booking = last_booking(&applied);
+        self.commit_applied(applied, Vec::new(), Pending::Booking { reply, booking })
+            .await;
+    }
+
+    pub(super) async fn set_service(
+        &mut self,
+        spot: SpotId,
+        out_of_service: bool,
+        reply: Reply<SpotView>,
+    ) {
+        let before = self.zone.spot(&spot);
+        let command = Command::SetService {
+            spot: spot.clone(),
+            out_of_service,
+        };
+        let applied = match self.zone.execute(&command) {
+            Ok(applied) => applied,
+            Err(e) => return refuse(reply, e),
+        };
+        let view = self.zone.spot(&spot).or(before);
+        self.commit_applied(applied, Vec::new(), Pending::Spot { reply, view })
+            .await;
+    }
+
+    pub(super) async fn sense(
+        &mut self,
+        readings: Vec<Reading>,
+        reply: oneshot::Sender<Vec<Result<(), ActorError>>>,
+    ) {
+        let now = self.now();
+        let mut results = Vec::with_capacity(readings.len());
+        let mut applied = Vec::new();
+        for reading in readings {
+            let Some(command) = sense_command(reading, now) else {
+                results.push(Ok(()));
+                continue;
+            };
+            match self.zone.decide(&command) {
+                Ok(decided) => {
+                    for event in decided {
+                        let effect = self.zone.apply(&event);
+                        applied.push((event, effect));
+                    }
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e.into())),
+            }
+        }
+        self.commit_applied(applied, Vec::new(), Pending::Sense { reply, results })
+            .await;
+    }
+
+    pub(super) async fn expire(&mut self) {
+        let command = Command::ExpireDue { now: self.now() };
+        match self.zone.execute(&command) {
+            Ok(applied) => {
+                let expired = applied.len() as u64;
+                self.commit_applied(applied, Vec::new(), Pending::Expiry { expired })
+                    .await;
+            }
+            Err(e) => tracing::warn!(zone = %self.key, error = %e, "expiry refused"),
+        }
+    }
+}

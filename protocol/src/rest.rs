@@ -1,0 +1,498 @@
+//! The HTTP bodies of contract §3, as typed shapes: facilities, zones and
+//! their counts, spots, bookings, the layout an operator sends, health,
+//! and the `{"error":{"code","message"}}` body. Each is built from the
+//! domain's values (`From` the engine's types) or read into them
+//! ([`LayoutInput::into_layout`], [`parse_layout`]).
+//!
+//! This module must never decide an HTTP status: it says what is wrong
+//! ([`Invalid`], [`LayoutError`]); the edge maps that to a response.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use parkme_engine::{
+    EngineError, FacilityId, FacilityLayout, Location as EngineLocation, Millis, SpotId, SpotKind,
+    SpotLayout, SpotView, ZoneId, ZoneLayout, ZoneShape,
+};
+use serde::{Deserialize, Serialize};
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(at: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(at.0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// `{total, available, reserved, occupied, out_of_service}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: u32,
+    pub available: u32,
+    pub reserved: u32,
+    pub occupied: u32,
+    pub out_of_service: u32,
+}
+
+impl From<&parkme_engine::Counts> for Counts {
+    fn from(c: &parkme_engine::Counts) -> Self {
+        Counts {
+            total: c.total,
+            available: c.available,
+            reserved: c.reserved,
+            occupied: c.occupied,
+            out_of_service: c.out_of_service,
+        }
+    }
+}
+
+/// Counts overall, and `by_kind` for each kind present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneCounts {
+    #[serde(flatten)]
+    pub overall: Counts,
+    pub by_kind: BTreeMap<String, Counts>,
+}
+
+impl From<&parkme_engine::ZoneCounts> for ZoneCounts {
+    fn from(counts: &parkme_engine::ZoneCounts) -> Self {
+        ZoneCounts {
+            overall: Counts::from(&counts.overall),
+            by_kind: counts
+                .present_kinds()
+                .into_iter()
+                .map(|(kind, c)| (kind.as_str().to_owned(), Counts::from(&c)))
+                .collect(),
+        }
+    }
+}
+
+/// One zone: `{id, name, capacity?, ...counts, by_kind}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Zone {
+    pub id: String,
+    pub name: String,
+    /// Counter zones only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+    #[serde(flatten)]
+    pub counts: ZoneCounts,
+}
+
+impl Zone {
+    pub fn new(
+        id: &ZoneId,
+        name: &str,
+        capacity: Option<u32>,
+        counts: &parkme_engine::ZoneCounts,
+    ) -> Zone {
+        Zone {
+            id: id.to_string(),
+            name: name.to_owned(),
+            capacity,
+            counts: ZoneCounts::from(counts),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl From<EngineLocation> for Location {
+    fn from(l: EngineLocation) -> Self {
+        Location {
+            lat: l.lat,
+            lon: l.lon,
+        }
+    }
+}
+
+/// A facility at one seq, without spots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Facility {
+    pub id: String,
+    pub name: String,
+    pub timezone: String,
+    pub location: Option<Location>,
+    pub seq: u64,
+    pub totals: ZoneCounts,
+    pub zones: Vec<Zone>,
+}
+
+/// The answer to a layout `PUT`: the facility and its current sensor key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FacilityWithKey {
+    #[serde(flatten)]
+    pub facility: Facility,
+    pub sensor_key: String,
+}
+
+/// `GET /v1/facilities`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FacilityList {
+    pub facilities: Vec<Facility>,
+}
+
+/// One spot: `{id, zone, kind, state, booking?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spot {
+    pub id: String,
+    pub zone: String,
+    pub kind: Cow<'static, str>,
+    pub state: Cow<'static, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking: Option<String>,
+}
+
+impl From<&SpotView> for Spot {
+    fn from(spot: &SpotView) -> Self {
+        Spot {
+            id: spot.id.to_string(),
+            zone: spot.zone.to_string(),
+            kind: Cow::Borrowed(spot.kind.as_str()),
+            state: Cow::Borrowed(spot.state.as_str()),
+            booking: spot.booking.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// `GET .../zones/{zid}/spots`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpotList {
+    pub spots: Vec<Spot>,
+}
+
+/// A booking as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booking {
+    pub id: String,
+    pub facility: String,
+    pub zone: String,
+    pub spot: Option<String>,
+    pub kind: Cow<'static, str>,
+    pub plate: String,
+    pub status: Cow<'static, str>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub updated_at: String,
+}
+
+impl From<&parkme_engine::Booking> for Booking {
+    fn from(b: &parkme_engine::Booking) -> Self {
+        Booking {
+            id: b.id.to_string(),
+            facility: b.facility.to_string(),
+            zone: b.zone.to_string(),
+            spot: b.spot.as_ref().map(ToString::to_string),
+            kind: Cow::Borrowed(b.kind.as_str()),
+            plate: b.plate.to_string(),
+            status: Cow::Borrowed(b.status.as_str()),
+            created_at: rfc3339(b.created_at),
+            expires_at: rfc3339(b.expires_at),
+            updated_at: rfc3339(b.updated_at),
+        }
+    }
+}
+
+/// `POST /v1/facilities/{fid}/sensor-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SensorKey {
+    pub facility: String,
+    pub sensor_key: String,
+}
+
+/// `POST /v1/facilities/{fid}/bookings` body (and the app socket's `book`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingInput {
+    pub plate: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub spot: Option<String>,
+    #[serde(default)]
+    pub hold_seconds: Option<i64>,
+}
+
+/// `PUT .../spots/{sid}/service` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInput {
+    pub out_of_service: bool,
+}
+
+/// `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: Cow<'static, str>,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &'static str, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: Cow::Borrowed(code),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// `GET /health/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: Cow<'static, str>,
+    pub checks: HealthChecks,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthChecks {
+    pub facilities: FacilitiesCheck,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<Check>,
+    pub storage: StorageCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub status: Cow<'static, str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacilitiesCheck {
+    pub status: Cow<'static, str>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageCheck {
+    pub status: Cow<'static, str>,
+    pub backend: Cow<'static, str>,
+}
+
+/// `"up"` or `"down"`.
+pub fn up_or_down(up: bool) -> Cow<'static, str> {
+    Cow::Borrowed(if up { "up" } else { "down" })
+}
+
+/// A value a client sent that cannot be used: its error code and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Why a layout document was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayoutError {
+    /// Unreadable JSON, or a field that cannot be used.
+    Invalid(Invalid),
+    /// Readable, but against the layout rules.
+    Engine(EngineError),
+}
+
+impl From<Invalid> for LayoutError {
+    fn from(invalid: Invalid) -> Self {
+        LayoutError::Invalid(invalid)
+    }
+}
+
+/// A spot kind as the contract spells it (`None`: `standard`).
+pub fn parse_kind(kind: Option<&str>) -> Result<SpotKind, Invalid> {
+    match kind {
+        None => Ok(SpotKind::Standard),
+        Some(k) => SpotKind::ALL
+            .into_iter()
+            .find(|known| known.as_str() == k)
+            .ok_or_else(|| Invalid {
+                code: "invalid_kind",
+                message: format!(
+                    "kind must be one of standard, ev, accessible, motorcycle, compact; got {k:?}"
+                ),
+            }),
+    }
+}
+
+fn invalid_layout(message: impl Into<String>) -> Invalid {
+    Invalid {
+        code: "invalid_layout",
+        message: message.into(),
+    }
+}
+
+/// A layout as an operator sends it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LayoutInput {
+    pub name: Option<String>,
+    pub timezone: Option<String>,
+    pub location: Option<Location>,
+    pub zones: Vec<ZoneInput>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ZoneInput {
+    pub id: String,
+    pub name: Option<String>,
+    pub spots: Option<Vec<SpotInput>>,
+    pub capacity: Option<i64>,
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpotInput {
+    pub id: String,
+    pub kind: Option<String>,
+}
+
+impl ZoneInput {
+    fn into_layout(self) -> Result<ZoneLayout, Invalid> {
+        let zone_id = ZoneId::parse(&self.id)
+            .map_err(|e| invalid_layout(format!("zone id {:?}: {e}", self.id)))?;
+        let shape = match (self.spots, self.capacity) {
+            (Some(_), Some(_)) => {
+                return Err(invalid_layout(format!(
+                    "zone {zone_id} has both spots and a capacity"
+                )));
+            }
+            (None, None) => {
+                return Err(invalid_layout(format!(
+                    "zone {zone_id} needs either spots or a capacity"
+                )));
+            }
+            (Some(spots), None) => {
+                if self.kind.is_some() {
+                    return Err(invalid_layout(format!(
+                        "zone {zone_id}: kind belongs to each spot of a spot zone"
+                    )));
+                }
+                let spots = spots
+                    .into_iter()
+                    .map(|s| {
+                        let id = SpotId::parse(&s.id)
+                            .map_err(|e| invalid_layout(format!("spot id {:?}: {e}", s.id)))?;
+                        Ok(SpotLayout {
+                            id,
+                            kind: parse_kind(s.kind.as_deref())?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Invalid>>()?;
+                ZoneShape::Spots(spots)
+            }
+            (None, Some(capacity)) => {
+                let capacity = u32::try_from(capacity).map_err(|_| {
+                    invalid_layout(format!("zone {zone_id}: capacity must be 0 or more"))
+                })?;
+                ZoneShape::Counter {
+                    capacity,
+                    kind: parse_kind(self.kind.as_deref())?,
+                }
+            }
+        };
+        Ok(ZoneLayout {
+            name: self.name.unwrap_or_else(|| zone_id.to_string()),
+            id: zone_id,
+            shape,
+        })
+    }
+}
+
+impl LayoutInput {
+    /// The layout of facility `id`, checked against every layout rule.
+    pub fn into_layout(self, id: FacilityId) -> Result<FacilityLayout, LayoutError> {
+        let zones = self
+            .zones
+            .into_iter()
+            .map(ZoneInput::into_layout)
+            .collect::<Result<Vec<_>, Invalid>>()?;
+        let location = self.location.map(|l| EngineLocation {
+            lat: l.lat,
+            lon: l.lon,
+        });
+        FacilityLayout::new(
+            id.clone(),
+            self.name.unwrap_or_else(|| id.to_string()),
+            self.timezone.unwrap_or_else(|| "UTC".into()),
+            location,
+            zones,
+        )
+        .map_err(LayoutError::Engine)
+    }
+}
+
+/// Reads a layout document (a `PUT /v1/facilities/{fid}` body) for
+/// facility `id`: the JSON, then every layout rule.
+pub fn parse_layout(id: FacilityId, json: &[u8]) -> Result<FacilityLayout, LayoutError> {
+    let input: LayoutInput = serde_json::from_slice(json).map_err(|e| Invalid {
+        code: "malformed_json",
+        message: format!("invalid JSON body: {e}"),
+    })?;
+    input.into_layout(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use parkme_engine::SpotState;
+
+    use super::*;
+
+    #[test]
+    fn a_layout_document_reads_into_a_checked_layout() {
+        let id = FacilityId::parse("f1").expect("id");
+        let doc = br#"{"name":"F","zones":[{"id":"A","spots":[{"id":"A-1","kind":"ev"},{"id":"A-2"}]},{"id":"G","capacity":40}]}"#;
+        let layout = parse_layout(id.clone(), doc).expect("valid");
+        assert_eq!(layout.zones.len(), 2);
+        assert_eq!(layout.timezone, "UTC");
+        for (doc, code) in [
+            (&b"{"[..], "malformed_json"),
+            (br#"{"zones":[{"id":"A"}]}"#, "invalid_layout"),
+            (br#"{"zones":[{"id":"A","capacity":-1}]}"#, "invalid_layout"),
+            (
+                br#"{"zones":[{"id":"A","spots":[{"id":"x","kind":"bus"}]}]}"#,
+                "invalid_kind",
+            ),
+        ] {
+            match parse_layout(id.clone(), doc) {
+                Err(LayoutError::Invalid(invalid)) => assert_eq!(invalid.code, code),
+                other => panic!("{other:?}"),
+            }
+        }
+        let twice = br#"{"zones":[{"id":"A","capacity":1},{"id":"A","capacity":2}]}"#;
+        assert!(matches!(
+            parse_layout(id, twice),
+            Err(LayoutError::Engine(_))
+        ));
+    }
+
+    #[test]
+    fn shapes_spell_what_the_contract_spells() {
+        let spot = Spot::from(&SpotView {
+            id: SpotId::parse("A-1").expect("id"),
+            zone: ZoneId::parse("A").expect("id"),
+            kind: SpotKind::Ev,
+            state: SpotState::OutOfService,
+            booking: None,
+        });
+        assert_eq!(
+            serde_json::to_value(&spot).expect("json"),
+            serde_json::json!({"id":"A-1","zone":"A","kind":"ev","state":"OUT_OF_SERVICE"})
+        );
+        let mut counts = parkme_engine::ZoneCounts::default();
+        counts.insert(SpotKind::Ev, SpotState::Available);
+        let zone = Zone::new(&ZoneId::parse("A").expect("id"), "A", Some(3), &counts);
+        assert_eq!(
+            serde_json::to_value(&zone).expect("json"),
+            serde_json::json!({"id":"A","name":"A","capacity":3,"total":1,"available":1,
+                "reserved":0,"occupied":0,"out_of_service":0,
+                "by_kind":{"ev":{"total":1,"available":1,"reserved":0,"occupied":0,"out_of_service":0}}})
+        );
+        assert_eq!(rfc3339(Millis(1_000)), "1970-01-01T00:00:01.000Z");
+    }
+}
