@@ -46,6 +46,13 @@ pub struct NodeConfig {
     pub booking_retention_days: u32,
     /// How often the store's upkeep runs (and once at start).
     pub upkeep_every: std::time::Duration,
+    /// Cluster mode: the node starts no facility by itself; the cluster's
+    /// ownership decides which it serves ([`Node::acquire`],
+    /// [`Node::release`], [`Node::drop_facility`]).
+    pub cluster: bool,
+    /// Cluster mode: facilities whose writes the store refused as fenced
+    /// are reported here (their zones stop instead of restarting).
+    pub fenced: Option<tokio::sync::mpsc::UnboundedSender<FacilityId>>,
 }
 
 impl Default for NodeConfig {
@@ -56,6 +63,8 @@ impl Default for NodeConfig {
             idempotency_ttl_secs: 48 * 3600,
             booking_retention_days: 400,
             upkeep_every: std::time::Duration::from_secs(3600),
+            cluster: false,
+            fenced: None,
         }
     }
 }
@@ -86,6 +95,9 @@ struct Inner {
     /// Serializes the creation of facilities, so two PUTs of one new
     /// facility never start it twice.
     creating: tokio::sync::Mutex<()>,
+    /// Cluster mode: every facility in the store as last listed (each
+    /// coordination tick), served here or not.
+    known: RwLock<std::collections::BTreeSet<FacilityId>>,
     #[cfg(feature = "testing")]
     probe: crate::probe::Probe,
     /// Tells the committer to drain and stop, once the actors are gone.
@@ -166,6 +178,7 @@ impl Node {
                 key_owners: RwLock::new(HashMap::new()),
                 idempotency_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
                 creating: tokio::sync::Mutex::new(()),
+                known: RwLock::new(std::collections::BTreeSet::new()),
                 #[cfg(feature = "testing")]
                 probe: crate::probe::Probe::default(),
                 close_commits,
@@ -181,6 +194,9 @@ impl Node {
             node.inner.stopping.clone(),
         ));
         *node.inner.upkeep.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        if node.inner.config.cluster {
+            return Ok((node, committer));
+        }
         let stored = node.inner.commit.storage().facilities().await?;
         for (id, bytes) in stored {
             let record = FacilityRecord::decode(&bytes)
@@ -210,6 +226,7 @@ impl Node {
             snapshot_every: self.inner.config.snapshot_every.max(1),
             booking_retention_ms: i64::from(self.inner.config.booking_retention_days)
                 .saturating_mul(86_400_000),
+            fenced: self.inner.config.fenced.clone(),
         }
     }
 
@@ -256,7 +273,191 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
-            .ok_or_else(|| ActorError::UnknownFacility(id.to_string()))
+            .ok_or_else(|| {
+                let known = || {
+                    self.inner
+                        .known
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(id)
+                };
+                if self.inner.config.cluster && known() {
+                    // Served by another node, or moving: the edge routes
+                    // around this; a request caught by a move may retry.
+                    ActorError::Unavailable("facility")
+                } else {
+                    ActorError::UnknownFacility(id.to_string())
+                }
+            })
+    }
+
+    /// Whether this node serves `id` now.
+    pub fn serves(&self, id: &FacilityId) -> bool {
+        self.inner
+            .facilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+    }
+
+    /// Cluster mode: this node holds `id`'s lease; start serving it from
+    /// the store (its zones claim their epochs before they read their
+    /// journals, fencing any older writer). Returns the facility's epoch:
+    /// the highest epoch its zones claimed, which grows with every claim.
+    pub async fn acquire(&self, id: &FacilityId) -> Result<u64, ActorError> {
+        let handle = match self.handle_if_local(id) {
+            Some(handle) => handle,
+            None => {
+                let _creating = self.inner.creating.lock().await;
+                match self.handle_if_local(id) {
+                    Some(handle) => handle,
+                    None => {
+                        let record = self.stored_record(id).await?;
+                        self.spawn_facility(record).await?;
+                        self.handle(id)?
+                    }
+                }
+            }
+        };
+        let routes = handle.shared.routes();
+        let mut epoch = 0;
+        for zone in routes.zones.values() {
+            let (reply, rx) = oneshot::channel();
+            zone.send_message(ZoneMsg::Epoch(reply))
+                .map_err(|_| ActorError::Unavailable("zone"))?;
+            let claimed = rx.await.map_err(|_| ActorError::Unavailable("zone"))?;
+            epoch = epoch.max(claimed.0);
+        }
+        Ok(epoch)
+    }
+
+    /// Cluster mode: hand `id` over. New requests for it are refused as
+    /// retryable at once; queued ones finish and commit; the zones write
+    /// their final snapshots and stop.
+    pub async fn release(&self, id: &FacilityId) {
+        let Some(handle) = self.take_handle(id) else {
+            return;
+        };
+        let _ = handle
+            .actor
+            .stop_and_wait(
+                Some("handed over".into()),
+                Some(std::time::Duration::from_secs(5)),
+            )
+            .await;
+    }
+
+    /// Cluster mode: `id` belongs to another node now; stop serving it at
+    /// once (whatever it still tries to write is fenced by the store).
+    pub async fn drop_facility(&self, id: &FacilityId) {
+        if let Some(handle) = self.take_handle(id) {
+            handle.actor.stop(Some("owned elsewhere".into()));
+        }
+    }
+
+    fn handle_if_local(&self, id: &FacilityId) -> Option<Arc<FacilityHandle>> {
+        self.inner
+            .facilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn take_handle(&self, id: &FacilityId) -> Option<Arc<FacilityHandle>> {
+        let handle = self
+            .inner
+            .facilities
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)?;
+        let hash = handle.sensor_key.borrow().hash;
+        let mut owners = self
+            .inner
+            .key_owners
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if owners.get(&hash) == Some(id) {
+            owners.remove(&hash);
+        }
+        Some(handle)
+    }
+
+    /// A facility's stored record.
+    async fn stored_record(&self, id: &FacilityId) -> Result<FacilityRecord, ActorError> {
+        let stored = self.storage().facilities().await?;
+        let (_, bytes) = stored
+            .into_iter()
+            .find(|(stored, _)| stored == id)
+            .ok_or_else(|| ActorError::UnknownFacility(id.to_string()))?;
+        FacilityRecord::decode(&bytes)
+            .map_err(|e| ActorError::Corrupt(format!("facility {id}: {e}")))
+    }
+
+    /// Every facility in the store (cluster mode: what the cluster serves).
+    pub async fn stored_facility_ids(&self) -> Result<Vec<FacilityId>, ActorError> {
+        let stored = self.storage().facilities().await?;
+        let ids: Vec<FacilityId> = stored.into_iter().map(|(id, _)| id).collect();
+        *self.inner.known.write().unwrap_or_else(|e| e.into_inner()) =
+            ids.iter().cloned().collect();
+        Ok(ids)
+    }
+
+    /// Whether `id` is in the store (as last listed; a miss lists again,
+    /// so a facility created on another node a moment ago is found).
+    pub async fn is_known(&self, id: &FacilityId) -> bool {
+        if self.serves(id)
+            || self
+                .inner
+                .known
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(id)
+        {
+            return true;
+        }
+        match self.stored_facility_ids().await {
+            Ok(ids) => ids.contains(id),
+            // The store cannot say: let the owner's path answer (503).
+            Err(_) => true,
+        }
+    }
+
+    /// How many facilities the store held when last listed.
+    pub fn known_count(&self) -> usize {
+        self.inner
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Cluster mode: writes the record of a facility no node serves yet
+    /// (its first layout), so the cluster's ownership starts it on the
+    /// node that places it. Returns whether it was new (an existing record
+    /// is left alone: its owner replaces layouts).
+    pub async fn create_record(&self, layout: FacilityLayout) -> Result<bool, ActorError> {
+        let id = layout.id.clone();
+        let _creating = self.inner.creating.lock().await;
+        if self.stored_record(&id).await.is_ok() {
+            return Ok(false);
+        }
+        let now = self.inner.clock.now();
+        let record = FacilityRecord {
+            layout,
+            sensor_key_hash: hash_key(&self.derive_key(&id, 0)),
+            seq_base: 0,
+            created_at: now,
+            updated_at: now,
+            sensor_key_generation: 0,
+        };
+        self.storage().put_facility(&id, record.encode()).await?;
+        self.inner
+            .known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        Ok(true)
     }
 
     /// Creates or replaces a facility; returns its view and whether it is

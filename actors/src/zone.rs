@@ -29,8 +29,8 @@
 use parkme_engine::codec;
 use parkme_engine::zone::Effect;
 use parkme_engine::{
-    Booking, BookingId, BookingRequest, EngineError, Event, Millis, Reading, Seq, SpotId, SpotView,
-    ZoneLayout, ZoneSnapshot, ZoneState,
+    Booking, BookingId, BookingRequest, EngineError, Event, FacilityId, Millis, Reading, Seq,
+    SpotId, SpotView, ZoneLayout, ZoneSnapshot, ZoneState,
 };
 use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef};
@@ -60,6 +60,11 @@ pub struct ZoneContext {
     /// How long the record of an ended booking is kept (milliseconds after
     /// it ended) before the store may forget it.
     pub booking_retention_ms: i64,
+    /// Cluster mode: where a zone whose write the store refused as fenced
+    /// (a newer owner claimed it) reports its facility, instead of failing
+    /// and restarting (a restart would claim the zone back from its new
+    /// owner). `None` on a single node: a fenced zone restarts.
+    pub fenced: Option<tokio::sync::mpsc::UnboundedSender<FacilityId>>,
 }
 
 impl ZoneContext {
@@ -130,6 +135,8 @@ pub enum ZoneMsg {
     },
     Expire,
     CommitFailed(StorageError),
+    /// The epoch this zone claimed at start.
+    Epoch(oneshot::Sender<Epoch>),
     #[cfg(feature = "testing")]
     Panic,
 }
@@ -147,6 +154,7 @@ impl std::fmt::Debug for ZoneMsg {
             ZoneMsg::HoldExpired { .. } => "HoldExpired",
             ZoneMsg::Expire => "Expire",
             ZoneMsg::CommitFailed(_) => "CommitFailed",
+            ZoneMsg::Epoch(_) => "Epoch",
             #[cfg(feature = "testing")]
             ZoneMsg::Panic => "Panic",
         };
@@ -605,7 +613,17 @@ impl Actor for ZoneActor {
             ZoneMsg::Abort { token } => state.abort_layout(token).await,
             ZoneMsg::HoldExpired { token } => state.expire_hold(token),
             ZoneMsg::CommitFailed(e) => {
+                if let (StorageError::Fenced { .. }, Some(fenced)) = (&e, &state.context.fenced) {
+                    tracing::warn!(zone = %state.key, "fenced by a newer owner; stopping");
+                    let _ = fenced.send(state.key.facility.clone());
+                    myself.stop(Some("fenced".into()));
+                    return Ok(());
+                }
                 return Err(format!("journal commit failed for {}: {e}", state.key).into());
+            }
+            ZoneMsg::Epoch(reply) => {
+                let _ = reply.send(state.epoch);
+                return Ok(());
             }
             #[cfg(feature = "testing")]
             ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),

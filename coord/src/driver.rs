@@ -200,7 +200,11 @@ impl<H: Host> Shell<H> {
                         Outcome::Released(f) => self.own.released(&f),
                     }
                     self.publish_holding();
-                    continue;
+                    // Draining: start the next handoffs at once rather
+                    // than at the next tick.
+                    if !self.own.draining() {
+                        continue;
+                    }
                 }
                 Some(f) = self.fenced.recv() => {
                     if self.own.lost(&f) {

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Config;
 use crate::rate_limit::{AuthFailures, RateLimits};
 use crate::redis::{Redis, RedisSettings};
@@ -44,9 +45,13 @@ pub struct ShutdownBounds {
     pub sockets: Duration,
     /// The actors stopping and the committer draining.
     pub node: Duration,
+    /// A cluster node handing its facilities to other nodes (before the
+    /// steps above; a node that handed everything over stops at once).
+    pub drain: Duration,
 }
 
 pub const SHUTDOWN: ShutdownBounds = ShutdownBounds {
+    drain: Duration::from_secs(5),
     requests: Duration::from_secs(2),
     sockets: Duration::from_secs(2),
     node: Duration::from_secs(5),
@@ -65,6 +70,8 @@ pub enum GatewayError {
     Metrics(String),
     #[error("redis: {0}")]
     Redis(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Opens the configured storage backend.
@@ -96,6 +103,8 @@ pub struct Application {
     state: AppState,
     committer: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
+    /// Stops the cluster's coordination shell, last.
+    cluster_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Application {
@@ -125,17 +134,22 @@ fn key_secret(config: &Config) -> Vec<u8> {
 impl Application {
     /// Opens storage, recovers every facility and binds the listener.
     pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, GatewayError> {
+        let cluster_settings = ClusterSettings::from_config(&config)?;
         let metrics = telemetry::init_metrics().map_err(GatewayError::Metrics)?;
         let mut background = Vec::new();
-        let redis = match config.redis_url.as_deref().filter(|u| !u.is_empty()) {
-            Some(url) => {
-                let settings = RedisSettings {
-                    url: url.to_owned(),
-                    prefix: config.redis_prefix.clone(),
-                    timeout: Duration::from_millis(config.redis_timeout_ms.max(1)),
-                    ca_file: config.redis_ca_file.clone(),
-                };
-                let (redis, task) = Redis::start(&settings, shutdown.clone())
+        let redis_settings = config
+            .redis_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(|url| RedisSettings {
+                url: url.to_owned(),
+                prefix: config.redis_prefix.clone(),
+                timeout: Duration::from_millis(config.redis_timeout_ms.max(1)),
+                ca_file: config.redis_ca_file.clone(),
+            });
+        let redis = match &redis_settings {
+            Some(settings) => {
+                let (redis, task) = Redis::start(settings, shutdown.clone())
                     .map_err(|e| GatewayError::Redis(e.to_string()))?;
                 background.push(task);
                 Some(Arc::new(redis))
@@ -144,10 +158,13 @@ impl Application {
         };
         let storage = open_storage(&config).await?;
         let storage_kind = storage.name();
+        let (fenced_tx, fenced_rx) = tokio::sync::mpsc::unbounded_channel();
         let node_config = NodeConfig {
             key_secret: key_secret(&config),
             snapshot_every: config.snapshot_every,
             booking_retention_days: config.booking_retention_days,
+            cluster: cluster_settings.is_some(),
+            fenced: cluster_settings.as_ref().map(|_| fenced_tx),
             ..NodeConfig::default()
         };
         let started = std::time::Instant::now();
@@ -160,7 +177,28 @@ impl Application {
             storage = storage_kind,
             "state recovered"
         );
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let cluster_stop = CancellationToken::new();
+        let cluster = match (cluster_settings, &redis_settings) {
+            (Some(settings), Some(redis_settings)) => Some(Cluster::start(
+                settings,
+                redis_settings,
+                node.clone(),
+                fenced_rx,
+                format!("http://{}:{port}", config.listen.ip()),
+                cluster_stop.clone(),
+            )?),
+            _ => None,
+        };
         let state = AppState::from(AppInner {
+            cluster,
             node,
             auth: Authenticator::new(
                 config.admin_token.as_deref(),
@@ -189,13 +227,6 @@ impl Application {
         if config.demo {
             background.extend(crate::demo::start(&state).await);
         }
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| GatewayError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
         let server = ServerSettings {
             header_timeout: config.header_timeout(),
             idle_timeout: config.idle_timeout(),
@@ -211,6 +242,7 @@ impl Application {
             state,
             committer,
             background,
+            cluster_stop,
         })
     }
 
@@ -225,10 +257,25 @@ impl Application {
     /// Serves until shutdown, then drains, each step bounded.
     pub async fn run_until_stopped(self) -> Result<(), GatewayError> {
         let shutdown = self.state.shutdown().clone();
+        // A cluster node hands its facilities over before it stops
+        // serving: meanwhile it keeps answering (forwarding) its clients.
+        let serve_stop = CancellationToken::new();
+        tokio::spawn({
+            let serve_stop = serve_stop.clone();
+            let cluster = self.state.cluster().cloned();
+            async move {
+                shutdown.cancelled().await;
+                if let Some(cluster) = cluster {
+                    tracing::info!("handing facilities to other nodes");
+                    cluster.drain(SHUTDOWN.drain).await;
+                }
+                serve_stop.cancel();
+            }
+        });
         // Returns once shutdown stopped the accepting and open HTTP
         // connections finished, or their bound ran out (a stalled client
         // must not hold the exit past the contract's 10 s).
-        server::serve(self.listener, self.router, self.server, shutdown).await;
+        server::serve(self.listener, self.router, self.server, serve_stop).await;
         let sockets = self.state.connections();
         sockets.close();
         tracing::info!(
@@ -257,6 +304,7 @@ impl Application {
                 SHUTDOWN.node
             );
         }
+        self.cluster_stop.cancel();
         for task in self.background {
             task.abort();
         }

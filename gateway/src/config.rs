@@ -167,6 +167,30 @@ pub struct Config {
     /// Load a demo city (when empty) and run a sensor simulator.
     #[arg(long, env = "PARKME_DEMO")]
     pub demo: bool,
+
+    /// This node's name in the cluster (default: the host name). Unique
+    /// per node; letters, digits, `-`, `_`, `.`.
+    #[arg(long, env = "PARKME_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Base URL other nodes use to reach this one (default: `http://` +
+    /// the listen address, with the bound port).
+    #[arg(long, env = "PARKME_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Authenticates node-to-node traffic; required on a cluster node.
+    #[arg(long, env = "PARKME_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// A facility lease lasts this long without renewal (milliseconds);
+    /// a dead owner's facilities are served again within twice this.
+    #[arg(
+        long,
+        env = "PARKME_LEASE_MS",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(500..=600_000)
+    )]
+    pub lease_ms: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -207,6 +231,10 @@ impl std::fmt::Debug for Config {
             .field("snapshot_every", &self.snapshot_every)
             .field("booking_retention_days", &self.booking_retention_days)
             .field("demo", &self.demo)
+            .field("node_id", &self.node_id)
+            .field("advertise_url", &self.advertise_url)
+            .field("cluster_secret", &redacted(&self.cluster_secret))
+            .field("lease_ms", &self.lease_ms)
             .finish()
     }
 }
@@ -229,6 +257,12 @@ impl Config {
         seconds(self.idle_timeout_secs)
     }
 
+    /// Redis set and CQL storage: this process is a cluster node.
+    pub fn is_cluster(&self) -> bool {
+        self.redis_url.as_deref().is_some_and(|u| !u.is_empty())
+            && self.storage.trim().starts_with("scylla://")
+    }
+
     /// The names of the configured secrets shorter than [`SHORT_SECRET`]
     /// bytes (never their values).
     pub fn short_secrets(&self) -> Vec<&'static str> {
@@ -236,6 +270,7 @@ impl Config {
             ("PARKME_ADMIN_TOKEN", &self.admin_token),
             ("PARKME_JWT_SECRET", &self.jwt_secret),
             ("PARKME_SENSOR_KEY_SECRET", &self.sensor_key_secret),
+            ("PARKME_CLUSTER_SECRET", &self.cluster_secret),
         ]
         .into_iter()
         .filter(|(_, value)| {

@@ -17,6 +17,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// An extra response header (internal markers between the handlers
+    /// and the cluster routing).
+    pub header: Option<(&'static str, &'static str)>,
 }
 
 impl ApiError {
@@ -26,7 +29,13 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            header: None,
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.header = Some((name, value));
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -114,6 +123,12 @@ impl IntoResponse for ApiError {
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(
+                axum::http::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
         response
     }
 }
@@ -174,7 +189,8 @@ impl From<ActorError> for ApiError {
                     format!("the {what} is restarting; retry shortly"),
                 );
                 error.retry_after = Some(1);
-                error
+                // It did not happen: the cluster routing may resend it.
+                error.with_header(crate::cluster::routing::RETRYABLE, "1")
             }
             ActorError::Corrupt(detail) => {
                 tracing::error!(detail = %detail, "corrupt stored data");

@@ -21,6 +21,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::cluster::routing::Forwarded;
+use crate::cluster::signature::{self, Peer};
 use crate::error::ApiError;
 use crate::peer::{ClientIp, OriginCheck};
 use crate::state::AppState;
@@ -64,6 +66,31 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
     let ip = app
         .trusted_proxies()
         .client_ip(peer(&request), request.headers());
+    // A request another node forwarded carries its client's address,
+    // signed; that node already spent the client's failed-auth budget.
+    if let Some(cluster) = app.cluster() {
+        match signature::verify(request.headers(), cluster.secret()) {
+            Peer::Client => {}
+            Peer::Node { client, .. } => {
+                request.extensions_mut().insert(ClientIp(client));
+                request.extensions_mut().insert(Forwarded);
+                return next.run(request).await;
+            }
+            Peer::Forged => {
+                tracing::warn!(client = %ip, "request with a node signature that does not verify");
+                if let Err(wait) = app.auth_failures().failed(ip) {
+                    return ApiError::rate_limited(wait).into_response();
+                }
+                return ApiError::unauthorized("the node signature does not verify")
+                    .into_response();
+            }
+        }
+    }
+    if request.headers().contains_key(signature::PEER_HEADER) {
+        // Outside cluster mode it means nothing; never let it through.
+        request.headers_mut().remove(signature::PEER_HEADER);
+        request.headers_mut().remove(signature::CLIENT_IP_HEADER);
+    }
     request.extensions_mut().insert(ClientIp(ip));
 
     if is_websocket_upgrade(request.headers())

@@ -19,6 +19,8 @@
 //! - [`telemetry`]: tracing and the Prometheus recorder; [`metrics`]:
 //!   every family of the edge, named once; [`redis`]: Redis
 //!   coordination; [`cql`]: the CQL backend's entry.
+//! - [`cluster`]: cluster mode (§7): membership and ownership through
+//!   `parkme-coord`, requests routed to a facility's owner.
 //! - [`error`]: every failure as `{"error":{"code","message"}}`.
 //!
 //! This crate must never decide domain rules (that is `parkme_engine`) or
@@ -27,6 +29,7 @@
 pub mod app;
 pub mod auth;
 pub mod bookings;
+pub mod cluster;
 pub mod config;
 pub mod cql;
 pub mod dashboard;

@@ -32,6 +32,11 @@ pub const WS_SNAPSHOT_RESENDS: &str = "parkme_ws_snapshot_resends_total";
 pub const WS_MERGES_DROPPED: &str = "parkme_ws_merges_dropped_total";
 pub const WS_REFUSED: &str = "parkme_ws_refused_total";
 pub const DELIVERY_LATENCY: &str = "parkme_delivery_latency_seconds";
+pub const CLUSTER_NODES: &str = "parkme_cluster_nodes";
+pub const OWNED_FACILITIES: &str = "parkme_owned_facilities";
+pub const OWNERSHIP_CHANGES: &str = "parkme_ownership_changes_total";
+pub const FORWARDED_REQUESTS: &str = "parkme_forwarded_requests_total";
+pub const FENCED_WRITES: &str = "parkme_fenced_writes_total";
 
 /// Registers every family (this crate's, storage's and the actors'), with
 /// zero values where the label sets are known.
@@ -40,6 +45,56 @@ pub fn describe_all() {
     parkme_actors::metrics::describe();
     describe_http();
     describe_sockets();
+    describe_cluster();
+}
+
+fn describe_cluster() {
+    describe_gauge!(
+        CLUSTER_NODES,
+        "Live cluster members as of the last coordination tick (cluster mode)."
+    );
+    describe_gauge!(
+        OWNED_FACILITIES,
+        "Facilities this node owns (cluster mode)."
+    );
+    describe_counter!(
+        OWNERSHIP_CHANGES,
+        "Facilities this node started serving (acquired), handed over (released) or dropped because another node holds them (dropped)."
+    );
+    describe_counter!(
+        FORWARDED_REQUESTS,
+        "Requests served through the facility's owner node, by kind."
+    );
+    describe_counter!(
+        FENCED_WRITES,
+        "Zones whose write the store refused because a newer owner claimed them."
+    );
+    gauge!(CLUSTER_NODES).set(0.0);
+    gauge!(OWNED_FACILITIES).set(0.0);
+    for change in ["acquired", "released", "dropped"] {
+        counter!(OWNERSHIP_CHANGES, "change" => change).increment(0);
+    }
+    for kind in ["http", "list"] {
+        counter!(FORWARDED_REQUESTS, "kind" => kind).increment(0);
+    }
+    counter!(FENCED_WRITES).increment(0);
+}
+
+pub fn cluster_gauges(nodes: usize, owned: usize) {
+    gauge!(CLUSTER_NODES).set(nodes as f64);
+    gauge!(OWNED_FACILITIES).set(owned as f64);
+}
+
+pub fn ownership_change(change: &'static str) {
+    counter!(OWNERSHIP_CHANGES, "change" => change).increment(1);
+}
+
+pub fn forwarded(kind: &'static str) {
+    counter!(FORWARDED_REQUESTS, "kind" => kind).increment(1);
+}
+
+pub fn fenced_write() {
+    counter!(FENCED_WRITES).increment(1);
 }
 
 fn describe_http() {

@@ -117,7 +117,7 @@ pub enum Shared {
     Unknown,
 }
 
-fn client(settings: &RedisSettings) -> Result<redis::Client, RedisSetupError> {
+pub(crate) fn client(settings: &RedisSettings) -> Result<redis::Client, RedisSetupError> {
     // rustls needs a process-wide crypto provider for `rediss://`; a
     // second install (tests, another library) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();

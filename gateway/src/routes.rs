@@ -44,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(http::ops::dashboard))
         .route("/health", get(http::ops::health))
         .route("/health/", get(http::ops::health))
+        .route("/health/ready", get(http::cluster::ready))
+        .route("/v1/cluster", get(http::cluster::info))
         .route("/metrics", get(http::ops::metrics))
         .route("/v1/facilities", get(http::facilities::list))
         .route(
@@ -72,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sensors/{fid}", get(ws::sensor::handshake))
         .route("/v1/stream", get(ws::stream::handshake))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::routing::route,
+        ))
         .fallback(http::ops::not_found)
         .method_not_allowed_fallback(http::ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

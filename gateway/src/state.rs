@@ -34,6 +34,8 @@ pub struct AppInner {
     pub stream_guard: StreamGuard,
     /// Every websocket connection, waited for (bounded) at shutdown.
     pub connections: TaskTracker,
+    /// Cluster mode only.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -90,6 +92,11 @@ impl AppState {
     /// connection here, and shutdown waits for them.
     pub fn connections(&self) -> &TaskTracker {
         &self.inner.connections
+    }
+
+    /// This node's part in the cluster (cluster mode only).
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.inner.cluster.as_ref()
     }
 
     /// The app socket's per-IP and per-socket limits.

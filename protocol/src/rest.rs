@@ -259,6 +259,46 @@ pub struct HealthChecks {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<Check>,
     pub storage: StorageCheck,
+    /// Cluster nodes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterCheck>,
+}
+
+/// A cluster node's part of `/health/`: whether it takes part (Redis
+/// read on the last tick), how many facilities it owns, and why it owns
+/// none when Redis or the store cannot be reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCheck {
+    pub status: Cow<'static, str>,
+    pub node: String,
+    pub owned: usize,
+    pub nodes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `GET /v1/cluster` (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub node: String,
+    pub nodes: Vec<ClusterMember>,
+    pub facilities: Vec<ClusterFacility>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMember {
+    pub id: String,
+    pub url: String,
+    pub facilities: usize,
+    pub status: Cow<'static, str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterFacility {
+    pub id: String,
+    /// The owner node's id; `null` while the facility moves.
+    pub owner: Option<String>,
+    pub epoch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,6 +26,19 @@ pub async fn put(
     let Ids(fid) = fid.map_err(|_| invalid("a facility id must be valid UTF-8".into()))?;
     let id = FacilityId::parse(&fid).map_err(|e| invalid(e.to_string()))?;
     let layout = input.into_layout(id.clone())?;
+    if app.cluster().is_some() && !app.node().serves(&id) {
+        // A cluster node that does not own the facility got here only if
+        // no node serves it yet: write its record; the cluster routing
+        // has its owner answer.
+        let created = app.node().create_record(layout).await?;
+        let marker = if created { "1" } else { "0" };
+        return Err(ApiError::new(
+            StatusCode::ACCEPTED,
+            "record_created",
+            "the facility's record is written; its owner answers",
+        )
+        .with_header(crate::cluster::routing::RECORD_CREATED, marker));
+    }
     let (view, created) = app.node().put_facility(layout).await?;
     let body = FacilityWithKey {
         facility: wire::facility(&view),

@@ -3,5 +3,6 @@
 //! [`crate::bookings`]) and answers a typed shape of `parkme_protocol`.
 
 pub mod bookings;
+pub mod cluster;
 pub mod facilities;
 pub mod ops;

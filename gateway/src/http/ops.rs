@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use parkme_protocol::rest::{
-    Check, FacilitiesCheck, Health, HealthChecks, StorageCheck, up_or_down,
+    Check, ClusterCheck, FacilitiesCheck, Health, HealthChecks, StorageCheck, up_or_down,
 };
 
 use crate::error::ApiError;
@@ -43,6 +43,26 @@ pub async fn health(State(app): State<AppState>) -> Response {
                 status: up_or_down(storage_ok),
                 backend: Cow::Borrowed(app.storage_kind()),
             },
+            cluster: app.cluster().map(|cluster| {
+                let view = cluster.view();
+                let owned = crate::cluster::owned(&view);
+                let note = if !cluster.joined() || !view.redis_up {
+                    Some("Redis is unreachable: this node cannot take facilities (it keeps what it owns)".to_owned())
+                } else if !storage_ok {
+                    Some("the store is unreachable: facilities cannot be claimed or written".to_owned())
+                } else if owned == 0 {
+                    Some("this node owns no facility".to_owned())
+                } else {
+                    None
+                };
+                ClusterCheck {
+                    status: up_or_down(cluster.joined() && view.redis_up),
+                    node: cluster.me().id.to_string(),
+                    owned,
+                    nodes: view.members.len(),
+                    note,
+                }
+            }),
         },
     };
     let status = if healthy {

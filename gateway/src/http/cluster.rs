@@ -1,0 +1,79 @@
+//! The cluster's operational endpoints: `GET /v1/cluster` (admin: who is
+//! in the cluster, who owns what, at which epoch) and `GET /health/ready`
+//! (200 while this node takes traffic; 503 while it starts or drains).
+//!
+//! This module must never change the cluster: it only reports.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parkme_protocol::rest::{ClusterFacility, ClusterInfo, ClusterMember};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Admin;
+use crate::state::AppState;
+
+/// `GET /v1/cluster`.
+pub async fn info(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json<ClusterInfo>> {
+    let Some(cluster) = app.cluster() else {
+        return Err(ApiError::not_found(
+            "not_a_cluster",
+            "this process is a single node (a cluster needs PARKME_REDIS_URL and scylla:// storage)",
+        ));
+    };
+    let view = cluster.view();
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for holder in view.leases.values() {
+        *per_node.entry(holder.to_string()).or_default() += 1;
+    }
+    let nodes = view
+        .members
+        .iter()
+        .map(|m| ClusterMember {
+            id: m.id.name.as_str().to_owned(),
+            url: m.url.clone(),
+            facilities: per_node.get(&m.id.to_string()).copied().unwrap_or(0),
+            status: Cow::Borrowed(m.status.as_str()),
+        })
+        .collect();
+    let mut ids = app.node().stored_facility_ids().await?;
+    ids.sort();
+    let facilities = ids
+        .into_iter()
+        .map(|id| ClusterFacility {
+            owner: view.owner(&id).map(|m| m.id.name.as_str().to_owned()),
+            epoch: view.epochs.get(&id).copied().unwrap_or(0),
+            id: id.to_string(),
+        })
+        .collect();
+    Ok(Json(ClusterInfo {
+        node: cluster.me().id.name.as_str().to_owned(),
+        nodes,
+        facilities,
+    }))
+}
+
+/// `GET /health/ready`: whether a load balancer should send traffic here.
+pub async fn ready(State(app): State<AppState>) -> Response {
+    let (ready, why) = match app.cluster() {
+        None if app.shutdown().is_cancelled() => (false, "stopping"),
+        None => (true, "serving"),
+        Some(c) if c.is_ready() => (true, "serving"),
+        Some(c) if !c.joined() => (false, "joining the cluster (Redis not reached yet)"),
+        Some(_) => (false, "draining: handing facilities to other nodes"),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "status": if ready { "ready" } else { "not_ready" }, "detail": why })),
+    )
+        .into_response()
+}
