@@ -170,22 +170,23 @@ impl ZoneMsg {
     }
 }
 
+/// The zone a message was sent to is gone (the message was dropped, so
+/// its reply channel closes unanswered).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ZoneGone;
+
 /// Sends a request to a zone actor, counting it in the mailbox gauge
-/// until the zone takes it; gives it back if the zone is gone.
-pub(crate) fn send(actor: &ActorRef<ZoneMsg>, message: ZoneMsg) -> Result<(), ZoneMsg> {
+/// until the zone takes it.
+pub(crate) fn send(actor: &ActorRef<ZoneMsg>, message: ZoneMsg) -> Result<(), ZoneGone> {
     let counted = message.is_counted();
     if counted {
         metrics::mailbox_entered();
     }
-    actor.send_message(message).map_err(|e| {
+    actor.send_message(message).map_err(|_| {
         if counted {
             metrics::mailbox_left();
         }
-        match e {
-            ractor::MessagingErr::SendErr(message) => message,
-            // Not reachable for a typed ref; nothing to hand back.
-            _ => ZoneMsg::Expire,
-        }
+        ZoneGone
     })
 }
 

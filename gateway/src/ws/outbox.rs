@@ -46,7 +46,7 @@ pub const DEFAULT_MERGE_MAX: usize = 1024;
 /// One message to send.
 #[derive(Debug)]
 pub enum Item {
-    Reply(ServerMessage),
+    Reply(Box<ServerMessage>),
     Ping,
     Snapshot(Arc<Snapshot>, Detail),
     Delta(Arc<Delta>, Detail),
@@ -231,7 +231,7 @@ impl Outbox {
     }
 
     pub fn push_reply(&mut self, message: ServerMessage) {
-        self.replies.push_back(Item::Reply(message));
+        self.replies.push_back(Item::Reply(Box::new(message)));
     }
 
     pub fn push_ping(&mut self) {
