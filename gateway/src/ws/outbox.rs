@@ -24,6 +24,8 @@
 //! the `seq` of the last message queued for its facility.
 //!
 //! This module must never reorder the messages of one facility.
+//!
+//! Over 600 lines only with its unit tests (the `tests` module at the end).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
