@@ -36,6 +36,7 @@ use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::error::ActorError;
@@ -595,23 +596,27 @@ impl Actor for ZoneActor {
             metrics::mailbox_left();
         }
         let span = tracing::debug_span!("zone", zone = %state.key, message = ?message);
-        let _entered = span.enter();
-        match message {
-            ZoneMsg::Prepare {
-                token,
-                layout,
-                reply,
-            } => state.prepare(&myself, token, layout, reply),
-            ZoneMsg::Commit { token, reply } => state.commit_layout(token, reply).await,
-            ZoneMsg::Abort { token } => state.abort_layout(token).await,
-            ZoneMsg::HoldExpired { token } => state.expire_hold(token),
-            ZoneMsg::CommitFailed(e) => {
-                return Err(format!("journal commit failed for {}: {e}", state.key).into());
+        async {
+            match message {
+                ZoneMsg::Prepare {
+                    token,
+                    layout,
+                    reply,
+                } => state.prepare(&myself, token, layout, reply),
+                ZoneMsg::Commit { token, reply } => state.commit_layout(token, reply).await,
+                ZoneMsg::Abort { token } => state.abort_layout(token).await,
+                ZoneMsg::HoldExpired { token } => state.expire_hold(token),
+                ZoneMsg::CommitFailed(e) => {
+                    return Err(format!("journal commit failed for {}: {e}", state.key).into());
+                }
+                #[cfg(feature = "testing")]
+                ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),
+                command => state.command_or_hold(command).await,
             }
-            #[cfg(feature = "testing")]
-            ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),
-            command => state.command_or_hold(command).await,
+            Ok::<(), ActorProcessingErr>(())
         }
+        .instrument(span)
+        .await?;
         state.rearm(&myself);
         Ok(())
     }
