@@ -63,8 +63,10 @@ impl Zone {
         let spot = SpotId::parse(&format!("A-{}", n % 50)).expect("id");
         let occupied = self.state.spot(&spot).expect("spot").state != SpotState::Occupied;
         let command = parkme_engine::Command::Sense {
-            spot: spot.clone(),
-            occupied,
+            reading: parkme_engine::Reading::Spot {
+                spot: spot.clone(),
+                occupied,
+            },
             now: parkme_engine::Millis(0),
         };
         self.state.execute(&command).expect("sensed");

@@ -36,6 +36,7 @@ use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::error::ActorError;
@@ -178,22 +179,23 @@ impl ZoneMsg {
     }
 }
 
+/// The zone a message was sent to is gone (the message was dropped, so
+/// its reply channel closes unanswered).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ZoneGone;
+
 /// Sends a request to a zone actor, counting it in the mailbox gauge
-/// until the zone takes it; gives it back if the zone is gone.
-pub(crate) fn send(actor: &ActorRef<ZoneMsg>, message: ZoneMsg) -> Result<(), ZoneMsg> {
+/// until the zone takes it.
+pub(crate) fn send(actor: &ActorRef<ZoneMsg>, message: ZoneMsg) -> Result<(), ZoneGone> {
     let counted = message.is_counted();
     if counted {
         metrics::mailbox_entered();
     }
-    actor.send_message(message).map_err(|e| {
+    actor.send_message(message).map_err(|_| {
         if counted {
             metrics::mailbox_left();
         }
-        match e {
-            ractor::MessagingErr::SendErr(message) => message,
-            // Not reachable for a typed ref; nothing to hand back.
-            _ => ZoneMsg::Expire,
-        }
+        ZoneGone
     })
 }
 
@@ -602,33 +604,38 @@ impl Actor for ZoneActor {
             metrics::mailbox_left();
         }
         let span = tracing::debug_span!("zone", zone = %state.key, message = ?message);
-        let _entered = span.enter();
-        match message {
-            ZoneMsg::Prepare {
-                token,
-                layout,
-                reply,
-            } => state.prepare(&myself, token, layout, reply),
-            ZoneMsg::Commit { token, reply } => state.commit_layout(token, reply).await,
-            ZoneMsg::Abort { token } => state.abort_layout(token).await,
-            ZoneMsg::HoldExpired { token } => state.expire_hold(token),
-            ZoneMsg::CommitFailed(e) => {
-                if let (StorageError::Fenced { .. }, Some(fenced)) = (&e, &state.context.fenced) {
-                    tracing::warn!(zone = %state.key, "fenced by a newer owner; stopping");
-                    let _ = fenced.send(state.key.facility.clone());
-                    myself.stop(Some("fenced".into()));
-                    return Ok(());
+        async {
+            match message {
+                ZoneMsg::Prepare {
+                    token,
+                    layout,
+                    reply,
+                } => state.prepare(&myself, token, layout, reply),
+                ZoneMsg::Commit { token, reply } => state.commit_layout(token, reply).await,
+                ZoneMsg::Abort { token } => state.abort_layout(token).await,
+                ZoneMsg::HoldExpired { token } => state.expire_hold(token),
+                ZoneMsg::CommitFailed(e) => {
+                    if let (StorageError::Fenced { .. }, Some(fenced)) =
+                        (&e, &state.context.fenced)
+                    {
+                        tracing::warn!(zone = %state.key, "fenced by a newer owner; stopping");
+                        let _ = fenced.send(state.key.facility.clone());
+                        myself.stop(Some("fenced".into()));
+                        return Ok(());
+                    }
+                    return Err(format!("journal commit failed for {}: {e}", state.key).into());
                 }
-                return Err(format!("journal commit failed for {}: {e}", state.key).into());
+                ZoneMsg::Epoch(reply) => {
+                    let _ = reply.send(state.epoch);
+                }
+                #[cfg(feature = "testing")]
+                ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),
+                command => state.command_or_hold(command).await,
             }
-            ZoneMsg::Epoch(reply) => {
-                let _ = reply.send(state.epoch);
-                return Ok(());
-            }
-            #[cfg(feature = "testing")]
-            ZoneMsg::Panic => panic!("injected panic in zone {}", state.key),
-            command => state.command_or_hold(command).await,
+            Ok::<(), ActorProcessingErr>(())
         }
+        .instrument(span)
+        .await?;
         state.rearm(&myself);
         Ok(())
     }

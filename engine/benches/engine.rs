@@ -11,8 +11,8 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use parkme_engine::codec::{decode_stored, encode_stored};
 use parkme_engine::{
-    BookingId, BookingRequest, Command, Event, FacilityId, Millis, Plate, SpotId, SpotKind,
-    SpotLayout, UserId, ZoneId, ZoneLayout, ZoneShape, ZoneSnapshot, ZoneState,
+    BookingId, BookingRequest, Command, Event, FacilityId, Millis, Plate, Reading, SpotId,
+    SpotKind, SpotLayout, UserId, ZoneId, ZoneLayout, ZoneShape, ZoneSnapshot, ZoneState,
 };
 
 const NOW: Millis = Millis(1_700_000_000_000);
@@ -64,8 +64,10 @@ fn sense_commands(zone: &ZoneState) -> Vec<Command> {
         .into_iter()
         .flat_map(|occupied| {
             ids.iter().map(move |spot| Command::Sense {
-                spot: spot.clone(),
-                occupied,
+                reading: Reading::Spot {
+                    spot: spot.clone(),
+                    occupied,
+                },
                 now: NOW,
             })
         })
@@ -154,7 +156,13 @@ fn counts(c: &mut Criterion) {
     let mut zone = counter_zone(1_000_000);
     let commands: Vec<Command> = [1, -1]
         .into_iter()
-        .map(|delta| Command::Count { delta, now: NOW })
+        .map(|delta| Command::Sense {
+            reading: Reading::Count {
+                zone: ZoneId::parse("P2").expect("valid zone id"),
+                delta,
+            },
+            now: NOW,
+        })
         .collect();
     group.throughput(Throughput::Elements(1));
     group.bench_function("execute", |b| {
@@ -214,8 +222,10 @@ fn busy_zone() -> ZoneState {
     for (i, spot) in spot_ids(&zone).into_iter().enumerate() {
         if i % 3 == 0 {
             let sense = Command::Sense {
-                spot,
-                occupied: true,
+                reading: Reading::Spot {
+                    spot,
+                    occupied: true,
+                },
                 now: NOW,
             };
             zone.execute(&sense).expect("sense succeeds");

@@ -14,6 +14,9 @@
 //!
 //! This module must never read a clock, do I/O, or mutate state in
 //! `decide`.
+//!
+//! Longer than 600 lines on purpose: `decide` and `apply` of every command
+//! are one state machine and are reviewed side by side.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -25,6 +28,7 @@ use crate::error::EngineError;
 use crate::ids::{BookingId, FacilityId, Millis, Plate, Seq, SpotId, ZoneId};
 use crate::kinds::{BookingStatus, PlateDirection, SpotKind, SpotState};
 use crate::layout::{SpotLayout, ZoneLayout, ZoneShape};
+use crate::reading::Reading;
 
 /// Something a zone is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,18 +38,9 @@ pub enum Command {
         booking: BookingId,
         now: Millis,
     },
+    /// What a sensor saw, at `now` (a heartbeat changes nothing).
     Sense {
-        spot: SpotId,
-        occupied: bool,
-        now: Millis,
-    },
-    Count {
-        delta: i32,
-        now: Millis,
-    },
-    Plate {
-        plate: Plate,
-        direction: PlateDirection,
+        reading: Reading,
         now: Millis,
     },
     SetService {
@@ -454,17 +449,14 @@ impl ZoneState {
                     at: *now,
                 }])
             }
-            Command::Sense {
-                spot,
-                occupied,
-                now,
-            } => self.decide_sense(spot, *occupied, *now),
-            Command::Count { delta, .. } => self.decide_count(*delta),
-            Command::Plate {
-                plate,
-                direction,
-                now,
-            } => Ok(self.decide_plate(plate, *direction, *now)),
+            Command::Sense { reading, now } => match reading {
+                Reading::Spot { spot, occupied } => self.decide_sense(spot, *occupied, *now),
+                Reading::Count { delta, .. } => self.decide_count(*delta),
+                Reading::Plate { plate, direction } => {
+                    Ok(self.decide_plate(plate, *direction, *now))
+                }
+                Reading::Heartbeat { .. } => Ok(Vec::new()),
+            },
             Command::SetService {
                 spot,
                 out_of_service,

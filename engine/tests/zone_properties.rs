@@ -12,8 +12,8 @@ use parkme_engine::booking::{DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS};
 use parkme_engine::codec::{decode_stored, encode_stored};
 use parkme_engine::{
     BookingId, BookingRequest, BookingStatus, Command, Counts, EngineError, Event, FacilityId,
-    Millis, Plate, PlateDirection, SpotId, SpotKind, SpotLayout, SpotState, UserId, ZoneCounts,
-    ZoneId, ZoneLayout, ZoneShape, ZoneSnapshot, ZoneState,
+    Millis, Plate, PlateDirection, Reading, SpotId, SpotKind, SpotLayout, SpotState, UserId,
+    ZoneCounts, ZoneId, ZoneLayout, ZoneShape, ZoneSnapshot, ZoneState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -304,17 +304,27 @@ impl Resolver<'_> {
                 now,
             },
             Op::Sense { spot, occupied } => Command::Sense {
-                spot: self.spot(*spot),
-                occupied: *occupied,
+                reading: Reading::Spot {
+                    spot: self.spot(*spot),
+                    occupied: *occupied,
+                },
                 now,
             },
-            Op::Count { delta } => Command::Count { delta: *delta, now },
+            Op::Count { delta } => Command::Sense {
+                reading: Reading::Count {
+                    zone: zone_id(self.zone),
+                    delta: *delta,
+                },
+                now,
+            },
             Op::Plate {
                 plate: p,
                 direction,
-            } => Command::Plate {
-                plate: plate(*p),
-                direction: *direction,
+            } => Command::Sense {
+                reading: Reading::Plate {
+                    plate: plate(*p),
+                    direction: *direction,
+                },
                 now,
             },
             Op::SetService {
@@ -802,7 +812,11 @@ proptest! {
         drive(&scenario, |step| {
             let repeatable = matches!(
                 step.command,
-                Command::Sense { .. } | Command::SetService { .. } | Command::Relayout { .. }
+                Command::Sense {
+                    reading: Reading::Spot { .. },
+                    ..
+                } | Command::SetService { .. }
+                    | Command::Relayout { .. }
             );
             if repeatable && step.result.is_ok() {
                 prop_assert_eq!(step.after.decide(step.command), Ok(Vec::new()));
@@ -816,7 +830,13 @@ proptest! {
     #[test]
     fn counts_alone_never_activate_a_booking(scenario in scenario()) {
         drive(&scenario, |step| {
-            if !matches!(step.command, Command::Count { .. }) {
+            if !matches!(
+                step.command,
+                Command::Sense {
+                    reading: Reading::Count { .. },
+                    ..
+                }
+            ) {
                 return Ok(());
             }
             for event in events(step) {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use parkme_engine::Reading as SensorReading;
+use parkme_engine::Reading;
 use parkme_engine::{
     FacilityId, FacilityLayout, Location, SpotId, SpotKind, SpotLayout, ZoneId, ZoneLayout,
     ZoneShape,
@@ -157,8 +157,8 @@ async fn simulate(app: AppState) {
             let Some(zone) = zones.choose(&mut rng) else {
                 break;
             };
-            let readings: Vec<SensorReading> = if zone.spots.is_empty() {
-                vec![SensorReading::Count {
+            let readings: Vec<Reading> = if zone.spots.is_empty() {
+                vec![Reading::Count {
                     zone: zone.zone.clone(),
                     delta: rng.random_range(-3..=3),
                 }]
@@ -166,7 +166,7 @@ async fn simulate(app: AppState) {
                 let mut readings = Vec::with_capacity(8);
                 for _ in 0..8 {
                     if let Some(spot) = zone.spots.choose(&mut rng) {
-                        readings.push(SensorReading::Spot {
+                        readings.push(Reading::Spot {
                             spot: spot.clone(),
                             occupied: rng.random_bool(0.6),
                         });

@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 use crate::api::{ApiFailure, Confirmation};
 use crate::checks::{BookingEvent, Micros};
 use crate::cli::BookVia;
-use crate::run::Ctx;
+use crate::ctx::Ctx;
+use crate::model::exponential;
 use crate::scenario::{BOOKABLE_ZONE, Fate};
 use crate::sensors::{Receipt, SensorCommand};
 use crate::stats::{latency_histogram, record};
@@ -103,7 +104,7 @@ impl App {
         while !self.ctx.stop.is_cancelled() {
             let intensity = self.ctx.plan.intensity(self.ctx.progress());
             let mean = self.ctx.plan.think.as_secs_f64() / intensity;
-            let think = exponential(&mut self.rng, mean);
+            let think = Duration::from_secs_f64(exponential(&mut self.rng, mean).min(600.0));
             if !self.pause(think).await {
                 return;
             }
@@ -362,9 +363,4 @@ fn failure(code: &str) -> ApiFailure {
         code: code.into(),
         retry_after: None,
     }
-}
-
-fn exponential(rng: &mut StdRng, mean_secs: f64) -> Duration {
-    let u: f64 = rng.random_range(f64::EPSILON..1.0);
-    Duration::from_secs_f64((-u.ln() * mean_secs).min(600.0))
 }

@@ -27,6 +27,7 @@ pub mod api;
 pub mod apps;
 pub mod checks;
 pub mod cli;
+pub mod ctx;
 pub mod html;
 pub mod model;
 pub mod net;

@@ -59,7 +59,8 @@ pub struct ParkingModel {
     queue: BinaryHeap<Reverse<(u64, Due)>>,
 }
 
-fn exponential(rng: &mut StdRng, mean: f64) -> f64 {
+/// A draw from the exponential distribution of mean `mean`.
+pub(crate) fn exponential(rng: &mut StdRng, mean: f64) -> f64 {
     let u: f64 = rng.random_range(f64::EPSILON..1.0);
     -u.ln() * mean
 }

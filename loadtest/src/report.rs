@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::apps::AppOutcome;
 use crate::checks::{BookingVerdict, SeqViolation};
 use crate::cli::Cli;
-use crate::run::{AtStop, Ctx};
+use crate::ctx::{AtStop, Ctx};
 use crate::sensors::SensorOutcome;
 use crate::stats::{Sample, Timeline, latency_histogram, merge};
 use crate::stream::StreamOutcome;

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::checks::{AckLedger, Micros, SensorEvent};
+use crate::ctx::Ctx;
 use crate::model::{ModelParams, ParkingModel, Sensed};
-use crate::run::Ctx;
 use crate::stats::{latency_histogram, record};
 use crate::wire::{self, SensorBody, SensorReply};
 

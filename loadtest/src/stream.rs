@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::checks::{SeqTracker, SeqViolation, StreamEvent};
-use crate::run::Ctx;
+use crate::ctx::Ctx;
 use crate::stats::{latency_histogram, record};
 use crate::wire::{self, StreamMsg};
 

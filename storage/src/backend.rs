@@ -1,6 +1,6 @@
 //! The one trait every storage backend implements.
 //!
-//! Promises every implementation keeps (checked by [`crate::conformance`]):
+//! Promises every implementation keeps (checked by `conformance`, feature `testsuite`):
 //! - a group of writes is durable when its commit returns `Ok`, and `Ok`
 //!   is never returned for a group that did not land whole;
 //! - the groups of one [`Storage::commit_groups`] succeed or fail each on

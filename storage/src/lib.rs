@@ -11,7 +11,8 @@
 //! - [`group_commit`]: batches the writes of many zones into one durable
 //!   commit (one fsync for a burst of bookings) and fails a zone fast after
 //!   one of its commits failed.
-//! - [`conformance`]: the suite every backend must pass.
+//! - `conformance` (feature `testsuite`, for this crate's tests and any
+//!   future backend's): the suite every backend must pass.
 //! - [`metrics`]: every metric family of this crate, named once.
 //!
 //! Values are opaque bytes here: encoding belongs to `parkme_engine::codec`.
@@ -19,6 +20,7 @@
 //! decide anything about the domain.
 
 pub mod backend;
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 pub mod cql;
 pub mod embedded;

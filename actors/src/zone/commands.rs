@@ -24,25 +24,6 @@ fn last_booking(applied: &[Applied]) -> Option<Booking> {
         .find_map(|(_, effect)| effect.booking.clone())
 }
 
-/// The zone command a reading asks for, at `now`: the one place a
-/// [`Reading`] becomes a [`Command`]. A heartbeat asks for none.
-fn sense_command(reading: Reading, now: Millis) -> Option<Command> {
-    match reading {
-        Reading::Spot { spot, occupied } => Some(Command::Sense {
-            spot,
-            occupied,
-            now,
-        }),
-        Reading::Count { delta, .. } => Some(Command::Count { delta, now }),
-        Reading::Plate { plate, direction } => Some(Command::Plate {
-            plate,
-            direction,
-            now,
-        }),
-        Reading::Heartbeat { .. } => None,
-    }
-}
-
 fn refuse<T>(reply: Reply<T>, error: EngineError) {
     let _ = reply.send(Err(error.into()));
 }
@@ -116,11 +97,7 @@ impl ZoneActorState {
         let mut results = Vec::with_capacity(readings.len());
         let mut applied = Vec::new();
         for reading in readings {
-            let Some(command) = sense_command(reading, now) else {
-                results.push(Ok(()));
-                continue;
-            };
-            match self.zone.decide(&command) {
+            match self.zone.decide(&Command::Sense { reading, now }) {
                 Ok(decided) => {
                     for event in decided {
                         let effect = self.zone.apply(&event);

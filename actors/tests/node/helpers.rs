@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parkme_actors::{ActorError, BookParams, Booked, Node, NodeConfig};
-use parkme_engine::Reading as SensorReading;
+use parkme_engine::Reading;
 use parkme_engine::{
     Booking, BookingId, BookingStatus, FacilityId, FacilityLayout, Plate, PlateDirection, SpotId,
     SpotKind, SpotLayout, SpotState, SpotView, UserId, ZoneId, ZoneLayout, ZoneShape,
@@ -226,22 +226,22 @@ pub async fn until_spot(node: &Node, f: &str, zone: &str, spot: &SpotId, state: 
     .await;
 }
 
-pub fn spot_reading(spot: &SpotId, occupied: bool) -> SensorReading {
-    SensorReading::Spot {
+pub fn spot_reading(spot: &SpotId, occupied: bool) -> Reading {
+    Reading::Spot {
         spot: spot.clone(),
         occupied,
     }
 }
 
-pub fn plate_reading(p: &str, direction: PlateDirection) -> SensorReading {
-    SensorReading::Plate {
+pub fn plate_reading(p: &str, direction: PlateDirection) -> Reading {
+    Reading::Plate {
         plate: plate(p),
         direction,
     }
 }
 
 /// Sends readings and expects every one to be accepted.
-pub async fn sense(node: &Node, f: &str, readings: Vec<SensorReading>) {
+pub async fn sense(node: &Node, f: &str, readings: Vec<Reading>) {
     for result in node
         .sense(&fid(f), readings)
         .await

@@ -2,13 +2,13 @@
 //! reads and entry/exit counts.
 
 use parkme_actors::ActorError;
-use parkme_engine::Reading as SensorReading;
+use parkme_engine::Reading;
 use parkme_engine::{BookingStatus, PlateDirection, SpotState};
 
 use crate::helpers::*;
 
-fn count(zone: &str, delta: i32) -> SensorReading {
-    SensorReading::Count {
+fn count(zone: &str, delta: i32) -> Reading {
+    Reading::Count {
         zone: zid(zone),
         delta,
     }
@@ -156,7 +156,7 @@ async fn unknown_spots_and_zones_are_refused_per_reading() {
                 spot_reading(&spot_of("A", 0), true),
                 count("nope", 1),
                 count("A", 1),
-                SensorReading::Heartbeat {
+                Reading::Heartbeat {
                     sensor: String::new(),
                 },
             ],

@@ -15,28 +15,27 @@ use parkme_loadtest::{Cli, Report};
 pub const ADMIN: &str = "lt-admin-token";
 pub const SECRET: &str = "lt-jwt-secret";
 
-/// `target/<profile>/parkme`, built once if it is missing (or `PARKME_BIN`).
+/// The `parkme` binary: `PARKME_BIN` (scripts/test builds it once and
+/// sets it), else the one `cargo test --workspace` built beside this
+/// test (`target/<profile>/parkme`). Tests never run cargo themselves.
 pub fn parkme_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Ok(path) = std::env::var("PARKME_BIN") {
+        if let Some(path) = std::env::var_os("PARKME_BIN") {
             return PathBuf::from(path);
         }
         // This test runs from target/<profile>/deps/.
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
+        let bin = exe
             .parent()
             .and_then(|deps| deps.parent())
             .expect("target/<profile>")
-            .to_path_buf();
-        let bin = profile_dir.join("parkme");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "parkme-gateway", "--bin", "parkme"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("running cargo build for parkme");
-        assert!(status.success(), "building parkme failed");
-        assert!(bin.exists(), "{} missing after build", bin.display());
+            .join("parkme");
+        assert!(
+            bin.exists(),
+            "{} is missing: build it (cargo build -p parkme-gateway --bin parkme) or set PARKME_BIN",
+            bin.display()
+        );
         bin
     })
     .clone()

@@ -6,14 +6,11 @@
 //! short secrets warned about. One test per promise; several clients are
 //! played from different loopback addresses (127.0.0.0/8).
 
-mod common;
-#[path = "ws_common/mod.rs"]
-mod ws_common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, JWT_SECRET, TestServer};
+use crate::helpers::ws::*;
+use crate::helpers::{ADMIN_TOKEN, JWT_SECRET, TestServer};
 use parkme_engine::codec::encode_stored;
 use parkme_engine::{
     FacilityId, FacilityLayout, Millis, SpotKind, SpotLayout, ZoneLayout, ZoneShape,
@@ -25,7 +22,6 @@ use sha2::{Digest, Sha256};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use ws_common::*;
 
 /// An HTTP client whose requests come from `from` (a loopback address).
 fn client_from(from: &str) -> reqwest::Client {

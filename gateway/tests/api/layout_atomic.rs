@@ -6,25 +6,20 @@
 //! naming a spot agrees with it: `GET` facility and spots, booking by spot
 //! id, service toggles and sensor readings.
 
-mod common;
-#[path = "common/http.rs"]
-mod http;
-#[path = "ws_common/mod.rs"]
-mod ws_common;
-
+use crate::helpers::{http, ws};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::TestServer;
-use http::{Api, layout};
+use crate::helpers::TestServer;
+use crate::helpers::http::{Api, layout};
+use crate::helpers::ws::{JSON, Ws};
 use parkme_protocol::sensor::SensorReply;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use ws_common::{JSON, Ws};
 
 /// A zone of a test layout: `n` spots `{zone}-001`... or a counter.
 #[derive(Debug, Clone, Copy)]
@@ -242,7 +237,7 @@ impl Race {
             let spot = &spots[rng.random_range(0..spots.len())];
             // Mostly "vacated": a reading that occupies a held spot makes
             // its booking ACTIVE, which holds the spot until it is vacated.
-            let message = ws_common::spot(seq, spot, rng.random_bool(0.25));
+            let message = ws::spot(seq, spot, rng.random_bool(0.25));
             use futures_util::SinkExt;
             let frame = tokio_tungstenite::tungstenite::Message::text(
                 serde_json::to_string(&message).expect("JSON"),
@@ -256,7 +251,7 @@ impl Race {
     async fn sensor(&self) -> Option<Ws> {
         let url = format!("{}/v1/sensors/f1", self.ws);
         let bearer = format!("Bearer {}", self.key);
-        ws_common::open(
+        ws::open(
             &url,
             &[
                 ("authorization", bearer.as_str()),
@@ -272,9 +267,9 @@ impl Race {
 /// code otherwise; `None` if the socket closed.
 async fn read_reply(ws: &mut Ws, seq: u64) -> Option<Result<(), String>> {
     loop {
-        let said = ws_common::next_within(ws, Duration::from_secs(10)).await?;
+        let said = ws::next_within(ws, Duration::from_secs(10)).await?;
         let text = match said {
-            ws_common::Said::Text(text) => text,
+            ws::Said::Text(text) => text,
             _ => return None,
         };
         let reply: SensorReply = serde_json::from_str(&text).ok()?;
@@ -386,12 +381,7 @@ async fn assert_serves_one_of(
             _ => booked.assert_error(409, "spot_not_available"),
         }
         seq += 1;
-        ws_common::send_sensor(
-            &mut ws,
-            JSON,
-            &[ws_common::spot(seq, id, state == "OCCUPIED")],
-        )
-        .await;
+        ws::send_sensor(&mut ws, JSON, &[ws::spot(seq, id, state == "OCCUPIED")]).await;
         assert_eq!(
             read_reply(&mut ws, seq).await,
             Some(Ok(())),
@@ -417,7 +407,7 @@ async fn assert_serves_one_of(
             .await
             .assert_error(404, "unknown_spot");
         seq += 1;
-        ws_common::send_sensor(&mut ws, JSON, &[ws_common::spot(seq, id, true)]).await;
+        ws::send_sensor(&mut ws, JSON, &[ws::spot(seq, id, true)]).await;
         assert_eq!(
             read_reply(&mut ws, seq).await,
             Some(Err("unknown_spot".to_owned())),

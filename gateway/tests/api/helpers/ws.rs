@@ -1,6 +1,4 @@
-//! Websocket clients for the `ws_*` and `dashboard` test binaries (include
-//! with `#[path = "ws_common/mod.rs"] mod ws_common;` next to
-//! `mod common;`). They talk to the real `parkme` binary with
+//! The websocket clients of the tests (sensors and apps). They talk to the real `parkme` binary with
 //! `tokio-tungstenite`, as any sensor or app would.
 
 #![allow(dead_code)]
@@ -18,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::common::TestServer;
+use super::TestServer;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -386,6 +384,17 @@ impl Follower {
     }
 }
 
+/// Keeps sockets that never read alive: a ping frame from the client
+/// counts as hearing from it (sending needs no reading), so the server's
+/// liveness check does not drop a slow reader while a long test runs.
+pub async fn keep_alive(sockets: &mut [Ws]) {
+    for ws in sockets {
+        ws.send(Message::Ping(Vec::new().into()))
+            .await
+            .expect("ping from a client that does not read");
+    }
+}
+
 /// Reads messages into `follower` until it reaches `seq` (or panics
 /// after `wait`).
 pub async fn follow_until(ws: &mut Ws, follower: &mut Follower, seq: u64, wait: Duration) {
@@ -413,24 +422,6 @@ pub async fn facility_seq(server: &TestServer, fid: &str) -> u64 {
     get_json(server, &format!("/v1/facilities/{fid}"), None).await["seq"]
         .as_u64()
         .expect("seq")
-}
-
-/// Polls `check` until it holds or `wait` passes.
-pub async fn eventually<F, Fut>(wait: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// VmRSS of a process, in KiB.

@@ -6,18 +6,14 @@
 //! (`PARKME_TEST_CQL`, `PARKME_TEST_REDIS`). Leases are 2 s here, so a
 //! failover is due within 4 s.
 
-mod common;
-#[path = "common/http.rs"]
-mod http;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::TestServer;
-use http::{Api, layout, spot_zone};
+use crate::helpers::TestServer;
+use crate::helpers::http::{Api, layout, spot_zone};
 
 const LEASE_MS: u64 = 2000;
 

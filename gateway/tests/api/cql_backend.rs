@@ -2,45 +2,22 @@
 //! real CQL server that `scripts/test` starts (`PARKME_TEST_CQL`), each test
 //! in its own keyspace.
 
-mod common;
-#[path = "common/http.rs"]
-mod http;
-
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
-use common::TestServer;
-use http::{Api, layout, spot_zone};
+use crate::helpers::http::{Api, layout, spot_zone};
+use crate::helpers::{TestServer, poll_until, unique_name};
 
 fn cql_server() -> String {
     std::env::var("PARKME_TEST_CQL").unwrap_or_else(|_| "127.0.0.1:9042".into())
 }
 
 fn keyspace(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() % 1_000_000_000_000)
-        .unwrap_or_default();
-    format!("pm_gw_{tag}_{}_{nanos}", std::process::id())
-}
-
-async fn poll_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for {what}");
+    format!("pm_gw_{}", unique_name(tag))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,21 +5,17 @@
 //! This test fails (it does not skip) when Chromium is missing: set
 //! `CHROMIUM` to its path if it is not `/usr/bin/chromium`.
 
-mod common;
-#[path = "ws_common/mod.rs"]
-mod ws_common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::TestServer;
+use crate::helpers::TestServer;
+use crate::helpers::ws::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
-use ws_common::*;
 
 /// A headless Chromium, killed on drop.
 struct Browser {

@@ -1,16 +1,13 @@
 //! Contract §5, the app socket, against the real binary over real
 //! sockets: one test per promise.
 
-mod common;
-#[path = "ws_common/mod.rs"]
-mod ws_common;
-
+use crate::helpers;
 use std::time::Duration;
 
-use common::TestServer;
+use crate::helpers::TestServer;
+use crate::helpers::ws::*;
 use parkme_protocol::sensor::SensorMessage;
 use serde_json::{Value, json};
-use ws_common::*;
 
 async fn server_with_facility(zones: Vec<Value>) -> (TestServer, String) {
     let server = TestServer::start(NO_LIMITS).await;
@@ -162,9 +159,12 @@ async fn a_client_that_does_not_read_gets_conflated_deltas_and_server_memory_sta
     }
     let rss_before = rss_kib(server.pid());
     let mut rss_peak = rss_before;
-    for _ in 100..1000 {
+    for round in 100..1000 {
         send_round(&mut sensor_ws).await;
         rss_peak = rss_peak.max(rss_kib(server.pid()));
+        if round % 50 == 0 {
+            keep_alive(&mut idle).await;
+        }
     }
     let growth = rss_peak.saturating_sub(rss_before);
     println!("RSS after warm-up {rss_before} KiB, peak {rss_peak} KiB, growth {growth} KiB");
@@ -599,7 +599,7 @@ async fn app_sockets_per_ip_are_capped_and_one_more_is_refused_with_429() {
     closing.close(None).await.expect("close");
     drop(closing);
     assert!(
-        eventually(WAIT, || async { open(&url, &[]).await.is_ok() }).await,
+        helpers::eventually(WAIT, || async { open(&url, &[]).await.is_ok() }).await,
         "a slot came back after a close"
     );
     // Sockets still open keep working.
@@ -652,6 +652,9 @@ async fn a_subscriber_that_never_reads_gets_a_fresh_snapshot_not_a_merge_of_ever
     let mut last = 0;
     for round in 300..500 {
         last = send_round(&mut sensor_ws, round).await;
+        if round % 25 == 0 {
+            keep_alive(std::slice::from_mut(&mut slow)).await;
+        }
     }
     let rss_after = rss_kib(server.pid());
     println!("server RSS {rss_before} KiB before, {rss_after} KiB after 100,000 changes");
@@ -713,7 +716,7 @@ async fn booking_ops_after_the_token_expires_get_token_expired_and_reading_goes_
     let env = limits(&[("PARKME_JWT_LEEWAY_SECS", "0")]);
     let server = TestServer::start(&env).await;
     let key = put_facility(&server, "f1", vec![spot_zone("A", 5)]).await;
-    let exp = common::unix_now() + 3;
+    let exp = helpers::unix_now() + 3;
     let token = server.token_with_claims(&json!({"sub": "dora", "exp": exp}));
     let mut ws = app(&server, Some(&token)).await;
     subscribe(&mut ws, "f1", "spots", None).await;
@@ -728,7 +731,7 @@ async fn booking_ops_after_the_token_expires_get_token_expired_and_reading_goes_
     let id = booked["booking"]["id"].as_str().expect("id").to_owned();
 
     // Past exp (no leeway configured): booking ops are refused.
-    while common::unix_now() <= exp {
+    while helpers::unix_now() <= exp {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     send_json(
@@ -765,7 +768,7 @@ async fn booking_ops_after_the_token_expires_get_token_expired_and_reading_goes_
 #[tokio::test]
 async fn the_handshake_refuses_expired_not_yet_valid_and_exp_less_tokens_with_401() {
     let server = TestServer::start(NO_LIMITS).await;
-    let now = common::unix_now();
+    let now = helpers::unix_now();
     let url = format!("{}/v1/stream", server.ws_url());
     for claims in [
         json!({"sub": "erin", "exp": now - 3600}),

@@ -1,5 +1,5 @@
-//! A thin JSON client for the `http_*` test binaries (include with
-//! `#[path = "common/http.rs"] mod http;` next to `mod common;`).
+//! A thin JSON client for the HTTP API tests; it never retries or hides
+//! a status.
 
 #![allow(dead_code)]
 
@@ -9,7 +9,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::TestServer;
+use super::TestServer;
 
 /// Server env that lifts every hourly limit, for tests that need volume.
 pub const NO_LIMITS: &[(&str, &str)] = &[

@@ -1,5 +1,10 @@
-//! Shared by the integration test binaries: start the real `parkme`
-//! binary on a free port with a fresh data dir, talk to it over sockets.
+//! The one harness of the gateway's integration tests: start the real
+//! `parkme` binary on a free port with a fresh data dir, talk to it over
+//! sockets ([`http`]: the JSON client, [`ws`]: the websocket clients),
+//! poll for what must eventually hold ([`poll_until`], [`eventually`]) and
+//! name what tests share with other runs ([`unique_name`]). Every start of
+//! the binary goes through [`parkme_serve`]. These helpers must never run
+//! cargo or skip a test.
 //!
 //! `TestServer::start(env)` spawns `parkme serve` (port 0, the bound port
 //! read from its "listening on" line), waits until `/health/` answers 200,
@@ -12,11 +17,16 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{EncodingKey, Header, encode};
+
+pub mod http;
+pub mod ws;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const JWT_SECRET: &str = "test-jwt-secret";
@@ -95,23 +105,15 @@ impl TestServer {
 
     async fn spawn(&mut self) {
         let verbose = std::env::var_os("TEST_LOG").is_some();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_parkme"));
-        command.arg("serve");
-        for (name, _) in std::env::vars() {
-            if name.starts_with("PARKME_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = parkme_serve(self.data_dir.path());
         command
             .env("PARKME_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("PARKME_DATA_DIR", self.data_dir.path())
             .env("PARKME_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PARKME_JWT_SECRET", JWT_SECRET)
             .env("PARKME_LOG_FORMAT", "pretty")
             .env("NO_COLOR", "1")
             .env("RUST_LOG", if verbose { "info" } else { "warn" })
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(if verbose {
                 Stdio::inherit()
@@ -279,4 +281,97 @@ pub fn user_token_signed_with(secret: &str, sub: &str) -> String {
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("a signed token")
+}
+
+/// `parkme serve` on `data_dir`, with no `PARKME_*` setting inherited from
+/// the test's environment and no stdin: the one way these tests start the
+/// binary (the caller adds its env and how it reads the output).
+pub fn parkme_serve(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_parkme"));
+    command.arg("serve");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PARKME_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("PARKME_DATA_DIR", data_dir)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `parkme serve` on `data_dir` expecting it to refuse to start;
+/// returns what it printed (stdout then stderr).
+pub fn refused_start(data_dir: &Path, env: &[(&str, &str)]) -> String {
+    let out = parkme_serve(data_dir)
+        .env("PARKME_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .expect("parkme runs");
+    assert!(
+        !out.status.success(),
+        "parkme must refuse to start with {env:?}"
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A name no other test or run uses: `{tag}_{pid}_{nanos}_{n}` (letters,
+/// digits and `_` only, so it is also a valid CQL keyspace suffix).
+pub fn unique_name(tag: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() % 1_000_000_000_000)
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{tag}_{}_{nanos}_{n}", std::process::id())
+}
+
+/// A Redis key prefix no other test or run uses.
+pub fn redis_prefix(tag: &str) -> String {
+    format!("parkme-test:{}:", unique_name(tag))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `check` until it holds or `wait` passes; whether it held.
+pub async fn eventually<F, Fut>(wait: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it holds; fails the test naming `what` if it does
+/// not within `wait`.
+pub async fn poll_until<F, Fut>(what: &str, wait: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(
+        eventually(wait, check).await,
+        "timed out waiting for {what}"
+    );
 }

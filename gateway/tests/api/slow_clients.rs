@@ -5,12 +5,10 @@
 //! only a generous bound (the connection is gone well before a client
 //! could have held it for long).
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use crate::helpers::TestServer;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

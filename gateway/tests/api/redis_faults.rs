@@ -10,35 +10,17 @@
 //! Times are measured and printed; the only bound asserted is a generous
 //! one on "not one behind the other".
 
-mod common;
-
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use crate::helpers::{self, TestServer, free_port, redis_prefix};
 use serde_json::{Value, json};
 
 /// The request timeout the servers under test get.
 const TIMEOUT_MS: u64 = 500;
 /// Concurrent signed-in requests per wave.
 const WAVE: usize = 12;
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn unique_prefix(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("parkme-test:{tag}:{nanos}:{}:", std::process::id())
-}
 
 /// A `redis-server` of this test's own, killed on drop.
 struct RedisServer {
@@ -214,7 +196,7 @@ async fn a_hung_redis_never_makes_signed_in_requests_wait_behind_each_other() {
         }
     });
     let url = format!("redis://127.0.0.1:{port}");
-    let env = no_limits_but_bookings(&url, &unique_prefix("hung"));
+    let env = no_limits_but_bookings(&url, &redis_prefix("hung"));
     let server = TestServer::start_unhealthy(&env_refs(&env)).await;
     create_facility(&server).await;
 
@@ -243,7 +225,7 @@ async fn a_hung_redis_never_makes_signed_in_requests_wait_behind_each_other() {
 async fn a_paused_redis_is_reported_down_answers_fall_back_and_it_is_used_again_once_resumed() {
     let redis = RedisServer::plain(&[]);
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let prefix = unique_prefix("paused");
+    let prefix = redis_prefix("paused");
     let env = no_limits_but_bookings(&url, &prefix);
     let server = TestServer::start(&env_refs(&env)).await;
     create_facility(&server).await;
@@ -296,7 +278,7 @@ async fn a_paused_redis_is_reported_down_answers_fall_back_and_it_is_used_again_
 #[tokio::test]
 async fn redis_auth_from_the_url_is_used_and_a_wrong_password_is_reported_down() {
     let redis = RedisServer::plain(&["--requirepass", "s3cret-redis-pass"]);
-    let prefix = unique_prefix("auth");
+    let prefix = redis_prefix("auth");
     for url in [
         format!("redis://:s3cret-redis-pass@127.0.0.1:{}", redis.port),
         format!("redis://default:s3cret-redis-pass@127.0.0.1:{}", redis.port),
@@ -432,7 +414,7 @@ async fn rediss_with_the_servers_ca_is_used_and_an_untrusted_certificate_is_repo
         &format!("rediss://127.0.0.1:{port}"),
     );
     let url = format!("rediss://127.0.0.1:{port}");
-    let prefix = unique_prefix("tls");
+    let prefix = redis_prefix("tls");
     let mut env = no_limits_but_bookings(&url, &prefix);
     env.push(("PARKME_REDIS_CA_FILE", ca.clone()));
     let server = TestServer::start(&env_refs(&env)).await;
@@ -461,33 +443,11 @@ async fn rediss_with_the_servers_ca_is_used_and_an_untrusted_certificate_is_repo
     );
 }
 
-/// Runs `parkme serve` expecting it to refuse to start; returns what it said.
+/// Runs `parkme serve` on a fresh data dir expecting it to refuse to
+/// start; returns what it said.
 fn refused_start(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_parkme"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PARKME_") {
-            command.env_remove(name);
-        }
-    }
-    let out = command
-        .arg("serve")
-        .env("PARKME_LISTEN", "127.0.0.1:0")
-        .env("PARKME_DATA_DIR", dir.path())
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("parkme runs");
-    assert!(
-        !out.status.success(),
-        "parkme must refuse to start with {env:?}"
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    helpers::refused_start(dir.path(), env)
 }
 
 #[test]

@@ -4,16 +4,13 @@
 //! a second process on the same data dir is refused, `/health/` and
 //! `/metrics` answer as promised.
 
-mod common;
-#[path = "common/http.rs"]
-mod http;
-
+use crate::helpers::{self, http};
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use http::{Api, NO_LIMITS, layout, spot_zone};
+use crate::helpers::TestServer;
+use crate::helpers::http::{Api, NO_LIMITS, layout, spot_zone};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,14 +230,9 @@ async fn sigterm_exits_zero_within_ten_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_serve_on_the_same_data_dir_exits_non_zero_naming_the_directory() {
     let server = TestServer::start(&[]).await;
-    let output = Command::new(env!("CARGO_BIN_EXE_parkme"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    let output = helpers::parkme_serve(server.data_dir())
         .env("PARKME_LISTEN", "127.0.0.1:0")
-        .env("PARKME_DATA_DIR", server.data_dir())
         .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
         .output()
         .expect("the second parkme runs");
     assert!(!output.status.success(), "exit status {:?}", output.status);

@@ -1,12 +1,9 @@
 //! Contract §3, the happy paths over real sockets: JSON shapes, layouts,
 //! spot states, bookings, idempotency.
 
-mod common;
-#[path = "common/http.rs"]
-mod http;
-
-use common::TestServer;
-use http::{Api, Body, NO_LIMITS, layout, spot_zone};
+use crate::helpers::TestServer;
+use crate::helpers::http;
+use crate::helpers::http::{Api, Body, NO_LIMITS, layout, spot_zone};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -1,16 +1,12 @@
 //! Contract §4, the sensor socket, against the real binary over real
 //! sockets: one test per promise.
 
-mod common;
-#[path = "ws_common/mod.rs"]
-mod ws_common;
-
-use common::TestServer;
+use crate::helpers::TestServer;
+use crate::helpers::ws::*;
 use futures_util::SinkExt;
 use parkme_protocol::sensor::{SensorMessage, SensorReply};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use ws_common::*;
 
 async fn server_with_facility(env: &[(&str, &str)]) -> (TestServer, String) {
     let server = TestServer::start(env).await;

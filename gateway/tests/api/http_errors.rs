@@ -1,12 +1,9 @@
 //! Contract §3, errors: every failure is `{"error":{"code","message"}}`
 //! with a fitting status, and no input, however odd, gets a 500.
 
-mod common;
-#[path = "common/http.rs"]
-mod http;
-
-use common::{TestServer, user_token_signed_with};
-use http::{Api, Body, NO_LIMITS, layout, spot_zone};
+use crate::helpers::http::{Api, Body, NO_LIMITS, layout, spot_zone};
+use crate::helpers::{self, http};
+use crate::helpers::{TestServer, user_token_signed_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -117,7 +114,7 @@ async fn missing_or_bad_credentials_are_401() {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
             &claims,
-            &jsonwebtoken::EncodingKey::from_secret(common::JWT_SECRET.as_bytes()),
+            &jsonwebtoken::EncodingKey::from_secret(helpers::JWT_SECRET.as_bytes()),
         )
         .expect("token")
     };
@@ -187,7 +184,7 @@ async fn a_user_token_is_401_before_its_nbf_and_after_its_exp() {
     let mut env = NO_LIMITS.to_vec();
     env.push(("PARKME_JWT_LEEWAY_SECS", "0"));
     let (server, api) = server_with_facility(&env).await;
-    let now = common::unix_now();
+    let now = helpers::unix_now();
     let (nbf, exp) = (now + 2, now + 4);
     let token = server.token_with_claims(&json!({"sub": "alice", "nbf": nbf, "exp": exp}));
     let early = api.book("f1", &token, json!({"plate": "AB1"})).await;
@@ -198,7 +195,7 @@ async fn a_user_token_is_401_before_its_nbf_and_after_its_exp() {
             .is_some_and(|m| m.contains("nbf")),
         "{early:?}"
     );
-    while common::unix_now() < nbf {
+    while helpers::unix_now() < nbf {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let booked = api.book("f1", &token, json!({"plate": "AB1"})).await;
@@ -206,7 +203,7 @@ async fn a_user_token_is_401_before_its_nbf_and_after_its_exp() {
         .as_str()
         .expect("id")
         .to_owned();
-    while common::unix_now() <= exp {
+    while helpers::unix_now() <= exp {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let late = api.get(&format!("/v1/bookings/{id}"), Some(&token)).await;

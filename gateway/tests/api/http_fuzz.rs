@@ -3,12 +3,8 @@
 //! which must answer each with a non-5xx (errors in the contract's shape)
 //! and stay healthy.
 
-mod common;
-#[path = "common/http.rs"]
-mod http;
-
-use common::TestServer;
-use http::{Api, Body, NO_LIMITS, layout, spot_zone};
+use crate::helpers::TestServer;
+use crate::helpers::http::{Api, Body, NO_LIMITS, layout, spot_zone};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -1,0 +1,21 @@
+//! The gateway's integration tests: one test binary, one harness
+//! ([`helpers`]). Every test starts the real `parkme` binary and talks to
+//! it over real sockets, as the contract's clients would; one module per
+//! area of the contract. No test runs cargo or skips itself.
+
+mod helpers;
+
+mod cluster;
+mod cql_backend;
+mod dashboard;
+mod edge_security;
+mod http_api;
+mod http_errors;
+mod http_fuzz;
+mod http_ops;
+mod layout_atomic;
+mod redis_coordination;
+mod redis_faults;
+mod slow_clients;
+mod ws_sensor;
+mod ws_stream;
