@@ -615,8 +615,7 @@ impl Actor for ZoneActor {
                 ZoneMsg::Abort { token } => state.abort_layout(token).await,
                 ZoneMsg::HoldExpired { token } => state.expire_hold(token),
                 ZoneMsg::CommitFailed(e) => {
-                    if let (StorageError::Fenced { .. }, Some(fenced)) =
-                        (&e, &state.context.fenced)
+                    if let (StorageError::Fenced { .. }, Some(fenced)) = (&e, &state.context.fenced)
                     {
                         tracing::warn!(zone = %state.key, "fenced by a newer owner; stopping");
                         let _ = fenced.send(state.key.facility.clone());

@@ -236,6 +236,7 @@ async fn to_owner(
     request: Request,
     next: Next,
 ) -> Response {
+    let arrived = chrono::Utc::now();
     let (mut parts, body) = request.into_parts();
     let body = match buffer(app, body).await {
         Ok(body) => body,
@@ -245,10 +246,10 @@ async fn to_owner(
     // client sent without a key gets one for the life of this request (a
     // replay of it is the client's first answer, 201).
     let mut created = false;
-    if parts.method == Method::POST
-        && parts.uri.path().ends_with("/bookings")
-        && !parts.headers.contains_key(IDEMPOTENCY_KEY)
-    {
+    let booking = parts.method == Method::POST && parts.uri.path().ends_with("/bookings");
+    // An attempt went out whose outcome this node does not know.
+    let mut resent = false;
+    if booking && !parts.headers.contains_key(IDEMPOTENCY_KEY) {
         let key = format!("fwd-{}", hex::encode(rand::random::<[u8; 16]>()));
         if let Ok(value) = HeaderValue::from_str(&key) {
             parts.headers.insert(IDEMPOTENCY_KEY, value);
@@ -269,6 +270,11 @@ async fn to_owner(
                 let retry =
                     response.headers_mut().remove(RETRYABLE).is_some() && !app.node().serves(&fid);
                 if !retry {
+                    let response = if booking && resent && !created {
+                        own_replay(response, arrived).await
+                    } else {
+                        response
+                    };
                     return finish(response, created);
                 }
             }
@@ -297,12 +303,19 @@ async fn to_owner(
                     Some(Ok(response)) if response.headers().contains_key(NOT_OWNER) => {}
                     Some(Ok(response)) => {
                         metrics::forwarded("http");
+                        let response = if booking && resent && !created {
+                            own_replay(response, arrived).await
+                        } else {
+                            response
+                        };
                         return finish(response, created);
                     }
                     Some(Err(e)) => {
+                        resent = true;
                         tracing::debug!(facility = %fid, owner = %member.url, error = %e, "forwarding failed; looking again");
                     }
                     None => {
+                        resent = true;
                         tracing::info!(facility = %fid, owner = %member.url, "owner changed while a forwarded request was in flight; resending");
                     }
                 }
@@ -328,6 +341,30 @@ async fn to_owner(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// A booking this node resent after an attempt whose outcome it never
+/// learned, answered as a replay (200) of a booking created after the
+/// request arrived here: that booking is this request's own earlier
+/// attempt, so the client gets the answer of a creation (201).
+async fn own_replay(response: Response, arrived: chrono::DateTime<chrono::Utc>) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (mut head, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return ApiError::from(parkme_actors::ActorError::Unavailable("facility")).into_response();
+    };
+    let created_at = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["created_at"].as_str().map(str::to_owned))
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+    if created_at.is_some_and(|c| {
+        c.with_timezone(&chrono::Utc) >= arrived - chrono::Duration::milliseconds(1)
+    }) {
+        head.status = StatusCode::CREATED;
+    }
+    Response::from_parts(head, Body::from(bytes))
 }
 
 /// A new facility's PUT (and a booking replayed under the key this node

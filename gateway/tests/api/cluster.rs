@@ -837,3 +837,83 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
     );
     assert!(failures.is_empty(), "failed requests: {failures:#?}");
 }
+
+/// Deletes every Redis key of the cluster: members, leases, epochs — what
+/// a Redis failover to a replica that missed the latest writes may do.
+async fn forget_redis(prefix: &str) -> usize {
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+    }
+    keys.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_losing_every_lease_mid_storm_never_yields_two_writers() {
+    let cluster = Cluster::start("redisloss", 3).await;
+    let prefix = cluster
+        .env
+        .iter()
+        .find(|(k, _)| k == "PARKME_REDIS_PREFIX")
+        .map(|(_, v)| v.clone())
+        .expect("prefix");
+    let facility = "x1".to_owned();
+    cluster
+        .create(0, std::slice::from_ref(&facility), 400)
+        .await;
+    cluster
+        .agreed(
+            std::slice::from_ref(&facility),
+            Duration::from_secs(30),
+            false,
+        )
+        .await;
+    let history = History::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = storm(
+        &cluster,
+        &cluster.live(),
+        &facility,
+        &history,
+        Arc::clone(&stop),
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let forgotten = forget_redis(&prefix).await;
+        println!("forgot {forgotten} Redis keys mid-storm");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for task in tasks.drain(..) {
+        acked.extend(task.await.expect("storm task"));
+    }
+    println!("{} bookings acknowledged", acked.len());
+    assert!(!acked.is_empty());
+    let api = cluster.api(0);
+    assert_all_present(&api, cluster.node(0), &facility, Some(&history), &acked).await;
+    let spots: Vec<Value> = (1..=400)
+        .map(|i| json!({"id": format!("s{i:03}"), "kind": "standard"}))
+        .collect();
+    history.check(&json!({"facility": facility, "zones": [{"id": "z1", "spots": spots}]}));
+    cluster
+        .agreed(
+            std::slice::from_ref(&facility),
+            Duration::from_secs(20),
+            false,
+        )
+        .await;
+}
