@@ -37,7 +37,7 @@ pub mod record;
 mod zone;
 
 pub use error::ActorError;
-pub use node::{BookParams, Booked, KeyCheck, Node, NodeConfig, SensorGrant, SensorKey};
+pub use node::{BookParams, Booked, Fenced, KeyCheck, Node, NodeConfig, SensorGrant, SensorKey};
 pub use publish::{
     Delta, EdgeCache, FacilityView, Snapshot, Start, Subscription, ZoneReport, ZoneView,
 };

@@ -52,7 +52,15 @@ pub struct NodeConfig {
     pub cluster: bool,
     /// Cluster mode: facilities whose writes the store refused as fenced
     /// are reported here (their zones stop instead of restarting).
-    pub fenced: Option<tokio::sync::mpsc::UnboundedSender<FacilityId>>,
+    pub fenced: Option<tokio::sync::mpsc::UnboundedSender<Fenced>>,
+}
+
+/// A zone's report that the store refused its write as fenced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fenced {
+    pub facility: FacilityId,
+    /// The start of the facility on this node the zone belonged to.
+    pub instance: u64,
 }
 
 impl Default for NodeConfig {
@@ -79,6 +87,8 @@ struct FacilityHandle {
     /// Serializes the writers of this facility's record (layout PUT, key
     /// rotation), so neither writes a stale key generation.
     record_writes: tokio::sync::Mutex<()>,
+    /// This start of the facility on this node.
+    instance: u64,
 }
 
 #[derive(Debug)]
@@ -98,6 +108,8 @@ struct Inner {
     /// Cluster mode: every facility in the store as last listed (each
     /// coordination tick), served here or not.
     known: RwLock<std::collections::BTreeSet<FacilityId>>,
+    /// Numbers the starts of facilities on this node.
+    instances: std::sync::atomic::AtomicU64,
     #[cfg(feature = "testing")]
     probe: crate::probe::Probe,
     /// Tells the committer to drain and stop, once the actors are gone.
@@ -179,6 +191,7 @@ impl Node {
                 idempotency_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
                 creating: tokio::sync::Mutex::new(()),
                 known: RwLock::new(std::collections::BTreeSet::new()),
+                instances: std::sync::atomic::AtomicU64::new(1),
                 #[cfg(feature = "testing")]
                 probe: crate::probe::Probe::default(),
                 close_commits,
@@ -227,6 +240,7 @@ impl Node {
             booking_retention_ms: i64::from(self.inner.config.booking_retention_days)
                 .saturating_mul(86_400_000),
             fenced: self.inner.config.fenced.clone(),
+            instance: 0,
         }
     }
 
@@ -239,9 +253,15 @@ impl Node {
         let shared = Arc::new(FacilityShared {
             routes: RwLock::new(Arc::new(Routes::default())),
         });
+        let instance = self
+            .inner
+            .instances
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut context = self.context();
+        context.instance = instance;
         let args = FacilityArgs {
             record,
-            context: self.context(),
+            context,
             shared: Arc::clone(&shared),
             #[cfg(feature = "testing")]
             probe: self.inner.probe.clone(),
@@ -256,6 +276,7 @@ impl Node {
             shared,
             sensor_key: watch::Sender::new(key),
             record_writes: tokio::sync::Mutex::new(()),
+            instance,
         });
         self.inner
             .facilities
@@ -289,6 +310,13 @@ impl Node {
                     ActorError::UnknownFacility(id.to_string())
                 }
             })
+    }
+
+    /// Whether a fenced report is about the start of the facility this
+    /// node serves now (not an older one, still stopping).
+    pub fn is_current(&self, fenced: &Fenced) -> bool {
+        self.handle_if_local(&fenced.facility)
+            .is_some_and(|h| h.instance == fenced.instance)
     }
 
     /// Whether this node serves `id` now.

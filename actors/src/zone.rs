@@ -29,8 +29,8 @@
 use parkme_engine::codec;
 use parkme_engine::zone::Effect;
 use parkme_engine::{
-    Booking, BookingId, BookingRequest, EngineError, Event, FacilityId, Millis, Reading, Seq,
-    SpotId, SpotView, ZoneLayout, ZoneSnapshot, ZoneState,
+    Booking, BookingId, BookingRequest, EngineError, Event, Millis, Reading, Seq, SpotId, SpotView,
+    ZoneLayout, ZoneSnapshot, ZoneState,
 };
 use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef};
@@ -65,7 +65,10 @@ pub struct ZoneContext {
     /// (a newer owner claimed it) reports its facility, instead of failing
     /// and restarting (a restart would claim the zone back from its new
     /// owner). `None` on a single node: a fenced zone restarts.
-    pub fenced: Option<tokio::sync::mpsc::UnboundedSender<FacilityId>>,
+    pub fenced: Option<tokio::sync::mpsc::UnboundedSender<crate::node::Fenced>>,
+    /// Which start of its facility on this node a zone belongs to: a
+    /// fenced report from an older start is not about the current one.
+    pub instance: u64,
 }
 
 impl ZoneContext {
@@ -618,7 +621,10 @@ impl Actor for ZoneActor {
                     if let (StorageError::Fenced { .. }, Some(fenced)) = (&e, &state.context.fenced)
                     {
                         tracing::warn!(zone = %state.key, "fenced by a newer owner; stopping");
-                        let _ = fenced.send(state.key.facility.clone());
+                        let _ = fenced.send(crate::node::Fenced {
+                            facility: state.key.facility.clone(),
+                            instance: state.context.instance,
+                        });
                         myself.stop(Some("fenced".into()));
                         return Ok(());
                     }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use parkme_actors::Node;
+use parkme_actors::{Fenced, Node};
 use parkme_cluster::{Incarnation, Member, NodeId, NodeName, NodeStatus, OwnershipConfig};
 use parkme_coord::{ClusterView, Coordination, Driver, DriverConfig, Host};
 use parkme_engine::FacilityId;
@@ -133,7 +133,7 @@ impl Cluster {
         settings: ClusterSettings,
         redis: &RedisSettings,
         node: Node,
-        fenced: mpsc::UnboundedReceiver<FacilityId>,
+        fenced: mpsc::UnboundedReceiver<Fenced>,
         local_url: String,
         stop: CancellationToken,
     ) -> Result<Arc<Cluster>, GatewayError> {
@@ -240,7 +240,7 @@ async fn join(
     prefix: String,
     timeout: Duration,
     node: Node,
-    mut fenced: mpsc::UnboundedReceiver<FacilityId>,
+    mut fenced: mpsc::UnboundedReceiver<Fenced>,
     stop: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(100);
@@ -261,7 +261,7 @@ async fn join(
         delay = (delay * 2).min(Duration::from_secs(2));
     };
     let coord = Coordination::new(conn, &prefix, cluster.lease, timeout);
-    let host = Arc::new(NodeHost { node });
+    let host = Arc::new(NodeHost { node: node.clone() });
     let config = DriverConfig {
         member: cluster.me.clone(),
         tick: (cluster.lease / 5).max(Duration::from_millis(100)),
@@ -282,9 +282,14 @@ async fn join(
         }
     };
     let reports = async {
-        while let Some(facility) = fenced.recv().await {
+        while let Some(report) = fenced.recv().await {
             metrics::fenced_write();
-            driver.report_fenced(facility);
+            // A zone of an older start of the facility (stopping after a
+            // drop, while the facility was taken again) says nothing about
+            // the one served now.
+            if node.is_current(&report) {
+                driver.report_fenced(report.facility);
+            }
         }
     };
     tokio::select! {
