@@ -72,6 +72,11 @@ impl ClusterSettings {
         if !config.is_cluster() {
             return Ok(None);
         }
+        if config.demo {
+            return Err(GatewayError::Cluster(
+                "--demo runs a single node: unset PARKME_REDIS_URL or use embedded storage".into(),
+            ));
+        }
         let secret = config
             .cluster_secret
             .as_deref()
