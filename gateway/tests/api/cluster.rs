@@ -917,3 +917,32 @@ async fn redis_losing_every_lease_mid_storm_never_yields_two_writers() {
         )
         .await;
 }
+
+#[test]
+fn a_cluster_node_without_a_secret_refuses_to_start_saying_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = format!("scylla://{}/{}", cql_server(), unique("nosecret"));
+    let redis = redis_url();
+    let said = crate::helpers::refused_start(
+        dir.path(),
+        &[
+            ("PARKME_STORAGE", storage.as_str()),
+            ("PARKME_REDIS_URL", redis.as_str()),
+            ("PARKME_NODE_ID", "n0"),
+        ],
+    );
+    assert!(
+        said.contains("PARKME_CLUSTER_SECRET is required"),
+        "it says why: {said}"
+    );
+    let said = crate::helpers::refused_start(
+        dir.path(),
+        &[
+            ("PARKME_STORAGE", storage.as_str()),
+            ("PARKME_REDIS_URL", redis.as_str()),
+            ("PARKME_CLUSTER_SECRET", "a cluster secret for the tests"),
+            ("PARKME_NODE_ID", "not a name"),
+        ],
+    );
+    assert!(said.contains("PARKME_NODE_ID"), "it says why: {said}");
+}
