@@ -77,6 +77,11 @@ impl Cluster {
     }
 
     async fn spawn(&self, index: usize) -> TestServer {
+        self.spawn_with(index, &[]).await
+    }
+
+    /// Starts node `index` with `extra` settings over the cluster's.
+    async fn spawn_with(&self, index: usize, extra: &[(&str, &str)]) -> TestServer {
         let name = format!("n{index}");
         let mut env: Vec<(&str, &str)> = self
             .env
@@ -84,6 +89,7 @@ impl Cluster {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         env.push(("PARKME_NODE_ID", name.as_str()));
+        env.extend_from_slice(extra);
         TestServer::start(&env).await
     }
 
@@ -945,4 +951,82 @@ fn a_cluster_node_without_a_secret_refuses_to_start_saying_why() {
         ],
     );
     assert!(said.contains("PARKME_NODE_ID"), "it says why: {said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_cut_off_from_redis_is_replaced_and_nothing_it_answers_after_is_lost() {
+    let mut cluster = Cluster::start("cutoff", 0).await;
+    let target = redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut relay = crate::helpers::relay::Relay::start(&target).await;
+    let through_relay = format!("redis://127.0.0.1:{}", relay.port);
+    // n0 reaches Redis only through the relay; n1 and n2 directly.
+    let n0 = cluster
+        .spawn_with(0, &[("PARKME_REDIS_URL", through_relay.as_str())])
+        .await;
+    cluster.nodes.push(Some(n0));
+    cluster.add().await;
+    cluster.add().await;
+    let facilities = ids("c", 6);
+    cluster.create(1, &facilities, 200).await;
+    let owners = cluster
+        .agreed(&facilities, Duration::from_secs(30), true)
+        .await;
+    let facility = owners
+        .iter()
+        .find(|(_, owner)| **owner == 0)
+        .map(|(f, _)| f.clone())
+        .expect("n0 owns a facility");
+    let history = History::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Clients of every node book, n0's included: n0 keeps answering while
+    // it is cut off, from what it holds.
+    let mut tasks = storm(
+        &cluster,
+        &cluster.live(),
+        &facility,
+        &history,
+        Arc::clone(&stop),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut = Instant::now();
+    relay.cut();
+    // The others take it over once its lease lapses.
+    let deadline = cut + Duration::from_secs(60);
+    loop {
+        let owner = cluster.owners(1).await.get(&facility).cloned().flatten();
+        if owner.as_deref().is_some_and(|o| o != "n0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody replaced the cut-off owner"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "cut off from Redis: replaced after {} ms",
+        cut.elapsed().as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay.listen().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for task in tasks.drain(..) {
+        acked.extend(task.await.expect("storm task"));
+    }
+    println!("{} bookings acknowledged", acked.len());
+    let api = cluster.api(1);
+    assert_all_present(&api, cluster.node(1), &facility, Some(&history), &acked).await;
+    let spots: Vec<Value> = (1..=200)
+        .map(|i| json!({"id": format!("s{i:03}"), "kind": "standard"}))
+        .collect();
+    history.check(&json!({"facility": facility, "zones": [{"id": "z1", "spots": spots}]}));
+    // Back in touch, n0 rejoins: one owner again, seen alike by all.
+    cluster
+        .agreed(&facilities, Duration::from_secs(30), false)
+        .await;
 }

@@ -2,14 +2,12 @@
 //! real CQL server that `scripts/test` starts (`PARKME_TEST_CQL`), each test
 //! in its own keyspace.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::helpers::http::{Api, layout, spot_zone};
+use crate::helpers::relay::Relay;
 use crate::helpers::{TestServer, poll_until, unique_name};
 
 fn cql_server() -> String {
@@ -69,56 +67,6 @@ async fn acknowledged_bookings_survive_kill_9_and_a_new_node_with_an_empty_local
         .filter(|(_, state)| state == "RESERVED")
         .count();
     assert_eq!(reserved, acknowledged.len());
-}
-
-/// A TCP relay in front of the CQL server that the test can cut and restore.
-struct Relay {
-    port: u16,
-    target: String,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Relay {
-    async fn start(target: &str) -> Relay {
-        let mut relay = Relay {
-            port: 0,
-            target: target.to_owned(),
-            tasks: Arc::new(Mutex::new(Vec::new())),
-        };
-        relay.listen().await;
-        relay
-    }
-
-    async fn listen(&mut self) {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_reuseaddr(true).expect("reuseaddr");
-        socket
-            .bind(format!("127.0.0.1:{}", self.port).parse().expect("addr"))
-            .expect("bind relay");
-        let listener = socket.listen(64).expect("listen");
-        self.port = listener.local_addr().expect("addr").port();
-        let target = self.target.clone();
-        let tasks = Arc::clone(&self.tasks);
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                let pipe = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().expect("lock").push(pipe);
-            }
-        });
-        self.tasks.lock().expect("lock").push(accept);
-    }
-
-    /// Drops the listener and every relayed connection.
-    fn cut(&self) {
-        for task in self.tasks.lock().expect("lock").drain(..) {
-            task.abort();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{EncodingKey, Header, encode};
 
 pub mod http;
+pub mod relay;
 pub mod ws;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
