@@ -471,14 +471,7 @@ impl Node {
             return Ok(false);
         }
         let now = self.inner.clock.now();
-        let record = FacilityRecord {
-            layout,
-            sensor_key_hash: hash_key(&self.derive_key(&id, 0)),
-            seq_base: 0,
-            created_at: now,
-            updated_at: now,
-            sensor_key_generation: 0,
-        };
+        let record = self.new_record(layout, now);
         self.storage().put_facility(&id, record.encode()).await?;
         self.inner
             .known
@@ -486,6 +479,19 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id);
         Ok(true)
+    }
+
+    /// The record of a facility created now: its first sensor key.
+    fn new_record(&self, layout: FacilityLayout, now: Millis) -> FacilityRecord {
+        let id = layout.id.clone();
+        FacilityRecord {
+            layout,
+            sensor_key_hash: hash_key(&self.derive_key(&id, 0)),
+            seq_base: 0,
+            created_at: now,
+            updated_at: now,
+            sensor_key_generation: 0,
+        }
     }
 
     /// Creates or replaces a facility; returns its view and whether it is
@@ -505,14 +511,7 @@ impl Node {
         if let Ok(handle) = self.handle(&id) {
             return self.replace_facility(&id, &handle, layout, now).await;
         }
-        let record = FacilityRecord {
-            layout,
-            sensor_key_hash: hash_key(&self.derive_key(&id, 0)),
-            seq_base: 0,
-            created_at: now,
-            updated_at: now,
-            sensor_key_generation: 0,
-        };
+        let record = self.new_record(layout, now);
         self.storage().put_facility(&id, record.encode()).await?;
         self.spawn_facility(record).await?;
         Ok((self.facility(&id).await?, true))

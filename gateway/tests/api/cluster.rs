@@ -187,6 +187,23 @@ impl Cluster {
         }
     }
 
+    /// Creates one facility of `spots` spots and waits for its owner;
+    /// returns the owner and the other nodes.
+    async fn one_facility(&self, facility: &str, spots: usize) -> (usize, Vec<usize>) {
+        let facility = facility.to_owned();
+        self.create(0, std::slice::from_ref(&facility), spots).await;
+        let owners = self
+            .agreed(
+                std::slice::from_ref(&facility),
+                Duration::from_secs(30),
+                false,
+            )
+            .await;
+        let owner = owners[&facility];
+        let others = self.live().into_iter().filter(|i| *i != owner).collect();
+        (owner, others)
+    }
+
     async fn create(&self, via: usize, facilities: &[String], spots: usize) {
         let admin = self.admin();
         for f in facilities {
@@ -526,35 +543,58 @@ async fn assert_all_present(
     }
 }
 
+type Acked = Vec<(Instant, String, String)>;
+
+/// Stops a storm and gathers what it acknowledged.
+async fn end_storm(
+    stop: &std::sync::atomic::AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<Acked>>,
+) -> Acked {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.expect("storm task"));
+    }
+    acked
+}
+
+/// Every acknowledged booking is present through node `via`, and the
+/// whole history is linearizable over a one-zone facility of `spots`
+/// spots `s001…`.
+async fn assert_durable_and_linearizable(
+    cluster: &Cluster,
+    via: usize,
+    facility: &str,
+    spots: usize,
+    history: &History,
+    acked: &[(Instant, String, String)],
+) {
+    let api = cluster.api(via);
+    assert_all_present(&api, cluster.node(via), facility, Some(history), acked).await;
+    let spots: Vec<Value> = (1..=spots)
+        .map(|i| json!({"id": format!("s{i:03}"), "kind": "standard"}))
+        .collect();
+    history.check(&json!({"facility": facility, "zones": [{"id": "z1", "spots": spots}]}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_killed_with_sigkill_loses_no_acknowledged_booking_and_the_history_is_linearizable()
  {
     let mut cluster = Cluster::start("kill", 3).await;
     let facility = "k1".to_owned();
-    cluster
-        .create(0, std::slice::from_ref(&facility), 400)
-        .await;
-    let owners = cluster
-        .agreed(
-            std::slice::from_ref(&facility),
-            Duration::from_secs(30),
-            false,
-        )
-        .await;
-    let owner = owners[&facility];
-    let survivors: Vec<usize> = cluster.live().into_iter().filter(|i| *i != owner).collect();
+    let (owner, survivors) = cluster.one_facility(&facility, 400).await;
     let history = History::new();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The owner's own clients book too, until it dies.
     let owner_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut owner_tasks = storm(
+    let owner_tasks = storm(
         &cluster,
         &[owner],
         &facility,
         &history,
         Arc::clone(&owner_stop),
     );
-    let mut tasks = storm(&cluster, &survivors, &facility, &history, Arc::clone(&stop));
+    let tasks = storm(&cluster, &survivors, &facility, &history, Arc::clone(&stop));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let killed = Instant::now();
     owner_stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -566,11 +606,7 @@ async fn an_owner_killed_with_sigkill_loses_no_acknowledged_booking_and_the_hist
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for task in tasks.drain(..) {
-        acked.extend(task.await.expect("storm task"));
-    }
+    let mut acked = end_storm(&stop, tasks).await;
     let first_after = acked
         .iter()
         .filter(|(at, _, _)| *at > killed)
@@ -582,22 +618,8 @@ async fn an_owner_killed_with_sigkill_loses_no_acknowledged_booking_and_the_hist
         first_after.as_millis(),
         acked.len()
     );
-    for task in owner_tasks.drain(..) {
-        acked.extend(task.await.expect("owner's clients"));
-    }
-    let api = cluster.api(survivors[0]);
-    assert_all_present(
-        &api,
-        cluster.node(survivors[0]),
-        &facility,
-        Some(&history),
-        &acked,
-    )
-    .await;
-    let spots: Vec<Value> = (1..=400)
-        .map(|i| json!({"id": format!("s{i:03}"), "kind": "standard"}))
-        .collect();
-    history.check(&json!({"facility": facility, "zones": [{"id": "z1", "spots": spots}]}));
+    acked.extend(end_storm(&owner_stop, owner_tasks).await);
+    assert_durable_and_linearizable(&cluster, survivors[0], &facility, 400, &history, &acked).await;
     let new_owner = cluster
         .agreed(
             std::slice::from_ref(&facility),
@@ -612,18 +634,7 @@ async fn an_owner_killed_with_sigkill_loses_no_acknowledged_booking_and_the_hist
 async fn a_paused_owner_gets_none_of_its_late_writes_acknowledged() {
     let cluster = Cluster::start("pause", 3).await;
     let facility = "p1".to_owned();
-    cluster
-        .create(0, std::slice::from_ref(&facility), 200)
-        .await;
-    let owners = cluster
-        .agreed(
-            std::slice::from_ref(&facility),
-            Duration::from_secs(30),
-            false,
-        )
-        .await;
-    let owner = owners[&facility];
-    let survivors: Vec<usize> = cluster.live().into_iter().filter(|i| *i != owner).collect();
+    let (owner, survivors) = cluster.one_facility(&facility, 200).await;
     let pid = cluster.node(owner).pid().to_string();
     let signal = |sig: &str| {
         let status = std::process::Command::new("kill")
@@ -877,19 +888,10 @@ async fn redis_losing_every_lease_mid_storm_never_yields_two_writers() {
         .map(|(_, v)| v.clone())
         .expect("prefix");
     let facility = "x1".to_owned();
-    cluster
-        .create(0, std::slice::from_ref(&facility), 400)
-        .await;
-    cluster
-        .agreed(
-            std::slice::from_ref(&facility),
-            Duration::from_secs(30),
-            false,
-        )
-        .await;
+    cluster.one_facility(&facility, 400).await;
     let history = History::new();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = storm(
+    let tasks = storm(
         &cluster,
         &cluster.live(),
         &facility,
@@ -902,19 +904,10 @@ async fn redis_losing_every_lease_mid_storm_never_yields_two_writers() {
         println!("forgot {forgotten} Redis keys mid-storm");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for task in tasks.drain(..) {
-        acked.extend(task.await.expect("storm task"));
-    }
+    let acked = end_storm(&stop, tasks).await;
     println!("{} bookings acknowledged", acked.len());
     assert!(!acked.is_empty());
-    let api = cluster.api(0);
-    assert_all_present(&api, cluster.node(0), &facility, Some(&history), &acked).await;
-    let spots: Vec<Value> = (1..=400)
-        .map(|i| json!({"id": format!("s{i:03}"), "kind": "standard"}))
-        .collect();
-    history.check(&json!({"facility": facility, "zones": [{"id": "z1", "spots": spots}]}));
+    assert_durable_and_linearizable(&cluster, 0, &facility, 400, &history, &acked).await;
     cluster
         .agreed(
             std::slice::from_ref(&facility),
@@ -983,7 +976,7 @@ async fn an_owner_cut_off_from_redis_is_replaced_and_nothing_it_answers_after_is
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Clients of every node book, n0's included: n0 keeps answering while
     // it is cut off, from what it holds.
-    let mut tasks = storm(
+    let tasks = storm(
         &cluster,
         &cluster.live(),
         &facility,
@@ -1013,18 +1006,9 @@ async fn an_owner_cut_off_from_redis_is_replaced_and_nothing_it_answers_after_is
     tokio::time::sleep(Duration::from_secs(2)).await;
     relay.listen().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for task in tasks.drain(..) {
-        acked.extend(task.await.expect("storm task"));
-    }
+    let acked = end_storm(&stop, tasks).await;
     println!("{} bookings acknowledged", acked.len());
-    let api = cluster.api(1);
-    assert_all_present(&api, cluster.node(1), &facility, Some(&history), &acked).await;
-    let spots: Vec<Value> = (1..=200)
-        .map(|i| json!({"id": format!("s{i:03}"), "kind": "standard"}))
-        .collect();
-    history.check(&json!({"facility": facility, "zones": [{"id": "z1", "spots": spots}]}));
+    assert_durable_and_linearizable(&cluster, 1, &facility, 200, &history, &acked).await;
     // Back in touch, n0 rejoins: one owner again, seen alike by all.
     cluster
         .agreed(&facilities, Duration::from_secs(30), false)
