@@ -119,6 +119,25 @@ async fn backend() -> (Arc<dyn Storage>, ()) {
 
 parkme_storage::conformance_suite!(backend());
 
+/// A keyspace of its own, for the whole-store promises (`clear`).
+async fn fresh_backend() -> (Arc<dyn Storage>, ()) {
+    setup();
+    let now = unix_now();
+    let uri = format!(
+        "scylla://{}/parkme_test_{}_{}_{}x",
+        server(),
+        now.as_secs(),
+        std::process::id(),
+        now.subsec_nanos()
+    );
+    let storage = CqlStorage::connect(&uri)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {uri}: {e}"));
+    (Arc::new(storage), ())
+}
+
+parkme_storage::conformance_exclusive_suite!(fresh_backend());
+
 fn zone(tag: &str) -> ZoneKey {
     ZoneKey::new(unique_facility(tag), ZoneId::parse("a").expect("zone id"))
 }
