@@ -261,6 +261,11 @@ impl Node {
         self.inner.commit.storage()
     }
 
+    /// How long an ended booking's record is kept after it ended (ms).
+    pub fn booking_retention_ms(&self) -> i64 {
+        self.context().booking_retention_ms
+    }
+
     /// Writes queued on the group committer.
     pub fn commit_queue(&self) -> usize {
         self.inner.commit.queued()

@@ -250,13 +250,14 @@ impl std::fmt::Debug for ZoneActorState {
 /// Loads a zone from storage: latest snapshot plus the journal tail. Also
 /// returns the bookings the tail touched, as they stand now: a commit that
 /// failed after its events landed (unacknowledged) may not have written
-/// their records, so the owner writes them again.
+/// their records, so the owner writes them again. Backups read zones
+/// through it too (a journal trimmed between the two reads is an
+/// `OutOfOrder` error: read again).
 pub async fn recover(
-    commit: &GroupCommit,
+    storage: &dyn parkme_storage::Storage,
     key: &ZoneKey,
     layout: &ZoneLayout,
 ) -> Result<(ZoneState, Vec<Booking>), ActorError> {
-    let storage = commit.storage();
     let mut zone = match storage.latest_snapshot(key).await? {
         Some((_, bytes)) => {
             let snapshot: ZoneSnapshot = codec::decode_stored(&bytes)
@@ -542,7 +543,7 @@ impl Actor for ZoneActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let storage = args.context.commit.storage();
         let epoch = storage.claim_zone(&args.key).await?;
-        let (mut zone, touched) = recover(&args.context.commit, &args.key, &args.layout).await?;
+        let (mut zone, touched) = recover(&**storage, &args.key, &args.layout).await?;
         let adopted =
             adopt_declared_layout(&args.context, &args.key, epoch, &mut zone, &args.layout).await?;
         tracing::debug!(zone = %args.key, seq = zone.seq().0, epoch = epoch.0, "zone recovered");

@@ -364,6 +364,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/bookings/{id}",
             get(http::bookings::get).delete(http::bookings::cancel),
         )
+        .route("/v1/admin/backup", get(http::backup::download))
         .merge(crate::ws::routes())
         .fallback(http::ops::not_found)
         .method_not_allowed_fallback(http::ops::method_not_allowed)

@@ -139,6 +139,26 @@ fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     Ok(file)
 }
 
+/// Whether another process (or another open store) holds `dir`: the
+/// holder's pid as its lock file tells, or `Some("")` when it does not
+/// say. `None` when the directory is free or holds no store yet.
+pub fn lock_holder(dir: &Path) -> Option<String> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .ok()?;
+    match file.try_lock() {
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Some(holder.trim().to_owned())
+        }
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
 impl EmbeddedStorage {
     /// Opens (or creates) the store in `dir` and replays the WAL. Fails if
     /// another process (or another open store) holds the directory.
