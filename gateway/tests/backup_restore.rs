@@ -91,7 +91,7 @@ async fn views(api: &Api, facilities: &[&str], bookings: &[String]) -> BTreeMap<
                 spots.assert_status(200).clone(),
             );
         }
-        seen.insert(format!("{fid}"), facility);
+        seen.insert((*fid).to_owned(), facility);
     }
     for id in bookings {
         let booking = api
@@ -342,7 +342,7 @@ async fn a_backup_taken_while_bookings_and_readings_flow_holds_every_booking_ack
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 seq += 1;
-                let message = json!({"t": "spot", "seq": seq, "spot": format!("r{:03}", seq % 50 + 1), "occupied": seq % 2 == 0});
+                let message = json!({"t": "spot", "seq": seq, "spot": format!("r{:03}", seq % 50 + 1), "occupied": seq.is_multiple_of(2)});
                 ws_common::send_json(&mut ws, &message).await;
                 ws_common::await_ack(&mut ws, seq).await;
             }
