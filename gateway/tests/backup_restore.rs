@@ -349,7 +349,15 @@ async fn a_backup_taken_while_bookings_and_readings_flow_holds_every_booking_ack
             seq
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Until enough bookings (confirmed and cancelled) were acknowledged.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().expect("lock").bookings.len() < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("live.pkb");
@@ -385,7 +393,7 @@ async fn a_backup_taken_while_bookings_and_readings_flow_holds_every_booking_ack
     let acked = std::mem::take(&mut acked.lock().expect("lock").bookings);
     let before: Vec<_> = acked.iter().filter(|(_, _, _, at)| *at < began).collect();
     assert!(
-        before.len() > 20,
+        before.len() >= 40,
         "bookings were acknowledged before the backup ({})",
         before.len()
     );
