@@ -431,25 +431,58 @@ async fn a_backup_taken_while_bookings_and_readings_flow_holds_every_booking_ack
     }
 }
 
-async fn small_backup(dir: &Path) -> PathBuf {
+/// A backup of a small populated server, and what the command printed.
+async fn small_backup_with_output(dir: &Path) -> (PathBuf, Output) {
     let server = TestServer::start(NO_LIMITS).await;
     populate(&server).await;
     let file = dir.join("small.pkb");
     let data_dir = server.data_dir().to_string_lossy().into_owned();
     let listen = format!("127.0.0.1:{}", server.port());
-    assert_ok(
-        "backup",
-        &parkme(
-            &["backup", "--out", &file.to_string_lossy()],
-            &[
-                ("PARKME_DATA_DIR", &data_dir),
-                ("PARKME_LISTEN", &listen),
-                ("PARKME_ADMIN_TOKEN", ADMIN_TOKEN),
-            ],
-        )
-        .await,
+    let output = parkme(
+        &["backup", "--out", &file.to_string_lossy()],
+        &[
+            ("PARKME_DATA_DIR", &data_dir),
+            ("PARKME_LISTEN", &listen),
+            ("PARKME_ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+    )
+    .await;
+    assert_ok("backup", &output);
+    (file, output)
+}
+
+async fn small_backup(dir: &Path) -> PathBuf {
+    small_backup_with_output(dir).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_show_progress_on_stderr_and_a_summary_on_stdout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, backup) = small_backup_with_output(dir.path()).await;
+    // stderr is a pipe here, as in a CronJob's log: plain progress lines.
+    let stderr = String::from_utf8_lossy(&backup.stderr);
+    let stdout = String::from_utf8_lossy(&backup.stdout);
+    assert!(stderr.contains("zones: "), "backup's stderr: {stderr}");
+    assert!(
+        stdout.starts_with("backup: ") && stdout.contains(" facilities, "),
+        "backup's stdout: {stdout}"
     );
-    file
+    assert!(!stdout.contains("zones: "), "progress on stdout: {stdout}");
+    let target = dir.path().join("restored");
+    let target_dir = target.to_string_lossy().into_owned();
+    let restore = parkme(
+        &["restore", "--from", &file.to_string_lossy()],
+        &[("PARKME_DATA_DIR", &target_dir)],
+    )
+    .await;
+    assert_ok("restore", &restore);
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    let stdout = String::from_utf8_lossy(&restore.stdout);
+    assert!(stderr.contains("verifying: "), "restore's stderr: {stderr}");
+    assert!(
+        stdout.starts_with("restore: ") && stdout.contains("restored: "),
+        "restore's stdout: {stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
