@@ -1483,6 +1483,320 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
+// Journals no decide wrote: apply is total
+// ---------------------------------------------------------------------------
+
+/// One change to a journal, as a damaged or foreign journal might hold it.
+#[derive(Debug, Clone)]
+enum Tamper {
+    /// The event at the index again, at the end (a confirmation written
+    /// twice, a placement replayed after the booking moved on).
+    Repeat(prop::sample::Index),
+    /// The event at the index is lost.
+    Drop(prop::sample::Index),
+    /// Two events change places.
+    Swap(prop::sample::Index, prop::sample::Index),
+    /// A booking event at the index again under a new id: a second
+    /// booking on the same spot, a placement of an id that never waited.
+    Rename(prop::sample::Index),
+    /// A reservation placed on a spot (or unit) of the zone, by position;
+    /// the spot may be held already.
+    PlaceOn(prop::sample::Index, prop::sample::Index),
+    /// A window turned inside out.
+    EmptyWindow(prop::sample::Index),
+}
+
+fn tamper() -> impl Strategy<Value = Tamper> {
+    use prop::sample::Index;
+    prop_oneof![
+        3 => any::<Index>().prop_map(Tamper::Repeat),
+        1 => any::<Index>().prop_map(Tamper::Drop),
+        1 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Tamper::Swap(a, b)),
+        2 => any::<Index>().prop_map(Tamper::Rename),
+        2 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Tamper::PlaceOn(a, b)),
+        1 => any::<Index>().prop_map(Tamper::EmptyWindow),
+    ]
+}
+
+fn renamed(booking: &Booking, n: usize) -> Booking {
+    Booking {
+        id: booking_id(&format!("tampered-{n}")),
+        ..booking.clone()
+    }
+}
+
+/// The journal with the tampers done to it, in order.
+fn tampered(journal: &[Event], zone: &ZoneState, tampers: &[Tamper]) -> Vec<Event> {
+    let mut journal = journal.to_vec();
+    let spots: Vec<Option<SpotId>> = if zone.is_counter() {
+        vec![None]
+    } else {
+        zone.spots().into_iter().map(|s| Some(s.id)).collect()
+    };
+    for (n, tamper) in tampers.iter().enumerate() {
+        if journal.is_empty() {
+            break;
+        }
+        let at = |i: &prop::sample::Index| i.index(journal.len());
+        match tamper {
+            Tamper::Repeat(i) => journal.push(journal[at(i)].clone()),
+            Tamper::Drop(i) => {
+                journal.remove(at(i));
+            }
+            Tamper::Swap(a, b) => {
+                let (a, b) = (at(a), at(b));
+                journal.swap(a, b);
+            }
+            Tamper::Rename(i) => {
+                let event = match &journal[at(i)] {
+                    Event::BookingConfirmed(b) => Event::BookingConfirmed(renamed(b, n)),
+                    Event::BookingScheduled(b) => Event::BookingScheduled(renamed(b, n)),
+                    Event::BookingPlaced { spot, at, .. } => Event::BookingPlaced {
+                        id: booking_id(&format!("tampered-{n}")),
+                        spot: spot.clone(),
+                        at: *at,
+                    },
+                    other => other.clone(),
+                };
+                journal.push(event);
+            }
+            Tamper::PlaceOn(i, spot) => {
+                let id = journal[..=at(i)].iter().rev().find_map(|e| match e {
+                    Event::BookingScheduled(b) | Event::BookingConfirmed(b) => Some(b.id.clone()),
+                    _ => None,
+                });
+                if let (Some(id), false) = (id, spots.is_empty()) {
+                    journal.push(Event::BookingPlaced {
+                        id,
+                        spot: spots[spot.index(spots.len())].clone(),
+                        at: Millis(EPOCH),
+                    });
+                }
+            }
+            Tamper::EmptyWindow(i) => {
+                let i = at(i);
+                match &mut journal[i] {
+                    Event::BookingConfirmed(b) | Event::BookingScheduled(b) => {
+                        if let Some((s, e)) = b.window() {
+                            b.starts_at = Some(e);
+                            b.ends_at = Some(s);
+                        }
+                    }
+                    Event::BookingExtended { ends_at, .. } => *ends_at = Millis(i64::MIN),
+                    _ => {}
+                }
+            }
+        }
+    }
+    journal
+}
+
+/// What holds whatever the journal: no spot held by two live bookings, a
+/// spot shows exactly the booking that holds it, counts are the recount
+/// and add up, the quota's index matches the live windows, and the state
+/// survives its own snapshot.
+fn check_structure(zone: &ZoneState) -> Result<(), TestCaseError> {
+    let mut held: BTreeMap<SpotId, BookingId> = BTreeMap::new();
+    for booking in zone.live_bookings() {
+        match (&booking.spot, zone.is_counter()) {
+            (Some(spot), false) if booking.status != BookingStatus::Scheduled => {
+                let previous = held.insert(spot.clone(), booking.id.clone());
+                prop_assert!(
+                    previous.is_none(),
+                    "spot {} held by {:?} and {}",
+                    spot,
+                    previous,
+                    booking.id
+                );
+                let view = zone.spot(spot);
+                prop_assert_eq!(view.and_then(|v| v.booking), Some(booking.id.clone()));
+            }
+            (None, false) => prop_assert_eq!(booking.status, BookingStatus::Scheduled),
+            (None, true) => {}
+            (spot, counter) => {
+                prop_assert!(false, "{} on {:?}, counter={}", booking.id, spot, counter)
+            }
+        }
+        if let Some((s, e)) = booking.window() {
+            prop_assert!(s < e, "{} has an empty window", booking.id);
+        }
+    }
+    for view in zone.spots() {
+        prop_assert_eq!(
+            held.get(&view.id),
+            view.booking.as_ref(),
+            "spot {}",
+            view.id
+        );
+    }
+    prop_assert_eq!(zone.counts(), &zone.recount());
+    check_counts_add_up(zone)?;
+    if zone.is_counter() {
+        check_counter(zone)?;
+    }
+    prop_assert_eq!(
+        zone.reserved_between(Millis(i64::MIN / 2), Millis(i64::MAX / 2)),
+        busiest_ever(zone)
+    );
+    let restored = ZoneState::restore(zone.snapshot());
+    prop_assert_eq!(&restored, zone);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `apply` is total: whatever a journal holds (events repeated,
+    /// dropped, swapped, renamed, placements on held spots, empty
+    /// windows), applying it never panics, never puts two live bookings
+    /// on one spot, keeps counts and indexes in step, advances the seq
+    /// once per event, and replays to the same state twice.
+    #[test]
+    fn applying_any_journal_never_panics_nor_double_books(
+        scenario in scenario(),
+        tampers in prop::collection::vec(tamper(), 1..24),
+    ) {
+        let zones = drive(&scenario, |_| Ok(()))?;
+        for zone in zones {
+            let journal = tampered(&zone.journal, &zone.state, &tampers);
+            let mut replayed = ZoneState::new(facility(), zone.initial.clone());
+            for (i, event) in journal.iter().enumerate() {
+                let before = replayed.clone();
+                let admitted = replayed.admits(event);
+                replayed.apply(event);
+                prop_assert_eq!(replayed.seq().0, i as u64 + 1);
+                if !admitted {
+                    let mut unchanged = before.clone();
+                    unchanged.replay(replayed.seq(), &Event::Counted { requested: 0, applied: 0 })
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(&replayed, &unchanged, "a refused {:?} changed the zone", event);
+                }
+                check_structure(&replayed)?;
+            }
+            let mut again = ZoneState::new(facility(), zone.initial.clone());
+            for event in &journal {
+                again.apply(event);
+            }
+            prop_assert_eq!(&again, &replayed);
+        }
+    }
+
+    /// Format-1 records still decode: every event, booking and snapshot
+    /// a format-1 binary could have written (no window, no quota, no
+    /// stale spot, no reservation events), written in format 1, decodes to
+    /// the value it stands for, and such a snapshot restores to the live
+    /// zone.
+    #[test]
+    fn format_1_records_still_decode_to_the_same_values(scenario in scenario()) {
+        use parkme_engine::codec::encode_stored_as_format1;
+        drive(&scenario, |step| {
+            for event in events(step) {
+                if let Some(old) = old_event(event) {
+                    let bytes = encode_stored_as_format1(&old);
+                    prop_assert_eq!(&decode_stored::<Event>(&bytes), &Ok(event.clone()));
+                }
+            }
+            for booking in step.after.live_bookings() {
+                if let Some(old) = old_booking(booking) {
+                    let bytes = encode_stored_as_format1(&old);
+                    prop_assert_eq!(&decode_stored::<Booking>(&bytes), &Ok(booking.clone()));
+                }
+            }
+            if let Some(old) = old_snapshot(&step.after.snapshot()) {
+                let bytes = encode_stored_as_format1(&old);
+                let decoded = decode_stored::<ZoneSnapshot>(&bytes);
+                prop_assert_eq!(&decoded, &Ok(step.after.snapshot()));
+                let restored = ZoneState::restore(decoded.expect("checked above"));
+                prop_assert_eq!(&restored, step.after);
+            }
+            Ok(())
+        })?;
+    }
+}
+
+/// The format-1 shape of a booking, when format 1 could say it.
+fn old_booking(b: &Booking) -> Option<parkme_engine::format1::Booking> {
+    let representable = b.starts_at.is_none()
+        && b.ends_at.is_none()
+        && !b.overstay
+        && b.status != BookingStatus::Scheduled;
+    representable.then_some(())?;
+    Some(parkme_engine::format1::Booking {
+        id: b.id.clone(),
+        facility: b.facility.clone(),
+        zone: b.zone.clone(),
+        spot: b.spot.clone(),
+        kind: b.kind?,
+        plate: b.plate.clone(),
+        owner: b.owner.clone(),
+        status: b.status,
+        created_at: b.created_at,
+        expires_at: b.expires_at,
+        updated_at: b.updated_at,
+    })
+}
+
+fn old_layout(layout: &ZoneLayout) -> Option<parkme_engine::format1::ZoneLayout> {
+    (layout.reservable == 0).then(|| parkme_engine::format1::ZoneLayout {
+        id: layout.id.clone(),
+        name: layout.name.clone(),
+        shape: layout.shape.clone(),
+    })
+}
+
+fn old_event(event: &Event) -> Option<parkme_engine::format1::Event> {
+    use parkme_engine::format1::Event as Old;
+    Some(match event.clone() {
+        Event::SpotSensed { spot, occupied } => Old::SpotSensed { spot, occupied },
+        Event::ServiceChanged {
+            spot,
+            out_of_service,
+        } => Old::ServiceChanged {
+            spot,
+            out_of_service,
+        },
+        Event::Counted { requested, applied } => Old::Counted { requested, applied },
+        Event::BookingConfirmed(b) => Old::BookingConfirmed(old_booking(&b)?),
+        Event::BookingActivated { id, at } => Old::BookingActivated { id, at },
+        Event::BookingCompleted { id, at } => Old::BookingCompleted { id, at },
+        Event::BookingExpired { id, at } => Old::BookingExpired { id, at },
+        Event::BookingCancelled { id, at } => Old::BookingCancelled { id, at },
+        Event::Relaid { layout } => Old::Relaid {
+            layout: old_layout(&layout)?,
+        },
+        Event::SpotStale { .. }
+        | Event::SpotHeard { .. }
+        | Event::BookingScheduled(_)
+        | Event::BookingPlaced { .. }
+        | Event::BookingOverstayed { .. }
+        | Event::BookingExtended { .. } => return None,
+    })
+}
+
+fn old_snapshot(snapshot: &ZoneSnapshot) -> Option<parkme_engine::format1::ZoneSnapshot> {
+    if snapshot.spots.iter().any(|s| s.stale) {
+        return None;
+    }
+    Some(parkme_engine::format1::ZoneSnapshot {
+        facility: snapshot.facility.clone(),
+        layout: old_layout(&snapshot.layout)?,
+        seq: snapshot.seq,
+        spots: snapshot
+            .spots
+            .iter()
+            .map(|s| (s.occupied, s.out_of_service))
+            .collect(),
+        counter_occupied: snapshot.counter_occupied,
+        live: snapshot
+            .live
+            .iter()
+            .map(old_booking)
+            .collect::<Option<_>>()?,
+        clamped: snapshot.clamped,
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Examples: regressions and the contract's promises one by one
 // ---------------------------------------------------------------------------
 
@@ -2097,5 +2411,73 @@ fn a_quota_is_never_negative_nor_larger_than_the_zone() {
             held: 1,
             quota: 0,
         },
+    );
+}
+
+#[test]
+fn a_journal_confirming_a_live_booking_again_changes_nothing() {
+    let mut zone = one_spot_zone();
+    let applied = zone.execute(&book("b1", 0, EPOCH)).expect("spot 0 is free");
+    let confirmed = applied[0].0.clone();
+    assert!(matches!(confirmed, Event::BookingConfirmed(_)));
+    let once = zone.clone();
+
+    // The same confirmation again (a journal written twice): a no-op.
+    assert!(!zone.admits(&confirmed));
+    let effect = zone.apply(&confirmed);
+    assert_eq!(effect, parkme_engine::zone::Effect::default());
+    assert_eq!(zone.seq(), once.seq().next());
+    assert_eq!(zone.snapshot().live, once.snapshot().live);
+    assert_eq!(zone.counts(), once.counts());
+
+    // The same booking on the other spot: still one booking, on spot 0.
+    let Event::BookingConfirmed(mut moved) = confirmed.clone() else {
+        unreachable!("checked above")
+    };
+    moved.spot = Some(spot_id(0, 1));
+    zone.apply(&Event::BookingConfirmed(moved));
+    assert_eq!(state(&zone, 0), Some(SpotState::Reserved));
+    assert_eq!(state(&zone, 1), Some(SpotState::Available));
+    assert_eq!(
+        zone.booking(&booking_id("b1")).and_then(|b| b.spot.clone()),
+        Some(spot_id(0, 0))
+    );
+    assert_eq!(zone.counts(), &zone.recount());
+}
+
+#[test]
+fn a_journal_giving_a_held_spot_to_a_second_booking_is_skipped() {
+    let mut zone = one_spot_zone();
+    let applied = zone.execute(&book("b1", 0, EPOCH)).expect("spot 0 is free");
+    let Event::BookingConfirmed(first) = applied[0].0.clone() else {
+        unreachable!("an immediate booking is confirmed")
+    };
+    let second = Booking {
+        id: booking_id("b2"),
+        ..first
+    };
+    zone.apply(&Event::BookingConfirmed(second));
+    assert_eq!(status(&zone, "b2"), None);
+    assert_eq!(
+        zone.spot(&spot_id(0, 0)).and_then(|s| s.booking),
+        Some(booking_id("b1"))
+    );
+
+    // A reservation placed on the held spot keeps waiting.
+    let mut zone = spots_zone(&[SpotKind::Standard], 1);
+    zone.execute(&book("b1", 0, EPOCH)).expect("spot 0 is free");
+    zone.execute(&reserve("r1", hours(2), hours(3)))
+        .expect("the quota has room");
+    let place = Event::BookingPlaced {
+        id: booking_id("r1"),
+        spot: Some(spot_id(0, 0)),
+        at: NOW,
+    };
+    assert!(!zone.admits(&place));
+    zone.apply(&place);
+    assert_eq!(status(&zone, "r1"), Some(BookingStatus::Scheduled));
+    assert_eq!(
+        zone.spot(&spot_id(0, 0)).and_then(|s| s.booking),
+        Some(booking_id("b1"))
     );
 }

@@ -1,8 +1,16 @@
 //! `apply`: one event folded into the zone. Total and deterministic:
 //! replaying a zone's events from a snapshot rebuilds the same state.
 //!
-//! This module must never refuse an event or look at the clock: an event
-//! is a fact, and volatile state (hearing clocks) is not its business.
+//! This module must never panic, refuse an event or look at the clock: an
+//! event is a fact, and volatile state (hearing clocks) is not its
+//! business. An event that contradicts the state (a journal confirming a
+//! booking that is already live, placing one on a spot another booking
+//! holds, a window that ends before it starts) is one `decide` never
+//! writes; it can only come from a damaged or foreign journal, and folding
+//! it in would break "one booking per spot". [`ZoneState::admits`] names
+//! those; `apply` skips them (the seq still advances, so positions in the
+//! journal keep their meaning), which makes applying the same confirmation
+//! twice idempotent.
 
 use crate::booking::Booking;
 use crate::counts::ZoneCounts;
@@ -15,8 +23,12 @@ use super::{Effect, Event, ZoneState};
 
 impl ZoneState {
     /// Folds one event into the state and advances `seq` by one.
+    /// Events [`ZoneState::admits`] refuses change nothing but the seq.
     pub fn apply(&mut self, event: &Event) -> Effect {
         self.seq = self.seq.next();
+        if !self.admits(event) {
+            return Effect::default();
+        }
         let effect = match event {
             Event::SpotSensed { spot, occupied } => self.update_slot(spot, |s| {
                 s.occupied = *occupied;
@@ -67,6 +79,57 @@ impl ZoneState {
         };
         debug_assert_eq!(self.counts, self.recount(), "incremental counts drifted");
         effect
+    }
+
+    /// Whether `event` fits the current state, i.e. could have been
+    /// decided against it: a confirmation or a schedule of a booking that
+    /// is not live yet, with the status its event gives, a non-empty
+    /// window, and (for a confirmation) a spot of the zone no other
+    /// booking holds, or no spot in a counter zone; a placement of a
+    /// waiting reservation on such a spot (unit); an extension that keeps
+    /// a reservation's window non-empty. Every other event fits any state.
+    pub fn admits(&self, event: &Event) -> bool {
+        match event {
+            Event::BookingConfirmed(b) => {
+                b.status == BookingStatus::Confirmed
+                    && !self.live.contains_key(&b.id)
+                    && b.window().is_none_or(|(s, e)| s < e)
+                    && self.spot_is_free_for_a_hold(b.spot.as_ref())
+            }
+            Event::BookingScheduled(b) => {
+                b.status == BookingStatus::Scheduled
+                    && !self.live.contains_key(&b.id)
+                    && b.spot.is_none()
+                    && b.window().is_some_and(|(s, e)| s < e)
+            }
+            Event::BookingPlaced { id, spot, .. } => match self.live.get(id) {
+                Some(b) if b.status == BookingStatus::Scheduled => {
+                    self.spot_is_free_for_a_hold(spot.as_ref())
+                }
+                // Not waiting: nothing to place, applied as a no-op.
+                _ => true,
+            },
+            Event::BookingExtended { id, ends_at, .. } => self
+                .live
+                .get(id)
+                .and_then(|b| b.starts_at)
+                .is_none_or(|starts| starts < *ends_at),
+            _ => true,
+        }
+    }
+
+    /// A spot of this zone that holds no booking (`Some`), or a unit of a
+    /// counter zone (`None`).
+    fn spot_is_free_for_a_hold(&self, spot: Option<&SpotId>) -> bool {
+        match (&self.shape, spot) {
+            (Shape::Spots(table), Some(spot)) => table
+                .index
+                .get(spot)
+                .and_then(|&i| table.slots.get(i as usize))
+                .is_some_and(|slot| slot.booking.is_none()),
+            (Shape::Counter(_), None) => true,
+            _ => false,
+        }
     }
 
     /// Mutates one spot and keeps counts and free sets in step.
@@ -147,15 +210,13 @@ impl ZoneState {
         Self::booking_effect(after)
     }
 
+    /// A new live booking ([`ZoneState::admits`] checked it is not live
+    /// yet and that its spot is free).
     fn insert(&mut self, booking: &Booking) -> Effect {
-        debug_assert!(
-            !self.live.contains_key(&booking.id),
-            "booking {} confirmed while live",
-            booking.id
-        );
-        if let Some(old) = self.live.insert(booking.id.clone(), booking.clone()) {
-            self.ix.change(Some(&old), None, self.is_counter());
+        if self.live.contains_key(&booking.id) {
+            return Effect::default();
         }
+        self.live.insert(booking.id.clone(), booking.clone());
         self.ix.change(None, Some(booking), self.is_counter());
         if booking.status == BookingStatus::Confirmed {
             self.hold(booking.spot.as_ref(), Some(booking.id.clone()));
@@ -193,8 +254,8 @@ impl ZoneState {
             (Shape::Counter(counter), None) => Some(counter.kind),
             _ => None,
         };
+        // `admits` checked the spot (unit) exists and is free.
         let Some(kind) = kind else {
-            debug_assert!(false, "placement of {id} on {spot:?} does not fit the zone");
             return Effect::default();
         };
         let effect = self.modify(id, |b| {
