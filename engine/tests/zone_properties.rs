@@ -1150,8 +1150,8 @@ proptest! {
     /// Liveness: a spot goes stale only by a tick, only once it has not
     /// been heard of (reading or heartbeat) for the staleness period, and
     /// at most one wheel slot later; its next reading or heartbeat makes
-    /// it live again; a stale spot shows UNKNOWN unless RESERVED or
-    /// OUT_OF_SERVICE; counter zones never go stale.
+    /// it live again, and nothing else does; a stale spot shows UNKNOWN
+    /// unless RESERVED or OUT_OF_SERVICE; counter zones never go stale.
     #[test]
     fn spots_go_unknown_exactly_when_their_sensor_falls_silent(scenario in scenario()) {
         drive(&scenario, |step| {
@@ -1166,6 +1166,25 @@ proptest! {
                 prop_assert!(heard.0 + stale_ms <= step.now.0, "{} heard of at {:?}", spot, heard);
             }
             let images = step.after.snapshot().spots;
+            // Stale until heard again: only a reading or a heartbeat of the
+            // spot itself makes a stale spot live.
+            let stale_before: BTreeSet<SpotId> = step
+                .before
+                .spots()
+                .into_iter()
+                .zip(step.before.snapshot().spots)
+                .filter(|(_, image)| image.stale)
+                .map(|(view, _)| view.id)
+                .collect();
+            for (view, image) in step.after.spots().iter().zip(&images) {
+                if stale_before.contains(&view.id) && !image.stale {
+                    let heard = matches!(
+                        step.command,
+                        Command::Sense { spot, .. } | Command::Heartbeat { spot, .. } if spot == &view.id
+                    );
+                    prop_assert!(heard, "{} live again by {:?}", view.id, step.command);
+                }
+            }
             for (view, image) in step.after.spots().iter().zip(&images) {
                 if image.stale {
                     let shows = match view.state {
