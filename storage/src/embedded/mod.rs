@@ -188,7 +188,7 @@ impl EmbeddedStorage {
                     wal::WalError::Io { .. } => StorageError::Unavailable(e.to_string()),
                 })?;
             for frame in frames {
-                let logged: Vec<Logged> = codec::decode_stored(&frame)
+                let logged: Vec<Logged> = codec::decode_stable(&frame)
                     .map_err(|e| StorageError::Corrupt(format!("WAL segment {segment}: {e}")))?;
                 let writes: Vec<Write> = logged.into_iter().map(Write::from).collect();
                 replayed += writes.len();

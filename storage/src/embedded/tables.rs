@@ -175,7 +175,7 @@ impl Tables {
         for item in range {
             let (key, value) = item.map_err(unavailable)?;
             let (_, _, last, written) = key.value();
-            let chunk: Chunk<Vec<u8>> = codec::decode_stored(value.value())
+            let chunk: Chunk<Vec<u8>> = codec::decode_stable(value.value())
                 .map_err(|e| StorageError::Corrupt(format!("journal chunk of {zone}: {e}")))?;
             chunks.push(((written, last), chunk));
         }
