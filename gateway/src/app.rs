@@ -148,6 +148,7 @@ impl Application {
             key_secret: key_secret(&config),
             snapshot_every: config.snapshot_every,
             booking_retention_days: config.booking_retention_days,
+            zone_params: config.zone_params(),
             ..NodeConfig::default()
         };
         let started = std::time::Instant::now();

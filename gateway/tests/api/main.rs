@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod backup_restore;
 mod cql_backend;
 mod dashboard;
 mod edge_security;
