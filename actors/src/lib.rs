@@ -13,7 +13,8 @@
 //!   by zone reports or by the owner's deltas.
 //! - `zone` (private): one actor per zone; owns the zone's state machine,
 //!   journals through the group committer and answers only once durable,
-//!   through its pump's typed replies.
+//!   through its pump's typed replies. Its [`recover`] (a zone's state
+//!   from storage) is public for backups.
 //! - [`probe`]: the steps of a layout change; with the `testing` feature,
 //!   a probe that stops a change at any of them.
 //! - [`publish`]: the snapshots and deltas readers receive, and what a
@@ -42,4 +43,4 @@ pub use publish::{
     Delta, EdgeCache, FacilityView, Snapshot, Start, Subscription, ZoneReport, ZoneView,
 };
 pub use read_model::ReadModel;
-pub use zone::{HOLD_LIMIT, MAX_HELD};
+pub use zone::{HOLD_LIMIT, MAX_HELD, recover};

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use parkme_engine::{
     EngineError, FacilityId, FacilityLayout, Millis, Reading, Seq, SpotId, SpotView, ZoneId,
+    ZoneParams,
 };
 use parkme_storage::{GroupCommit, Storage};
 use ractor::{Actor, ActorRef};
@@ -46,6 +47,9 @@ pub struct NodeConfig {
     pub booking_retention_days: u32,
     /// How often the store's upkeep runs (and once at start).
     pub upkeep_every: std::time::Duration,
+    /// Sensor staleness, reservation lead time and overstay grace of every
+    /// zone (contract §2.1–2.3).
+    pub zone_params: ZoneParams,
     /// Cluster mode: the node starts no facility by itself; the cluster's
     /// ownership decides which it serves ([`Node::acquire`],
     /// [`Node::release`], [`Node::drop_facility`]).
@@ -71,6 +75,7 @@ impl Default for NodeConfig {
             idempotency_ttl_secs: 48 * 3600,
             booking_retention_days: 400,
             upkeep_every: std::time::Duration::from_secs(3600),
+            zone_params: ZoneParams::default(),
             cluster: false,
             fenced: None,
         }
@@ -227,6 +232,11 @@ impl Node {
         self.inner.commit.storage()
     }
 
+    /// How long an ended booking's record is kept after it ended (ms).
+    pub fn booking_retention_ms(&self) -> i64 {
+        self.context().booking_retention_ms
+    }
+
     /// Writes queued on the group committer.
     pub fn commit_queue(&self) -> usize {
         self.inner.commit.queued()
@@ -239,6 +249,7 @@ impl Node {
             snapshot_every: self.inner.config.snapshot_every.max(1),
             booking_retention_ms: i64::from(self.inner.config.booking_retention_days)
                 .saturating_mul(86_400_000),
+            params: self.inner.config.zone_params,
             fenced: self.inner.config.fenced.clone(),
             instance: 0,
         }

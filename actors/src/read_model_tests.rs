@@ -19,6 +19,7 @@ fn layout() -> FacilityLayout {
                 })
                 .collect(),
         ),
+        reservable: 0,
     };
     FacilityLayout::new(
         FacilityId::parse("f1").expect("id"),

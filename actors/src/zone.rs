@@ -9,8 +9,11 @@
 //! closure, no task per request). If a commit fails the actor stops with
 //! an error and its facility restarts it from durable state.
 //!
-//! Hold expiry uses one actor timer armed for the earliest deadline; there
-//! is no polling loop and no scan of all bookings.
+//! Everything time-driven (hold expiry, sensor liveness, reservation lead
+//! times, overstays) uses one actor timer armed for the zone's
+//! [`ZoneState::next_deadline`], which sends [`ZoneMsg::Expire`]: the zone
+//! then executes `Command::Tick`. There is no polling loop and no scan of
+//! all bookings or spots.
 //!
 //! A layout change is two-phase ([`layout`]; the whole protocol is in the
 //! facility's `relayout` module): `Prepare` checks the new layout against
@@ -30,7 +33,7 @@ use parkme_engine::codec;
 use parkme_engine::zone::Effect;
 use parkme_engine::{
     Booking, BookingId, BookingRequest, EngineError, Event, Millis, Reading, Seq, SpotId, SpotView,
-    ZoneLayout, ZoneSnapshot, ZoneState,
+    ZoneLayout, ZoneParams, ZoneSnapshot, ZoneState,
 };
 use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, DerivedActorRef};
@@ -69,6 +72,8 @@ pub struct ZoneContext {
     /// Which start of its facility on this node a zone belongs to: a
     /// fenced report from an older start is not about the current one.
     pub instance: u64,
+    /// Staleness, lead time and grace of every zone.
+    pub params: ZoneParams,
 }
 
 impl ZoneContext {
@@ -304,13 +309,14 @@ impl std::fmt::Debug for ZoneActorState {
 /// Loads a zone from storage: latest snapshot plus the journal tail. Also
 /// returns the bookings the tail touched, as they stand now: a commit that
 /// failed after its events landed (unacknowledged) may not have written
-/// their records, so the owner writes them again.
+/// their records, so the owner writes them again. Backups read zones
+/// through it too (a journal trimmed between the two reads is an
+/// `OutOfOrder` error: read again).
 pub async fn recover(
-    commit: &GroupCommit,
+    storage: &dyn parkme_storage::Storage,
     key: &ZoneKey,
     layout: &ZoneLayout,
 ) -> Result<(ZoneState, Vec<Booking>), ActorError> {
-    let storage = commit.storage();
     let mut zone = match storage.latest_snapshot(key).await? {
         Some((_, bytes)) => {
             let snapshot: ZoneSnapshot = codec::decode_stored(&bytes)
@@ -445,9 +451,9 @@ impl ZoneActorState {
         }
     }
 
-    /// Arms the single expiry timer for the earliest hold deadline.
+    /// Arms the single timer for the zone's next deadline.
     fn rearm(&mut self, myself: &ActorRef<ZoneMsg>) {
-        let next = self.zone.next_expiry();
+        let next = self.zone.next_deadline();
         if self.timer.as_ref().map(|(at, _)| *at) == next {
             return;
         }
@@ -539,9 +545,12 @@ impl Actor for ZoneActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let storage = args.context.commit.storage();
         let epoch = storage.claim_zone(&args.key).await?;
-        let (mut zone, touched) = recover(&args.context.commit, &args.key, &args.layout).await?;
+        let (mut zone, touched) = recover(&**storage, &args.key, &args.layout).await?;
         let adopted =
             adopt_declared_layout(&args.context, &args.key, epoch, &mut zone, &args.layout).await?;
+        // Every spot's hearing clock starts now; lead times that passed
+        // while the zone was down are due at once.
+        zone.start(args.context.params, args.context.clock.now());
         tracing::debug!(zone = %args.key, seq = zone.seq().0, epoch = epoch.0, "zone recovered");
         if !touched.is_empty() {
             // Before serving, so the next change of any of them lands after.

@@ -163,6 +163,7 @@ impl Application {
             key_secret: key_secret(&config),
             snapshot_every: config.snapshot_every,
             booking_retention_days: config.booking_retention_days,
+            zone_params: config.zone_params(),
             cluster: cluster_settings.is_some(),
             fenced: cluster_settings.as_ref().map(|_| fenced_tx),
             ..NodeConfig::default()

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/bookings/{id}",
             get(http::bookings::get).delete(http::bookings::cancel),
         )
+        .route("/v1/admin/backup", get(http::backup::download))
         .route("/v1/sensors/{fid}", get(ws::sensor::handshake))
         .route("/v1/stream", get(ws::stream::handshake))
         .route_layer(axum::middleware::from_fn_with_state(

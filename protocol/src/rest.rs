@@ -135,7 +135,8 @@ pub struct FacilityList {
     pub facilities: Vec<Facility>,
 }
 
-/// One spot: `{id, zone, kind, state, booking?}`.
+/// One spot: `{id, zone, kind, state, booking?, overstay?}` (`overstay`
+/// only while the booking holding it overstays, contract §2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spot {
     pub id: String,
@@ -144,6 +145,8 @@ pub struct Spot {
     pub state: Cow<'static, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overstay: bool,
 }
 
 impl From<&SpotView> for Spot {
@@ -154,6 +157,7 @@ impl From<&SpotView> for Spot {
             kind: Cow::Borrowed(spot.kind.as_str()),
             state: Cow::Borrowed(spot.state.as_str()),
             booking: spot.booking.as_ref().map(ToString::to_string),
+            overstay: spot.overstay,
         }
     }
 }
@@ -171,7 +175,8 @@ pub struct Booking {
     pub facility: String,
     pub zone: String,
     pub spot: Option<String>,
-    pub kind: Cow<'static, str>,
+    /// `null` while a `SCHEDULED` reservation asked for any kind.
+    pub kind: Option<Cow<'static, str>>,
     pub plate: String,
     pub status: Cow<'static, str>,
     pub created_at: String,
@@ -186,7 +191,7 @@ impl From<&parkme_engine::Booking> for Booking {
             facility: b.facility.to_string(),
             zone: b.zone.to_string(),
             spot: b.spot.as_ref().map(ToString::to_string),
-            kind: Cow::Borrowed(b.kind.as_str()),
+            kind: b.kind.map(|kind| Cow::Borrowed(kind.as_str())),
             plate: b.plate.to_string(),
             status: Cow::Borrowed(b.status.as_str()),
             created_at: rfc3339(b.created_at),
@@ -440,6 +445,7 @@ impl ZoneInput {
             name: self.name.unwrap_or_else(|| zone_id.to_string()),
             id: zone_id,
             shape,
+            reservable: 0,
         })
     }
 }
@@ -519,6 +525,7 @@ mod tests {
             kind: SpotKind::Ev,
             state: SpotState::OutOfService,
             booking: None,
+            overstay: false,
         });
         assert_eq!(
             serde_json::to_value(&spot).expect("json"),

@@ -93,6 +93,8 @@ impl Node {
             kind: params.kind,
             spot: params.spot.clone(),
             hold_seconds: params.hold_seconds,
+            starts_at: None,
+            ends_at: None,
             now,
         };
         for zone in zones {

@@ -1,5 +1,6 @@
 //! The commands that change a zone, one method each: booking, cancelling,
-//! a spot's service flag, sensor readings, hold expiry. Each applies at
+//! a spot's service flag, sensor readings, the zone's timer (hold expiry,
+//! sensor liveness, reservation lead times, overstays). Each applies at
 //! once in memory, then queues its journal writes and a typed [`Pending`]
 //! reply that the pump answers once they are durable.
 //!
@@ -7,7 +8,8 @@
 //! command the engine refused (nothing was applied).
 
 use parkme_engine::{
-    Booking, BookingId, BookingRequest, Command, EngineError, Millis, Reading, SpotId, SpotView,
+    Booking, BookingId, BookingRequest, Command, EngineError, Event, Millis, Reading, SpotId,
+    SpotView,
 };
 use parkme_storage::Write;
 use tokio::sync::oneshot;
@@ -78,6 +80,7 @@ impl ZoneActorState {
         let command = Command::SetService {
             spot: spot.clone(),
             out_of_service,
+            now: self.now(),
         };
         let applied = match self.zone.execute(&command) {
             Ok(applied) => applied,
@@ -97,12 +100,11 @@ impl ZoneActorState {
         let mut results = Vec::with_capacity(readings.len());
         let mut applied = Vec::new();
         for reading in readings {
-            match self.zone.decide(&Command::Sense { reading, now }) {
-                Ok(decided) => {
-                    for event in decided {
-                        let effect = self.zone.apply(&event);
-                        applied.push((event, effect));
-                    }
+            // `execute`, not decide + apply: a reading that changes nothing
+            // still keeps its spot's sensor live.
+            match self.zone.execute(&Command::Sense { reading, now }) {
+                Ok(done) => {
+                    applied.extend(done);
                     results.push(Ok(()));
                 }
                 Err(e) => results.push(Err(e.into())),
@@ -113,10 +115,13 @@ impl ZoneActorState {
     }
 
     pub(super) async fn expire(&mut self) {
-        let command = Command::ExpireDue { now: self.now() };
+        let command = Command::Tick { now: self.now() };
         match self.zone.execute(&command) {
             Ok(applied) => {
-                let expired = applied.len() as u64;
+                let expired = applied
+                    .iter()
+                    .filter(|(event, _)| matches!(event, Event::BookingExpired { .. }))
+                    .count() as u64;
                 self.commit_applied(applied, Vec::new(), Pending::Expiry { expired })
                     .await;
             }

@@ -55,6 +55,7 @@ pub fn spot_zone(id: &str, spots: usize) -> ZoneLayout {
                 })
                 .collect(),
         ),
+        reservable: 0,
     }
 }
 
@@ -66,6 +67,7 @@ pub fn counter_zone(id: &str, capacity: u32) -> ZoneLayout {
             capacity,
             kind: SpotKind::Standard,
         },
+        reservable: 0,
     }
 }
 

@@ -1,7 +1,9 @@
-//! HTTP handlers of contract §3, one module per resource. Each reads its
-//! typed ids and body, calls the node (bookings through
-//! [`crate::bookings`]) and answers a typed shape of `parkme_protocol`.
+//! HTTP handlers of contract §3, one module per resource (and the admin
+//! backup stream of §8). Each reads its typed ids and body, calls the node
+//! (bookings through [`crate::bookings`]) and answers a typed shape of
+//! `parkme_protocol`.
 
+pub mod backup;
 pub mod bookings;
 pub mod cluster;
 pub mod facilities;

@@ -530,6 +530,7 @@ mod tests {
             kind: SpotKind::Standard,
             state,
             booking: None,
+            overstay: false,
         }
     }
 

@@ -8,11 +8,7 @@ use serde_json::json;
 
 use crate::helpers::http::{Api, layout, spot_zone};
 use crate::helpers::relay::Relay;
-use crate::helpers::{TestServer, poll_until, unique_name};
-
-fn cql_server() -> String {
-    std::env::var("PARKME_TEST_CQL").unwrap_or_else(|_| "127.0.0.1:9042".into())
-}
+use crate::helpers::{TestServer, cql_server, poll_until, unique_name};
 
 fn keyspace(tag: &str) -> String {
     format!("pm_gw_{}", unique_name(tag))

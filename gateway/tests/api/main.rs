@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod backup_restore;
 mod cluster;
 mod cql_backend;
 mod dashboard;

@@ -2,8 +2,9 @@
 //! `parkme` binary on a free port with a fresh data dir, talk to it over
 //! sockets ([`http`]: the JSON client, [`ws`]: the websocket clients),
 //! poll for what must eventually hold ([`poll_until`], [`eventually`]) and
-//! name what tests share with other runs ([`unique_name`]). Every start of
-//! the binary goes through [`parkme_serve`]. These helpers must never run
+//! name what tests share with other runs ([`unique_name`], [`cql_server`]).
+//! Every run of the binary goes through [`parkme`] (a server through
+//! [`parkme_serve`]). These helpers must never run
 //! cargo or skip a test.
 //!
 //! `TestServer::start(env)` spawns `parkme serve` (port 0, the bound port
@@ -284,20 +285,25 @@ pub fn user_token_signed_with(secret: &str, sub: &str) -> String {
     .expect("a signed token")
 }
 
-/// `parkme serve` on `data_dir`, with no `PARKME_*` setting inherited from
-/// the test's environment and no stdin: the one way these tests start the
-/// binary (the caller adds its env and how it reads the output).
-pub fn parkme_serve(data_dir: &Path) -> Command {
+/// The `parkme` binary with no `PARKME_*` setting inherited from the
+/// test's environment and no stdin: the one way these tests run it (the
+/// caller adds the subcommand, its env and how it reads the output).
+pub fn parkme() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_parkme"));
-    command.arg("serve");
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("PARKME_") {
             command.env_remove(name);
         }
     }
+    command.stdin(Stdio::null());
     command
-        .env("PARKME_DATA_DIR", data_dir)
-        .stdin(Stdio::null());
+}
+
+/// `parkme serve` on `data_dir` (see [`parkme`]): the one way these tests
+/// start a server.
+pub fn parkme_serve(data_dir: &Path) -> Command {
+    let mut command = parkme();
+    command.arg("serve").env("PARKME_DATA_DIR", data_dir);
     command
 }
 
@@ -331,6 +337,12 @@ pub fn unique_name(tag: &str) -> String {
         .unwrap_or_default();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{tag}_{}_{nanos}_{n}", std::process::id())
+}
+
+/// The CQL server the tests share (`PARKME_TEST_CQL`, set by
+/// `scripts/test`).
+pub fn cql_server() -> String {
+    std::env::var("PARKME_TEST_CQL").unwrap_or_else(|_| "127.0.0.1:9042".into())
 }
 
 /// A Redis key prefix no other test or run uses.
