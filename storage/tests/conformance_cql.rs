@@ -70,9 +70,8 @@ async fn sweep_stale_keyspaces(storage: &CqlStorage) -> Result<(), String> {
         if started.is_some_and(|s| s + STALE_KEYSPACE_SECS < now) {
             // Housekeeping only: a slow server (a DROP can take long under
             // load) must not fail the suite; the next run tries again.
-            let mut drop = scylla::statement::Statement::new(format!(
-                "DROP KEYSPACE IF EXISTS {name}"
-            ));
+            let mut drop =
+                scylla::statement::Statement::new(format!("DROP KEYSPACE IF EXISTS {name}"));
             drop.set_request_timeout(Some(std::time::Duration::from_secs(60)));
             if let Err(e) = session.query_unpaged(drop, ()).await {
                 eprintln!("could not drop the stale keyspace {name}: {e}");
