@@ -1014,3 +1014,42 @@ async fn an_owner_cut_off_from_redis_is_replaced_and_nothing_it_answers_after_is
         .agreed(&facilities, Duration::from_secs(30), false)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_bookings_racing_over_three_nodes_for_fifty_spots_give_exactly_fifty() {
+    let cluster = Cluster::start("race", 3).await;
+    let facility = "r1".to_owned();
+    cluster.one_facility(&facility, 50).await;
+    let mut racing = Vec::new();
+    for i in 0..200usize {
+        let api = cluster.api(i % 3);
+        let token = cluster.node(i % 3).user_token(&format!("racer-{i}"));
+        let facility = facility.clone();
+        racing.push(tokio::spawn(async move {
+            let reply = api
+                .book(&facility, &token, json!({"plate": format!("RACE-{i}")}))
+                .await;
+            (reply.status.as_u16(), reply.json)
+        }));
+    }
+    let mut spots = HashSet::new();
+    let (mut booked, mut full) = (0, 0);
+    for task in racing {
+        let (status, body) = task.await.expect("racer");
+        match status {
+            201 => {
+                booked += 1;
+                assert!(
+                    spots.insert(body["spot"].as_str().expect("spot").to_owned()),
+                    "a spot booked twice: {body}"
+                );
+            }
+            409 => {
+                assert_eq!(body["error"]["code"], "no_spot_available", "{body}");
+                full += 1;
+            }
+            other => panic!("a racing booking answered {other}: {body}"),
+        }
+    }
+    assert_eq!((booked, full), (50, 150));
+}
