@@ -23,7 +23,10 @@ use crate::rate_limit::LimitKey;
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+/// The request's `Idempotency-Key`, checked as
+/// [`checked_idempotency_key`] checks it; `None` when absent. A value
+/// that is not visible ASCII reads as empty, so it is refused.
+pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -32,10 +35,13 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 }
 
 /// An `Idempotency-Key` (header, or the app socket's `idempotency_key`):
-/// 1 to 255 visible characters once trimmed.
+/// 1 to 255 visible ASCII characters (spaces allowed inside) once
+/// trimmed. A tab, a control character or non-ASCII text (which a JSON
+/// string on the socket can carry) is refused, not stored.
 pub fn checked_idempotency_key(raw: &str) -> ApiResult<String> {
     let key = raw.trim();
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+    let visible = key.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !visible {
         return Err(ApiError::bad_request(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
@@ -44,7 +50,11 @@ pub fn checked_idempotency_key(raw: &str) -> ApiResult<String> {
     Ok(key.to_owned())
 }
 
-fn params(
+/// Validates a booking body (HTTP or the app socket's `book` op) for
+/// `principal`: the parameters the node books with, or the contract's
+/// refusal (`invalid_plate`, `unknown_zone`, `invalid_hold_seconds`...).
+/// Pure: reads no state, so it is also the fuzz targets' entry.
+pub fn params(
     input: BookingInput,
     principal: &Principal,
     key: Option<String>,
@@ -201,4 +211,33 @@ pub async fn cancel(
 ) -> ApiResult<Json<Value>> {
     let cancelled = cancel_as(&app, &caller.principal, &id).await?;
     Ok(Json(booking_json(&cancelled)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn an_idempotency_key_is_1_to_255_visible_ascii_characters() {
+        assert_eq!(
+            checked_idempotency_key("  order 42-a ").ok().as_deref(),
+            Some("order 42-a")
+        );
+        assert!(checked_idempotency_key(&"k".repeat(255)).is_ok());
+        // Found by the booking_body fuzz target: a tab passed as visible.
+        for refused in ["", "   ", "at\t1", "a\u{0}b", "clé", "a\u{7f}", &"k".repeat(256)] {
+            let error = checked_idempotency_key(refused).expect_err(refused);
+            assert_eq!(error.code, "invalid_idempotency_key", "{refused:?}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "idempotency-key",
+            HeaderValue::from_bytes(b"at\t1").expect("a header value"),
+        );
+        assert!(idempotency_key(&headers).is_err());
+        headers.insert("idempotency-key", HeaderValue::from_static("k-1"));
+        assert_eq!(idempotency_key(&headers).ok(), Some(Some("k-1".into())));
+    }
 }
