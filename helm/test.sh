@@ -60,6 +60,11 @@ for values in "${value_sets[@]}"; do
   echo "chart: lint + template ok with $name ($(grep -c '^kind:' <<<"$rendered") manifests)"
 done
 
+# The real binary, for the test that runs the backup CronJob's args with it.
+if [[ -z "${PARKME_BIN:-}" && -x "$here/../target/debug/parkme" ]]; then
+  export PARKME_BIN="$here/../target/debug/parkme"
+fi
+
 cd "$tests"
 go vet ./...
 log="$(mktemp)"

@@ -32,6 +32,7 @@ fn layout(f: usize) -> FacilityLayout {
                     })
                     .collect(),
             ),
+            reservable: 0,
         })
         .collect();
     FacilityLayout::new(

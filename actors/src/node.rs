@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use parkme_engine::codec;
 use parkme_engine::{
     Booking, BookingId, BookingRequest, EngineError, FacilityId, FacilityLayout, Millis, Plate,
-    Seq, SpotId, SpotKind, SpotView, UserId, ZoneId,
+    Seq, SpotId, SpotKind, SpotView, UserId, ZoneId, ZoneParams,
 };
 use parkme_storage::{GroupCommit, Storage};
 use ractor::{Actor, ActorRef};
@@ -43,6 +43,9 @@ pub struct NodeConfig {
     pub booking_retention_days: u32,
     /// How often the store's upkeep runs (and once at start).
     pub upkeep_every: std::time::Duration,
+    /// Sensor staleness, reservation lead time and overstay grace of every
+    /// zone (contract §2.1–2.3).
+    pub zone_params: ZoneParams,
 }
 
 impl Default for NodeConfig {
@@ -53,6 +56,7 @@ impl Default for NodeConfig {
             idempotency_ttl_secs: 48 * 3600,
             booking_retention_days: 400,
             upkeep_every: std::time::Duration::from_secs(3600),
+            zone_params: ZoneParams::default(),
         }
     }
 }
@@ -261,6 +265,11 @@ impl Node {
         self.inner.commit.storage()
     }
 
+    /// How long an ended booking's record is kept after it ended (ms).
+    pub fn booking_retention_ms(&self) -> i64 {
+        self.context().booking_retention_ms
+    }
+
     /// Writes queued on the group committer.
     pub fn commit_queue(&self) -> usize {
         self.inner.commit.queued()
@@ -273,6 +282,7 @@ impl Node {
             snapshot_every: self.inner.config.snapshot_every.max(1),
             booking_retention_ms: i64::from(self.inner.config.booking_retention_days)
                 .saturating_mul(86_400_000),
+            params: self.inner.config.zone_params,
         }
     }
 
@@ -589,6 +599,8 @@ impl Node {
             kind: params.kind,
             spot: params.spot.clone(),
             hold_seconds: params.hold_seconds,
+            starts_at: None,
+            ends_at: None,
             now,
         };
         for zone in zones {

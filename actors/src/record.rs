@@ -4,11 +4,13 @@
 //!
 //! Records written before key generations existed (no generation field)
 //! still decode, as generation 0: an upgrade never locks sensors out.
+//! Records of stored format 1 (layouts without reservation quotas) decode
+//! through the engine's format-1 layout, with no quota.
 //! This module must never store a sensor key itself, only its hash.
 
 use bincode::{Decode, Encode};
-use parkme_engine::codec::{self, CodecError};
-use parkme_engine::{FacilityLayout, Millis};
+use parkme_engine::codec::{self, CodecError, Stored};
+use parkme_engine::{FacilityLayout, Millis, format1};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -45,6 +47,60 @@ impl From<FacilityRecordV1> for FacilityRecord {
             created_at: old.created_at,
             updated_at: old.updated_at,
             sensor_key_generation: 0,
+        }
+    }
+}
+
+impl Stored for FacilityRecord {
+    type Format1 = FacilityRecordFormat1;
+}
+
+impl Stored for FacilityRecordV1 {
+    type Format1 = FacilityRecordV1Format1;
+}
+
+/// A current record as stored format 1 wrote it: the format-1 layout.
+#[derive(Debug, Decode)]
+pub struct FacilityRecordFormat1 {
+    layout: format1::FacilityLayout,
+    sensor_key_hash: [u8; 32],
+    seq_base: u64,
+    created_at: Millis,
+    updated_at: Millis,
+    sensor_key_generation: u64,
+}
+
+/// A record without key generations as stored format 1 wrote it.
+#[derive(Debug, Decode)]
+pub struct FacilityRecordV1Format1 {
+    layout: format1::FacilityLayout,
+    sensor_key_hash: [u8; 32],
+    seq_base: u64,
+    created_at: Millis,
+    updated_at: Millis,
+}
+
+impl From<FacilityRecordFormat1> for FacilityRecord {
+    fn from(old: FacilityRecordFormat1) -> Self {
+        FacilityRecord {
+            layout: old.layout.into(),
+            sensor_key_hash: old.sensor_key_hash,
+            seq_base: old.seq_base,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+            sensor_key_generation: old.sensor_key_generation,
+        }
+    }
+}
+
+impl From<FacilityRecordV1Format1> for FacilityRecordV1 {
+    fn from(old: FacilityRecordV1Format1) -> Self {
+        FacilityRecordV1 {
+            layout: old.layout.into(),
+            sensor_key_hash: old.sensor_key_hash,
+            seq_base: old.seq_base,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
         }
     }
 }
@@ -99,8 +155,78 @@ mod tests {
                     capacity: 3,
                     kind: parkme_engine::SpotKind::Standard,
                 },
+                reservable: 0,
             }],
         }
+    }
+
+    /// The layout as stored format 1 wrote it (no quota).
+    fn format1_layout() -> format1::FacilityLayout {
+        let layout = layout();
+        format1::FacilityLayout {
+            id: layout.id,
+            name: layout.name,
+            timezone: layout.timezone,
+            location: layout.location,
+            zones: layout
+                .zones
+                .into_iter()
+                .map(|z| format1::ZoneLayout {
+                    id: z.id,
+                    name: z.name,
+                    shape: z.shape,
+                })
+                .collect(),
+        }
+    }
+
+    /// Records as the binaries of stored format 1 wrote them: with and
+    /// without a key generation.
+    #[derive(Encode)]
+    struct Format1Record {
+        layout: format1::FacilityLayout,
+        sensor_key_hash: [u8; 32],
+        seq_base: u64,
+        created_at: Millis,
+        updated_at: Millis,
+        sensor_key_generation: u64,
+    }
+
+    #[derive(Encode)]
+    struct Format1RecordWithoutGeneration {
+        layout: format1::FacilityLayout,
+        sensor_key_hash: [u8; 32],
+        seq_base: u64,
+        created_at: Millis,
+        updated_at: Millis,
+    }
+
+    #[test]
+    fn a_record_of_stored_format_1_decodes_with_no_reservation_quota() {
+        let old = Format1Record {
+            layout: format1_layout(),
+            sensor_key_hash: hash_key("sk_old"),
+            seq_base: 4,
+            created_at: Millis(1),
+            updated_at: Millis(2),
+            sensor_key_generation: 3,
+        };
+        let record = FacilityRecord::decode(&codec::encode_stored_as_format1(&old))
+            .expect("format-1 bytes decode");
+        assert_eq!(record.layout, layout());
+        assert_eq!(record.sensor_key_generation, 3);
+        assert_eq!(record.seq_base, 4);
+        let older = Format1RecordWithoutGeneration {
+            layout: format1_layout(),
+            sensor_key_hash: hash_key("sk_old"),
+            seq_base: 4,
+            created_at: Millis(1),
+            updated_at: Millis(2),
+        };
+        let record = FacilityRecord::decode(&codec::encode_stored_as_format1(&older))
+            .expect("format-1 bytes without a generation decode");
+        assert_eq!(record.layout, layout());
+        assert_eq!(record.sensor_key_generation, 0);
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! commit is durable, in seq order. If a commit fails the actor stops with
 //! an error and its facility restarts it from durable state.
 //!
-//! Hold expiry uses one actor timer armed for the earliest deadline; there
-//! is no polling loop and no scan of all bookings.
+//! Everything time-driven (hold expiry, sensor liveness, reservation lead
+//! times, overstays) uses one actor timer armed for the zone's
+//! [`ZoneState::next_deadline`], which sends [`ZoneMsg::Expire`]: the zone
+//! then executes `Command::Tick`. There is no polling loop and no scan of
+//! all bookings or spots.
 //!
 //! A layout change is two-phase (see [`crate::facility`]): `Prepare`
 //! checks the new layout against the zone's state once everything before
@@ -31,7 +34,7 @@ use parkme_engine::codec;
 use parkme_engine::zone::Effect;
 use parkme_engine::{
     Booking, BookingId, BookingRequest, Command, EngineError, Event, Millis, Plate, PlateDirection,
-    Seq, SpotId, SpotView, ZoneLayout, ZoneSnapshot, ZoneState,
+    Seq, SpotId, SpotView, ZoneLayout, ZoneParams, ZoneSnapshot, ZoneState,
 };
 use parkme_storage::group_commit::CommitTicket;
 use parkme_storage::{Epoch, GroupCommit, StorageError, Write, ZoneKey};
@@ -58,6 +61,8 @@ pub struct ZoneContext {
     /// How long the record of an ended booking is kept (milliseconds after
     /// it ended) before the store may forget it.
     pub booking_retention_ms: i64,
+    /// Staleness, lead time and grace of every zone.
+    pub params: ZoneParams,
 }
 
 impl ZoneContext {
@@ -250,13 +255,14 @@ impl std::fmt::Debug for ZoneActorState {
 /// Loads a zone from storage: latest snapshot plus the journal tail. Also
 /// returns the bookings the tail touched, as they stand now: a commit that
 /// failed after its events landed (unacknowledged) may not have written
-/// their records, so the owner writes them again.
+/// their records, so the owner writes them again. Backups read zones
+/// through it too (a journal trimmed between the two reads is an
+/// `OutOfOrder` error: read again).
 pub async fn recover(
-    commit: &GroupCommit,
+    storage: &dyn parkme_storage::Storage,
     key: &ZoneKey,
     layout: &ZoneLayout,
 ) -> Result<(ZoneState, Vec<Booking>), ActorError> {
-    let storage = commit.storage();
     let mut zone = match storage.latest_snapshot(key).await? {
         Some((_, bytes)) => {
             let snapshot: ZoneSnapshot = codec::decode_stored(&bytes)
@@ -496,9 +502,9 @@ impl ZoneActorState {
         }
     }
 
-    /// Arms the single expiry timer for the earliest hold deadline.
+    /// Arms the single timer for the zone's next deadline.
     fn rearm(&mut self, myself: &ActorRef<ZoneMsg>) {
-        let next = self.zone.next_expiry();
+        let next = self.zone.next_deadline();
         if self.timer.as_ref().map(|(at, _)| *at) == next {
             return;
         }
@@ -542,9 +548,12 @@ impl Actor for ZoneActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let storage = args.context.commit.storage();
         let epoch = storage.claim_zone(&args.key).await?;
-        let (mut zone, touched) = recover(&args.context.commit, &args.key, &args.layout).await?;
+        let (mut zone, touched) = recover(&**storage, &args.key, &args.layout).await?;
         let adopted =
             adopt_declared_layout(&args.context, &args.key, epoch, &mut zone, &args.layout).await?;
+        // Every spot's hearing clock starts now; lead times that passed
+        // while the zone was down are due at once.
+        zone.start(args.context.params, args.context.clock.now());
         tracing::debug!(zone = %args.key, seq = zone.seq().0, epoch = epoch.0, "zone recovered");
         if !touched.is_empty() {
             // Before serving, so the next change of any of them lands after.
@@ -724,6 +733,7 @@ impl ZoneActorState {
                 let command = Command::SetService {
                     spot: spot.clone(),
                     out_of_service,
+                    now: self.now(),
                 };
                 let view = self.zone.spot(&spot);
                 let (tx, rx) = oneshot::channel::<Result<(), ActorError>>();
@@ -746,14 +756,18 @@ impl ZoneActorState {
                 }
             }
             ZoneMsg::Expire => {
-                let command = Command::ExpireDue { now: self.now() };
+                let command = Command::Tick { now: self.now() };
                 let result = self.run(
                     &command,
                     |_| Vec::new(),
                     |_, applied| {
-                        if !applied.is_empty() {
+                        let expired = applied
+                            .iter()
+                            .filter(|(event, _)| matches!(event, Event::BookingExpired { .. }))
+                            .count();
+                        if expired > 0 {
                             metrics::counter!("parkme_bookings_expired_total")
-                                .increment(applied.len() as u64);
+                                .increment(expired as u64);
                         }
                     },
                 );
@@ -795,12 +809,11 @@ async fn handle_sensor(
                 now,
             },
         };
-        match state.zone.decide(&command) {
-            Ok(decided) => {
-                for event in decided {
-                    let effect = state.zone.apply(&event);
-                    events.push((event, effect));
-                }
+        // `execute`, not decide + apply: a reading that changes nothing
+        // still keeps its spot's sensor live.
+        match state.zone.execute(&command) {
+            Ok(applied) => {
+                events.extend(applied);
                 results.push(Ok(()));
             }
             Err(e) => results.push(Err(e.into())),

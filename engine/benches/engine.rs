@@ -1,10 +1,13 @@
-//! Throughput of the engine core: sensor events, entry/exit counts,
-//! bookings, and snapshot encode/decode.
+//! Throughput of the engine core: sensor events (with sensor liveness on,
+//! as served, and off), entry/exit counts, bookings, advance reservations
+//! against zones holding 1k, 10k and 100k of them, and snapshot
+//! encode/decode.
 //!
 //! Run with
 //! `cargo bench -p parkme-engine --bench engine -- --warm-up-time 1 --measurement-time 3`.
 //! The target is at least 2M sensor events per second per core through
-//! `ZoneState::execute(Command::Sense)`.
+//! `ZoneState::execute(Command::Sense)`, and a reservation request whose
+//! cost grows with the logarithm of the reservations the zone holds.
 
 use std::hint::black_box;
 
@@ -12,12 +15,12 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use parkme_engine::codec::{decode_stored, encode_stored};
 use parkme_engine::{
     BookingId, BookingRequest, Command, Event, FacilityId, Millis, Plate, SpotId, SpotKind,
-    SpotLayout, UserId, ZoneId, ZoneLayout, ZoneShape, ZoneSnapshot, ZoneState,
+    SpotLayout, UserId, ZoneId, ZoneLayout, ZoneParams, ZoneShape, ZoneSnapshot, ZoneState,
 };
 
 const NOW: Millis = Millis(1_700_000_000_000);
 
-fn spot_zone(spots: usize) -> ZoneState {
+fn spot_zone(count: usize) -> ZoneState {
     let kinds = [
         SpotKind::Standard,
         SpotKind::Standard,
@@ -26,7 +29,7 @@ fn spot_zone(spots: usize) -> ZoneState {
         SpotKind::Ev,
         SpotKind::Accessible,
     ];
-    let spots = (0..spots)
+    let spots = (0..count)
         .map(|i| SpotLayout {
             id: SpotId::parse(&format!("P1-{i:05}")).expect("valid spot id"),
             kind: kinds[i % kinds.len()],
@@ -36,8 +39,12 @@ fn spot_zone(spots: usize) -> ZoneState {
         id: ZoneId::parse("P1").expect("valid zone id"),
         name: "level 1".into(),
         shape: ZoneShape::Spots(spots),
+        reservable: count as u32,
     };
-    ZoneState::new(FacilityId::parse("F1").expect("valid facility id"), layout)
+    let mut zone = ZoneState::new(FacilityId::parse("F1").expect("valid facility id"), layout);
+    // As served: liveness on (an hour), contract defaults.
+    zone.start(ZoneParams::default(), NOW);
+    zone
 }
 
 fn counter_zone(capacity: u32) -> ZoneState {
@@ -48,6 +55,7 @@ fn counter_zone(capacity: u32) -> ZoneState {
             capacity,
             kind: SpotKind::Standard,
         },
+        reservable: 0,
     };
     ZoneState::new(FacilityId::parse("F1").expect("valid facility id"), layout)
 }
@@ -80,6 +88,8 @@ fn request(id: &BookingId, spot: Option<SpotId>) -> BookingRequest {
         kind: None,
         spot,
         hold_seconds: 900,
+        starts_at: None,
+        ends_at: None,
         now: NOW,
     }
 }
@@ -104,6 +114,41 @@ fn sensors(c: &mut Criterion) {
         b.iter(|| {
             let command = next.next().expect("cycle is endless");
             black_box(zone.execute(black_box(command)).expect("sense succeeds"));
+        });
+    });
+
+    // The same without liveness (`PARKME_SENSOR_STALE_SECS=0`).
+    let mut unwatched = vacant.clone();
+    unwatched.start(
+        ZoneParams {
+            stale_secs: 0,
+            ..ZoneParams::default()
+        },
+        NOW,
+    );
+    group.bench_function("execute_1000_spots_liveness_off", |b| {
+        let mut zone = unwatched.clone();
+        let mut next = commands.iter().cycle();
+        b.iter(|| {
+            let command = next.next().expect("cycle is endless");
+            black_box(zone.execute(black_box(command)).expect("sense succeeds"));
+        });
+    });
+
+    // A heartbeat of a live spot: the hearing clock only.
+    let beats: Vec<Command> = spot_ids(&vacant)
+        .into_iter()
+        .map(|spot| Command::Heartbeat { spot, now: NOW })
+        .collect();
+    group.bench_function("heartbeat_1000_spots", |b| {
+        let mut zone = vacant.clone();
+        let mut next = beats.iter().cycle();
+        b.iter(|| {
+            let command = next.next().expect("cycle is endless");
+            black_box(
+                zone.execute(black_box(command))
+                    .expect("heartbeat succeeds"),
+            );
         });
     });
 
@@ -228,6 +273,69 @@ fn busy_zone() -> ZoneState {
     zone
 }
 
+const HOUR_MS: i64 = 3_600_000;
+
+/// A reservation of one hour starting `offset_ms` after the first hour.
+fn reservation(id: &BookingId, offset_ms: i64) -> Command {
+    let starts_at = Millis(NOW.0 + HOUR_MS + offset_ms);
+    Command::Book(BookingRequest {
+        starts_at: Some(starts_at),
+        ends_at: Some(Millis(starts_at.0 + HOUR_MS)),
+        ..request(id, None)
+    })
+}
+
+/// Spreads the `i`-th of `n` windows over 29 days, in a scrambled order.
+fn spread(i: usize, n: usize) -> i64 {
+    let span = 29 * 24 * HOUR_MS;
+    let scrambled = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % n as u64;
+    (scrambled as i64) * (span / n as i64)
+}
+
+/// A 1,000-spot zone with a quota of 1,000 holding `n` one-hour
+/// reservations spread over four weeks (a few hundred overlap at most).
+fn reserved_zone(n: usize) -> ZoneState {
+    let mut zone = spot_zone(1_000);
+    for (i, id) in booking_ids(n).iter().enumerate() {
+        zone.execute(&reservation(id, spread(i, n)))
+            .expect("the quota holds them");
+    }
+    zone
+}
+
+fn reservations(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reservation");
+    group.throughput(Throughput::Elements(1));
+    for n in [1_000, 10_000, 100_000] {
+        let mut zone = reserved_zone(n);
+        let id = BookingId::parse("new-reservation").expect("valid booking id");
+        let cancel = Command::Cancel {
+            booking: id.clone(),
+            now: NOW,
+        };
+        // Requests land all over the four weeks, among the others.
+        let requests: Vec<Command> = (0..64)
+            .map(|i| reservation(&id, spread(i * 7 + 3, 64)))
+            .collect();
+        group.bench_function(format!("reserve_then_cancel_{n}_held"), |b| {
+            let mut next = requests.iter().cycle();
+            b.iter(|| {
+                let request = next.next().expect("cycle is endless");
+                black_box(zone.execute(black_box(request)).expect("fits the quota"));
+                black_box(zone.execute(black_box(&cancel)).expect("cancel succeeds"));
+            });
+        });
+        group.bench_function(format!("decide_reservation_{n}_held"), |b| {
+            let mut next = requests.iter().cycle();
+            b.iter(|| {
+                let request = next.next().expect("cycle is endless");
+                black_box(zone.decide(black_box(request)).expect("fits the quota"));
+            });
+        });
+    }
+    group.finish();
+}
+
 fn snapshots(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot_2500_spots");
     let zone = busy_zone();
@@ -251,5 +359,5 @@ fn snapshots(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sensors, counts, bookings, snapshots);
+criterion_group!(benches, sensors, counts, bookings, reservations, snapshots);
 criterion_main!(benches);

@@ -13,6 +13,14 @@
 //!   length is checked against the bytes that follow instead, and the
 //!   `Vec` only grows with elements actually read.
 //!
+//! Stored formats. Format 2 (this version) added advance reservations,
+//! stay windows and sensor liveness to bookings, layouts, events and
+//! snapshots. A type read with [`decode_stored`] says, through [`Stored`],
+//! how format 1 wrote it ([`crate::format1`] holds the old shapes), so a
+//! record written by an older binary decodes into today's type; types
+//! whose shape never changed (storage frames holding other records as
+//! opaque bytes) are read with [`decode_stable`].
+//!
 //! Nothing else in the workspace may call bincode directly. This module
 //! must never panic on bad bytes: every decode returns a `CodecError`.
 
@@ -20,7 +28,9 @@ use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 
 /// The format byte of stored records written by this version.
-pub const STORED_FORMAT: u8 = 1;
+pub const STORED_FORMAT: u8 = 2;
+/// The format before advance reservations, stay windows and liveness.
+pub const FORMAT_1: u8 = 1;
 /// Largest wire message decoded (the sensor socket's frame limit).
 pub const WIRE_LIMIT: usize = 64 * 1024;
 /// Largest stored record decoded.
@@ -67,18 +77,68 @@ pub fn encode_stored<T: Encode>(value: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a stored record written by [`encode_stored`].
-pub fn decode_stored<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (&format, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if format != STORED_FORMAT {
-        return Err(CodecError::UnknownFormat(format));
-    }
+/// A type kept in storage whose shape may differ between formats.
+pub trait Stored: Decode<()> + Sized {
+    /// How format 1 wrote it; `Self` when its shape did not change.
+    type Format1: Decode<()> + Into<Self>;
+}
+
+/// Encodes a record as format 1 wrote it (`value` of a
+/// [`crate::format1`] shape), for tests of the upgrade path.
+pub fn encode_stored_as_format1<T: Encode>(value: &T) -> Vec<u8> {
+    let mut out = encode_stored(value);
+    out[0] = FORMAT_1;
+    out
+}
+
+fn decode_body<T: Decode<()>>(body: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::decode_from_slice(body, stored_config())
         .map_err(|e| CodecError::Malformed(e.to_string()))?;
     if used != body.len() {
         return Err(CodecError::Trailing(body.len() - used));
     }
     Ok(value)
+}
+
+/// Decodes a stored record written by [`encode_stored`] of this version
+/// or of format 1 (converted to today's shape).
+pub fn decode_stored<T: Stored>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&format, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    match format {
+        STORED_FORMAT => decode_body(body),
+        FORMAT_1 => decode_body::<T::Format1>(body).map(Into::into),
+        other => Err(CodecError::UnknownFormat(other)),
+    }
+}
+
+/// Decodes a stored record of a type whose shape is the same in every
+/// format (storage frames that hold other records as opaque bytes).
+pub fn decode_stable<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&format, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    match format {
+        STORED_FORMAT | FORMAT_1 => decode_body(body),
+        other => Err(CodecError::UnknownFormat(other)),
+    }
+}
+
+impl Stored for crate::zone::Event {
+    type Format1 = crate::format1::Event;
+}
+
+impl Stored for crate::zone::ZoneSnapshot {
+    type Format1 = crate::format1::ZoneSnapshot;
+}
+
+impl Stored for crate::booking::Booking {
+    type Format1 = crate::format1::Booking;
+}
+
+impl Stored for crate::layout::FacilityLayout {
+    type Format1 = crate::format1::FacilityLayout;
+}
+
+impl Stored for crate::layout::ZoneLayout {
+    type Format1 = crate::format1::ZoneLayout;
 }
 
 /// Encodes a wire message (no format byte).

@@ -1,4 +1,5 @@
-//! Occupancy counts: overall and per spot kind.
+//! Occupancy counts: overall and per spot kind, one number per spot state
+//! (`unknown` included) plus their total.
 //!
 //! Counts are maintained incrementally by the zone state machine and checked
 //! against a full recount in debug builds and property tests. This module
@@ -10,7 +11,8 @@ use serde::Serialize;
 
 use crate::kinds::{SpotKind, SpotState};
 
-/// `{total, available, reserved, occupied, out_of_service}`.
+/// `{total, available, reserved, occupied, out_of_service, unknown}`, with
+/// `total` the sum of the other five.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub total: u32,
@@ -18,6 +20,7 @@ pub struct Counts {
     pub reserved: u32,
     pub occupied: u32,
     pub out_of_service: u32,
+    pub unknown: u32,
 }
 
 impl Counts {
@@ -27,6 +30,7 @@ impl Counts {
             SpotState::Reserved => &mut self.reserved,
             SpotState::Occupied => &mut self.occupied,
             SpotState::OutOfService => &mut self.out_of_service,
+            SpotState::Unknown => &mut self.unknown,
         }
     }
 
@@ -36,6 +40,7 @@ impl Counts {
             SpotState::Reserved => self.reserved,
             SpotState::Occupied => self.occupied,
             SpotState::OutOfService => self.out_of_service,
+            SpotState::Unknown => self.unknown,
         }
     }
 
@@ -45,6 +50,7 @@ impl Counts {
         self.reserved += other.reserved;
         self.occupied += other.occupied;
         self.out_of_service += other.out_of_service;
+        self.unknown += other.unknown;
     }
 }
 

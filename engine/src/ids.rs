@@ -264,18 +264,18 @@ mod tests {
 
     #[test]
     fn stored_ids_decode_only_when_well_formed() {
-        use crate::codec::{decode_stored, encode_stored};
+        use crate::codec::{decode_stable, encode_stored};
         let spot = SpotId::parse("P1-017").expect("valid");
-        assert_eq!(decode_stored::<SpotId>(&encode_stored(&spot)), Ok(spot));
+        assert_eq!(decode_stable::<SpotId>(&encode_stored(&spot)), Ok(spot));
         let plate = Plate::parse("ab-1").expect("valid");
-        assert_eq!(decode_stored::<Plate>(&encode_stored(&plate)), Ok(plate));
+        assert_eq!(decode_stable::<Plate>(&encode_stored(&plate)), Ok(plate));
         for raw in ["", "a b", "[1-001", &"a".repeat(65)] {
-            assert!(decode_stored::<SpotId>(&encode_stored(&raw)).is_err(), "{raw:?}");
-            assert!(decode_stored::<FacilityId>(&encode_stored(&raw)).is_err(), "{raw:?}");
+            assert!(decode_stable::<SpotId>(&encode_stored(&raw)).is_err(), "{raw:?}");
+            assert!(decode_stable::<FacilityId>(&encode_stored(&raw)).is_err(), "{raw:?}");
         }
-        assert!(decode_stored::<UserId>(&encode_stored(&"a\u{7}b")).is_err());
-        assert!(decode_stored::<Plate>(&encode_stored(&"ab-1")).is_err(), "lower case");
-        assert!(decode_stored::<Plate>(&encode_stored(&"AB 1")).is_err());
+        assert!(decode_stable::<UserId>(&encode_stored(&"a\u{7}b")).is_err());
+        assert!(decode_stable::<Plate>(&encode_stored(&"ab-1")).is_err(), "lower case");
+        assert!(decode_stable::<Plate>(&encode_stored(&"AB 1")).is_err());
     }
 
     #[test]

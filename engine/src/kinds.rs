@@ -1,6 +1,7 @@
 //! The small closed vocabularies of the domain: spot kinds, spot states,
 //! booking statuses, gate directions. Their wire spelling is part of the
-//! contract and must never change.
+//! contract and must never change, and new variants go last: their
+//! position is their stored (bincode) tag.
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
@@ -62,14 +63,18 @@ pub enum SpotState {
     Reserved,
     Occupied,
     OutOfService,
+    /// The spot's sensor has not been heard of for the zone's staleness
+    /// period (contract §2.1); never given to a booking.
+    Unknown,
 }
 
 impl SpotState {
-    pub const ALL: [SpotState; 4] = [
+    pub const ALL: [SpotState; 5] = [
         SpotState::Available,
         SpotState::Reserved,
         SpotState::Occupied,
         SpotState::OutOfService,
+        SpotState::Unknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +83,7 @@ impl SpotState {
             SpotState::Reserved => "RESERVED",
             SpotState::Occupied => "OCCUPIED",
             SpotState::OutOfService => "OUT_OF_SERVICE",
+            SpotState::Unknown => "UNKNOWN",
         }
     }
 }
@@ -93,11 +99,25 @@ pub enum BookingStatus {
     Completed,
     Expired,
     Cancelled,
+    /// An advance reservation (contract §2.2) that holds a share of its
+    /// zone's quota but no spot yet.
+    Scheduled,
 }
 
 impl BookingStatus {
-    /// `CONFIRMED` and `ACTIVE` bookings hold a spot (or a unit of capacity).
+    /// `SCHEDULED`, `CONFIRMED` and `ACTIVE` bookings are live: their zone
+    /// keeps them, their window counts against the quota, and their ends
+    /// may still move.
     pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            BookingStatus::Scheduled | BookingStatus::Confirmed | BookingStatus::Active
+        )
+    }
+
+    /// `CONFIRMED` and `ACTIVE` bookings hold a spot (or, in a counter
+    /// zone, a `CONFIRMED` one holds a unit of capacity).
+    pub fn holds_spot(self) -> bool {
         matches!(self, BookingStatus::Confirmed | BookingStatus::Active)
     }
 
@@ -108,6 +128,7 @@ impl BookingStatus {
             BookingStatus::Completed => "COMPLETED",
             BookingStatus::Expired => "EXPIRED",
             BookingStatus::Cancelled => "CANCELLED",
+            BookingStatus::Scheduled => "SCHEDULED",
         }
     }
 }

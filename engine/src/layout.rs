@@ -3,7 +3,8 @@
 //!
 //! [`FacilityLayout::new`] is the only way to build one and it enforces the
 //! contract's rules: zone ids unique in the facility, spot ids unique in the
-//! facility, sane sizes. This module must never hold dynamic state
+//! facility, sane sizes, and a `reservable` quota of at most the zone's
+//! spots (its capacity, for a counter zone). This module must never hold dynamic state
 //! (occupancy, bookings): that lives in [`crate::zone`].
 
 use std::collections::HashSet;
@@ -48,6 +49,9 @@ pub struct ZoneLayout {
     pub id: ZoneId,
     pub name: String,
     pub shape: ZoneShape,
+    /// At most this many spots (units) are promised to advance reservations
+    /// at any one instant (contract §2.2); 0 = the zone takes none.
+    pub reservable: u32,
 }
 
 impl ZoneLayout {
@@ -56,6 +60,44 @@ impl ZoneLayout {
             ZoneShape::Spots(spots) => spots.len(),
             ZoneShape::Counter { .. } => 0,
         }
+    }
+
+    /// How many spots (units, for a counter zone) the zone has: the upper
+    /// bound of `reservable`.
+    pub fn size(&self) -> u64 {
+        match &self.shape {
+            ZoneShape::Spots(spots) => spots.len() as u64,
+            ZoneShape::Counter { capacity, .. } => u64::from(*capacity),
+        }
+    }
+
+    /// Reads a `reservable` quota as a client sends it: a negative number
+    /// (or one past `u32`) is [`EngineError::InvalidLayout`]; whether it
+    /// fits the zone is [`ZoneLayout::check_reservable`]'s question.
+    pub fn parse_reservable(zone: &ZoneId, value: i64) -> Result<u32, EngineError> {
+        u32::try_from(value).map_err(|_| {
+            invalid(format!(
+                "zone {zone}: reservable must be 0 or more, got {value}"
+            ))
+        })
+    }
+
+    /// Refuses a `reservable` quota larger than the zone
+    /// ([`EngineError::InvalidLayout`], naming the zone and both numbers).
+    pub fn check_reservable(&self) -> Result<(), EngineError> {
+        if u64::from(self.reservable) > self.size() {
+            return Err(invalid(format!(
+                "zone {}: reservable is {} but the zone has only {} {}",
+                self.id,
+                self.reservable,
+                self.size(),
+                match self.shape {
+                    ZoneShape::Spots(_) => "spots",
+                    ZoneShape::Counter { .. } => "units of capacity",
+                }
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -105,6 +147,7 @@ impl FacilityLayout {
             if !zone_ids.insert(&zone.id) {
                 return Err(invalid(format!("zone id {} appears twice", zone.id)));
             }
+            zone.check_reservable()?;
             match &zone.shape {
                 ZoneShape::Spots(spots) => {
                     for spot in spots {

@@ -8,36 +8,144 @@
 //!   deterministic: replaying a zone's events from a snapshot rebuilds exactly
 //!   the same state, which is how recovery works.
 //!
+//! [`ZoneState::execute`] does both and also keeps the zone's *volatile*
+//! state: when each spot was last heard of (a reading or a heartbeat, even
+//! one that changes nothing) and which deadlines were last looked at. Drive
+//! a live zone through `execute`; `decide` + `apply` alone are for replay and
+//! tests.
+//!
 //! Because one zone is only ever driven by one owner (an actor's mailbox),
 //! "is the spot free?" and "take it" are one step: there are no locks here
 //! and no way to hand one spot to two bookings.
 //!
+//! # Driving a zone (the owner's side)
+//!
+//! 1. Build it: [`ZoneState::new`] (fresh) or [`ZoneState::restore`] (from a
+//!    [`ZoneSnapshot`]), then [`ZoneState::apply`] the journal tail.
+//! 2. [`ZoneState::start`] with the [`ZoneParams`] (staleness, lead time,
+//!    grace) and the current time: every spot's hearing clock starts there,
+//!    so a restart never turns spots `UNKNOWN` at once. Until `start`, no
+//!    spot ever goes stale.
+//! 3. Run every command with [`ZoneState::execute`]; journal the events it
+//!    returns, in order, then answer.
+//! 4. After every message, arm one timer at [`ZoneState::next_deadline`]
+//!    (it may lie in the past: fire at once) and, when it fires, execute
+//!    [`Command::Tick`] with the current time. A tick does whatever is due:
+//!    sensors gone silent (`SpotStale`), no-shows (`BookingExpired`),
+//!    overstays (`BookingOverstayed`), reservations whose lead time came
+//!    (`BookingPlaced`). Lead times that passed while the zone was down are
+//!    due at once after `start`.
+//!
+//! # Rules the events follow
+//!
+//! - Liveness (contract §2.1): a spot not heard of for `stale_secs` goes
+//!   stale (`SpotStale`): it shows `UNKNOWN` unless it is `RESERVED` or
+//!   `OUT_OF_SERVICE` (which keep their state; once released or back in
+//!   service a still-silent spot shows `UNKNOWN`). Its next reading
+//!   (`SpotSensed`) gives it the reported state; a heartbeat (`SpotHeard`)
+//!   gives it back its last reported state. An `UNKNOWN` spot is never
+//!   given to a booking. Counter zones have no liveness.
+//! - Reservations (§2.2): `BookingScheduled` holds a share of the zone's
+//!   `reservable` quota over `[starts_at, ends_at)`, checked against the
+//!   busiest instant of that window (see [`crate::intervals`]). From
+//!   `starts_at − lead` a reservation *waits*: it takes the first fitting
+//!   free spot (unit) there is (`BookingPlaced`: `CONFIRMED`, the spot
+//!   `RESERVED`, `expires_at = starts_at + hold`), in order of `starts_at`;
+//!   every decide that frees a spot offers it to waiting reservations in
+//!   the same decide, and an immediate booking lets them go first. A
+//!   reservation still waiting at its no-show deadline (`expires_at`)
+//!   expires like any no-show (`EXPIRED`, `spot: null`): the spot it was
+//!   promised never came free, and holding its claim longer would only
+//!   block drivers who are there. Cancelling a `SCHEDULED` reservation
+//!   frees its quota at once.
+//! - Stays (§2.3): an `ACTIVE` booking still active `grace_secs` after its
+//!   `ends_at` overstays (`BookingOverstayed`, once per stay: the event is
+//!   what `parkme_overstays_total` counts); its spot view carries
+//!   `overstay: true`. `BookingExtended` moves `ends_at` (of a `SCHEDULED`,
+//!   `CONFIRMED` or `ACTIVE` booking) to a later or earlier time in the
+//!   future, re-checking the quota for a reservation; it clears
+//!   `overstay`, so a stay that runs out again overstays (and counts)
+//!   again.
+//!
 //! This module must never read a clock, do I/O, or mutate state in
 //! `decide`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use bincode::{Decode, Encode};
 use serde::Serialize;
 
-use crate::booking::{Booking, BookingRequest, MAX_HOLD_SECONDS};
-use crate::counts::{Counts, ZoneCounts};
+use crate::booking::{Booking, BookingRequest};
+use crate::counts::ZoneCounts;
 use crate::error::EngineError;
 use crate::ids::{BookingId, FacilityId, Millis, Plate, Seq, SpotId, ZoneId};
-use crate::kinds::{BookingStatus, PlateDirection, SpotKind, SpotState};
-use crate::layout::{SpotLayout, ZoneLayout, ZoneShape};
+use crate::kinds::{BookingStatus, PlateDirection, SpotKind};
+use crate::layout::ZoneLayout;
+use crate::liveness::Liveness;
 
-/// Something a zone is asked to do.
+mod apply;
+mod decide;
+mod indexes;
+mod plan;
+mod table;
+
+use indexes::Indexes;
+use table::{CLASSES, Counter, Shape, SpotSlot, kinds_of};
+
+/// Default of `PARKME_SENSOR_STALE_SECS`.
+pub const DEFAULT_STALE_SECS: u32 = 3600;
+/// Default of `PARKME_RESERVATION_LEAD_SECS`.
+pub const DEFAULT_LEAD_SECS: u32 = 900;
+/// Default of `PARKME_GRACE_SECS`.
+pub const DEFAULT_GRACE_SECS: u32 = 600;
+
+/// A zone's configuration: set by its owner at [`ZoneState::start`], never
+/// stored (the events it leads to are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneParams {
+    /// A spot not heard of for this long goes stale; 0 turns liveness off.
+    pub stale_secs: u32,
+    /// How long before `starts_at` a reservation takes its spot.
+    pub lead_secs: u32,
+    /// How long after `ends_at` an `ACTIVE` booking overstays.
+    pub grace_secs: u32,
+}
+
+impl Default for ZoneParams {
+    fn default() -> Self {
+        Self {
+            stale_secs: DEFAULT_STALE_SECS,
+            lead_secs: DEFAULT_LEAD_SECS,
+            grace_secs: DEFAULT_GRACE_SECS,
+        }
+    }
+}
+
+/// Something a zone is asked to do. Every command carries the time it
+/// happens at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// An immediate booking, or an advance reservation (`starts_at` set).
     Book(BookingRequest),
+    /// Cancels a `CONFIRMED` or `SCHEDULED` booking.
     Cancel {
         booking: BookingId,
+        now: Millis,
+    },
+    /// Moves the `ends_at` of a live booking (`PATCH /v1/bookings/{id}`).
+    Extend {
+        booking: BookingId,
+        ends_at: Millis,
         now: Millis,
     },
     Sense {
         spot: SpotId,
         occupied: bool,
+        now: Millis,
+    },
+    /// A heartbeat naming a spot of this zone: its sensor is alive.
+    Heartbeat {
+        spot: SpotId,
         now: Millis,
     },
     Count {
@@ -52,18 +160,41 @@ pub enum Command {
     SetService {
         spot: SpotId,
         out_of_service: bool,
+        now: Millis,
     },
-    ExpireDue {
+    /// Does whatever is due by `now` (see [`ZoneState::next_deadline`]).
+    Tick {
         now: Millis,
     },
     Relayout {
         layout: ZoneLayout,
+        now: Millis,
     },
 }
 
-/// Something that happened to a zone; the unit of the journal.
+impl Command {
+    /// The time the command happens at.
+    pub fn now(&self) -> Millis {
+        match self {
+            Command::Book(request) => request.now,
+            Command::Cancel { now, .. }
+            | Command::Extend { now, .. }
+            | Command::Sense { now, .. }
+            | Command::Heartbeat { now, .. }
+            | Command::Count { now, .. }
+            | Command::Plate { now, .. }
+            | Command::SetService { now, .. }
+            | Command::Tick { now }
+            | Command::Relayout { now, .. } => *now,
+        }
+    }
+}
+
+/// Something that happened to a zone; the unit of the journal. Variants
+/// are append-only (their position is their stored tag).
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum Event {
+    /// A reading; also makes a stale spot live again.
     SpotSensed {
         spot: SpotId,
         occupied: bool,
@@ -78,6 +209,7 @@ pub enum Event {
         requested: i32,
         applied: i32,
     },
+    /// An immediate booking holds its spot (unit).
     BookingConfirmed(Booking),
     BookingActivated {
         id: BookingId,
@@ -98,6 +230,32 @@ pub enum Event {
     Relaid {
         layout: ZoneLayout,
     },
+    /// The spot's sensor was not heard of for the staleness period.
+    SpotStale {
+        spot: SpotId,
+    },
+    /// A heartbeat made a stale spot live again, in its last reported state.
+    SpotHeard {
+        spot: SpotId,
+    },
+    /// An advance reservation was accepted (`SCHEDULED`, no spot).
+    BookingScheduled(Booking),
+    /// A reservation took its spot (`spot: None`: a unit of a counter zone).
+    BookingPlaced {
+        id: BookingId,
+        spot: Option<SpotId>,
+        at: Millis,
+    },
+    /// Still `ACTIVE` the grace period after `ends_at`; once per stay.
+    BookingOverstayed {
+        id: BookingId,
+        at: Millis,
+    },
+    BookingExtended {
+        id: BookingId,
+        ends_at: Millis,
+        at: Millis,
+    },
 }
 
 /// What applying one event touched, for the publisher and the booking table.
@@ -105,7 +263,7 @@ pub enum Event {
 pub struct Effect {
     /// The booking after the event, when the event concerns a booking.
     pub booking: Option<Booking>,
-    /// The spot whose state may have changed.
+    /// The spot whose view may have changed.
     pub spot: Option<SpotId>,
     /// The whole zone was rebuilt (layout change).
     pub relaid: bool,
@@ -117,70 +275,61 @@ pub struct SpotView {
     pub id: SpotId,
     pub zone: ZoneId,
     pub kind: SpotKind,
-    pub state: SpotState,
+    pub state: crate::kinds::SpotState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub booking: Option<BookingId>,
+    /// The booking holding the spot overstays (contract §2.3).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub overstay: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SpotSlot {
-    id: SpotId,
-    kind: SpotKind,
-    occupied: bool,
-    out_of_service: bool,
-    booking: Option<BookingId>,
+/// One spot's durable flags in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct SpotImage {
+    pub occupied: bool,
+    pub out_of_service: bool,
+    pub stale: bool,
 }
 
-impl SpotSlot {
-    fn state(&self) -> SpotState {
-        if self.out_of_service {
-            SpotState::OutOfService
-        } else if self.occupied {
-            SpotState::Occupied
-        } else if self.booking.is_some() {
-            SpotState::Reserved
-        } else {
-            SpotState::Available
+/// The durable image of a zone at one seq.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct ZoneSnapshot {
+    pub facility: FacilityId,
+    pub layout: ZoneLayout,
+    pub seq: Seq,
+    /// Per spot, in layout order.
+    pub spots: Vec<SpotImage>,
+    pub counter_occupied: u32,
+    /// Every live booking (`SCHEDULED`, `CONFIRMED`, `ACTIVE`), by id.
+    pub live: Vec<Booking>,
+    pub clamped: u64,
+}
+
+/// What a zone keeps that is not part of its identity: its parameters and
+/// clocks. Two zones with the same durable state are equal whatever these
+/// hold, so replay and restore compare equal to the live zone.
+#[derive(Debug, Clone)]
+struct Volatile {
+    params: ZoneParams,
+    liveness: Liveness,
+    /// The last tick: reservations due by then were offered a spot.
+    ticked: Millis,
+}
+
+impl Default for Volatile {
+    fn default() -> Self {
+        Self {
+            params: ZoneParams::default(),
+            liveness: Liveness::default(),
+            ticked: Millis(i64::MIN),
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SpotTable {
-    slots: Vec<SpotSlot>,
-    index: HashMap<SpotId, u32>,
-    /// Available spots per kind, lowest index first.
-    free: [BTreeSet<u32>; 5],
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Counter {
-    capacity: u32,
-    kind: SpotKind,
-    occupied: u32,
-    /// Live `CONFIRMED` bookings, each holding one unit.
-    reserved: u32,
-}
-
-impl Counter {
-    fn counts(&self) -> Counts {
-        Counts {
-            total: self.capacity,
-            available: self
-                .capacity
-                .saturating_sub(self.occupied)
-                .saturating_sub(self.reserved),
-            reserved: self.reserved,
-            occupied: self.occupied,
-            out_of_service: 0,
-        }
+impl PartialEq for Volatile {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Shape {
-    Spots(SpotTable),
-    Counter(Counter),
 }
 
 /// A zone's full in-memory state.
@@ -191,63 +340,26 @@ pub struct ZoneState {
     seq: Seq,
     shape: Shape,
     live: HashMap<BookingId, Booking>,
-    /// Deadlines of `CONFIRMED` bookings, earliest first.
-    expiry: BTreeSet<(Millis, BookingId)>,
+    ix: Indexes,
     counts: ZoneCounts,
     clamped: u64,
-}
-
-/// The durable image of a zone at one seq.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
-pub struct ZoneSnapshot {
-    pub facility: FacilityId,
-    pub layout: ZoneLayout,
-    pub seq: Seq,
-    /// `(occupied, out_of_service)` per spot, in layout order.
-    pub spots: Vec<(bool, bool)>,
-    pub counter_occupied: u32,
-    pub live: Vec<Booking>,
-    pub clamped: u64,
-}
-
-fn build_shape(layout: &ZoneLayout) -> Shape {
-    match &layout.shape {
-        ZoneShape::Spots(spots) => Shape::Spots(SpotTable {
-            slots: spots
-                .iter()
-                .map(|s| SpotSlot {
-                    id: s.id.clone(),
-                    kind: s.kind,
-                    occupied: false,
-                    out_of_service: false,
-                    booking: None,
-                })
-                .collect(),
-            index: HashMap::new(),
-            free: Default::default(),
-        }),
-        ZoneShape::Counter { capacity, kind } => Shape::Counter(Counter {
-            capacity: *capacity,
-            kind: *kind,
-            occupied: 0,
-            reserved: 0,
-        }),
-    }
+    volatile: Volatile,
 }
 
 impl ZoneState {
     /// A fresh zone: every spot available, no bookings, seq 0.
     pub fn new(facility: FacilityId, layout: ZoneLayout) -> Self {
-        let shape = build_shape(&layout);
+        let shape = Shape::build(&layout);
         let mut zone = Self {
             facility,
             layout,
             seq: Seq::ZERO,
             shape,
             live: HashMap::new(),
-            expiry: BTreeSet::new(),
+            ix: Indexes::default(),
             counts: ZoneCounts::default(),
             clamped: 0,
+            volatile: Volatile::default(),
         };
         zone.rebuild_derived();
         zone
@@ -260,9 +372,10 @@ impl ZoneState {
         zone.clamped = snapshot.clamped;
         match &mut zone.shape {
             Shape::Spots(table) => {
-                for (slot, (occupied, oos)) in table.slots.iter_mut().zip(snapshot.spots) {
-                    slot.occupied = occupied;
-                    slot.out_of_service = oos;
+                for (slot, image) in table.slots.iter_mut().zip(snapshot.spots) {
+                    slot.occupied = image.occupied;
+                    slot.out_of_service = image.out_of_service;
+                    slot.stale = image.stale;
                 }
             }
             Shape::Counter(counter) => counter.occupied = snapshot.counter_occupied,
@@ -283,7 +396,11 @@ impl ZoneState {
                 table
                     .slots
                     .iter()
-                    .map(|s| (s.occupied, s.out_of_service))
+                    .map(|s| SpotImage {
+                        occupied: s.occupied,
+                        out_of_service: s.out_of_service,
+                        stale: s.stale,
+                    })
                     .collect(),
                 0,
             ),
@@ -302,15 +419,42 @@ impl ZoneState {
         }
     }
 
-    /// Recomputes indexes, free sets, expiry and counts from the primary
-    /// state (slots, counter, live bookings).
+    /// Starts serving: sets the parameters, starts every spot's hearing
+    /// clock at `now` and forgets which deadlines were looked at (so lead
+    /// times that passed while the zone was down are due at once). Call it
+    /// after recovery, and again whenever the parameters change.
+    pub fn start(&mut self, params: ZoneParams, now: Millis) {
+        self.volatile.params = params;
+        self.volatile.ticked = Millis(i64::MIN);
+        let shape = &self.shape;
+        self.volatile.liveness.start(
+            params.stale_secs,
+            shape.spot_count(),
+            |i| shape.is_stale(i),
+            now,
+        );
+    }
+
+    pub fn params(&self) -> ZoneParams {
+        self.volatile.params
+    }
+
+    fn lead_ms(&self) -> i64 {
+        i64::from(self.volatile.params.lead_secs) * 1000
+    }
+
+    fn grace_ms(&self) -> i64 {
+        i64::from(self.volatile.params.grace_secs) * 1000
+    }
+
+    /// Recomputes indexes, free sets, counter units and counts from the
+    /// primary state (slots, counter, live bookings).
     fn rebuild_derived(&mut self) {
-        self.expiry = self
-            .live
-            .values()
-            .filter(|b| b.status == BookingStatus::Confirmed)
-            .map(|b| (b.expires_at, b.id.clone()))
-            .collect();
+        let counter = self.is_counter();
+        self.ix = Indexes::default();
+        for booking in self.live.values() {
+            self.ix.change(None, Some(booking), counter);
+        }
         let mut counts = ZoneCounts::default();
         match &mut self.shape {
             Shape::Spots(table) => {
@@ -323,7 +467,7 @@ impl ZoneState {
                 for slot in &mut table.slots {
                     slot.booking = None;
                 }
-                for booking in self.live.values() {
+                for booking in self.live.values().filter(|b| b.status.holds_spot()) {
                     let slot = booking
                         .spot
                         .as_ref()
@@ -337,18 +481,14 @@ impl ZoneState {
                 for (i, slot) in table.slots.iter().enumerate() {
                     let state = slot.state();
                     counts.insert(slot.kind, state);
-                    if state == SpotState::Available {
+                    if state == crate::kinds::SpotState::Available {
                         table.free[slot.kind.index()].insert(i as u32);
                     }
                 }
             }
             Shape::Counter(counter) => {
                 counter.occupied = counter.occupied.min(counter.capacity);
-                counter.reserved = self
-                    .live
-                    .values()
-                    .filter(|b| b.status == BookingStatus::Confirmed)
-                    .count() as u32;
+                counter.reserved = confirmed_units(&self.live);
                 counts.overall = counter.counts();
                 counts.by_kind[counter.kind.index()] = counter.counts();
             }
@@ -392,25 +532,89 @@ impl ZoneState {
         }
     }
 
+    /// The zone's quota of advance reservations at any one instant.
+    pub fn reservable(&self) -> u32 {
+        self.layout.reservable
+    }
+
+    /// Whether the zone has spots of `kind` (any spot, for `None`): a
+    /// reservation naming a kind needs a zone that has it.
+    pub fn has_kind(&self, kind: Option<SpotKind>) -> bool {
+        match (&self.shape, kind) {
+            (Shape::Counter(c), Some(k)) => c.kind == k,
+            (Shape::Counter(c), None) => c.capacity > 0,
+            (Shape::Spots(_), Some(k)) => self.counts.by_kind[k.index()].total > 0,
+            (Shape::Spots(_), None) => self.counts.overall.total > 0,
+        }
+    }
+
+    /// The most live reservations covering one instant of `[starts_at,
+    /// ends_at)`: a new reservation of that window fits while this is below
+    /// [`ZoneState::reservable`].
+    pub fn reserved_between(&self, starts_at: Millis, ends_at: Millis) -> u32 {
+        self.ix.windows.busiest(starts_at, ends_at)
+    }
+
     pub fn booking(&self, id: &BookingId) -> Option<&Booking> {
         self.live.get(id)
     }
 
+    /// Every live booking: `SCHEDULED`, `CONFIRMED` and `ACTIVE`.
     pub fn live_bookings(&self) -> impl Iterator<Item = &Booking> {
         self.live.values()
     }
 
-    /// The earliest hold deadline, for the owner's single expiry timer.
-    pub fn next_expiry(&self) -> Option<Millis> {
-        self.expiry.first().map(|(at, _)| *at)
+    /// When the zone next has something to do: the earliest of no-show
+    /// deadlines, lead times not yet looked at, overstay deadlines and the
+    /// liveness wheel's next slot. It may lie in the past (a restart, a
+    /// new layout with room for waiting reservations): tick at once.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let ticked = self.volatile.ticked;
+        let lead = self.lead_ms();
+        let grace = self.grace_ms();
+        let mut next = [
+            self.ix.expiry.first().map(|(at, _)| *at),
+            // The first start whose lead time comes after the last tick.
+            self.ix
+                .starts
+                .range((
+                    std::ops::Bound::Excluded(Millis(ticked.0.saturating_add(lead))),
+                    std::ops::Bound::Unbounded,
+                ))
+                .next()
+                .map(|(starts, _)| Millis(starts.0.saturating_sub(lead))),
+            self.ix
+                .stays
+                .first()
+                .map(|(ends, _)| Millis(ends.0.saturating_add(grace))),
+            self.volatile.liveness.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if self.waiting_could_be_placed() {
+            next = Some(next.map_or(ticked, |at| at.min(ticked)));
+        }
+        next
     }
 
-    /// Whether a booking of `kind` (or any kind) could be placed now.
-    pub fn has_room(&self, kind: Option<SpotKind>) -> bool {
-        match kind {
-            Some(k) => self.counts.by_kind[k.index()].available > 0,
-            None => self.counts.overall.available > 0,
-        }
+    /// Whether a reservation that was waiting at the last tick fits a spot
+    /// (unit) that is free now: only after a layout change, since every
+    /// other decide offers what it frees.
+    fn waiting_could_be_placed(&self) -> bool {
+        let due_until = Millis(self.volatile.ticked.0.saturating_add(self.lead_ms()));
+        (0..CLASSES).any(|class| {
+            let waiting = self.ix.scheduled[class]
+                .first()
+                .is_some_and(|(starts, _)| *starts <= due_until);
+            waiting
+                && match &self.shape {
+                    Shape::Counter(_) => self.counts.overall.available > 0,
+                    Shape::Spots(_) => kinds_of(class)
+                        .iter()
+                        .any(|k| self.counts.by_kind[k.index()].available > 0),
+                }
+        })
     }
 
     pub fn spot(&self, id: &SpotId) -> Option<SpotView> {
@@ -429,256 +633,25 @@ impl ZoneState {
     }
 
     fn view(&self, slot: &SpotSlot) -> SpotView {
+        let overstay = slot
+            .booking
+            .as_ref()
+            .and_then(|id| self.live.get(id))
+            .is_some_and(|b| b.overstay);
         SpotView {
             id: slot.id.clone(),
             zone: self.layout.id.clone(),
             kind: slot.kind,
             state: slot.state(),
             booking: slot.booking.clone(),
+            overstay,
         }
-    }
-
-    /// Checks a command against the state and returns the events it causes.
-    /// An empty list means the command changes nothing (it is idempotent).
-    pub fn decide(&self, command: &Command) -> Result<Vec<Event>, EngineError> {
-        match command {
-            Command::Book(request) => self.decide_book(request).map(|e| vec![e]),
-            Command::Cancel { booking, now } => {
-                let found = self
-                    .live
-                    .get(booking)
-                    .ok_or_else(|| EngineError::UnknownBooking(booking.clone()))?;
-                if found.status != BookingStatus::Confirmed {
-                    return Err(EngineError::InvalidTransition(found.status));
-                }
-                Ok(vec![Event::BookingCancelled {
-                    id: booking.clone(),
-                    at: *now,
-                }])
-            }
-            Command::Sense {
-                spot,
-                occupied,
-                now,
-            } => self.decide_sense(spot, *occupied, *now),
-            Command::Count { delta, .. } => self.decide_count(*delta),
-            Command::Plate {
-                plate,
-                direction,
-                now,
-            } => Ok(self.decide_plate(plate, *direction, *now)),
-            Command::SetService {
-                spot,
-                out_of_service,
-            } => self.decide_service(spot, *out_of_service),
-            Command::ExpireDue { now } => Ok(self
-                .expiry
-                .iter()
-                .take_while(|(at, _)| at <= now)
-                .map(|(_, id)| Event::BookingExpired {
-                    id: id.clone(),
-                    at: *now,
-                })
-                .collect()),
-            Command::Relayout { layout } => self.decide_relayout(layout),
-        }
-    }
-
-    fn decide_book(&self, req: &BookingRequest) -> Result<Event, EngineError> {
-        if req.hold_seconds == 0 || req.hold_seconds > MAX_HOLD_SECONDS {
-            return Err(EngineError::InvalidHold {
-                max: MAX_HOLD_SECONDS,
-            });
-        }
-        // A live id confirmed again would replace the first booking in
-        // `live` while its spot (or counter unit) stayed held by nobody.
-        if let Some(existing) = self.live.get(&req.id) {
-            return Err(EngineError::InvalidTransition(existing.status));
-        }
-        let (spot, kind) = match &self.shape {
-            Shape::Spots(table) => {
-                let index = match &req.spot {
-                    Some(id) => {
-                        let &i = table
-                            .index
-                            .get(id)
-                            .ok_or_else(|| EngineError::UnknownSpot(id.clone()))?;
-                        let slot = &table.slots[i as usize];
-                        let kind_ok = req.kind.is_none_or(|k| k == slot.kind);
-                        if slot.state() != SpotState::Available || !kind_ok {
-                            return Err(EngineError::SpotNotAvailable(id.clone()));
-                        }
-                        i
-                    }
-                    None => {
-                        let kinds: &[SpotKind] = match &req.kind {
-                            Some(k) => std::slice::from_ref(k),
-                            None => &SpotKind::PREFERENCE,
-                        };
-                        kinds
-                            .iter()
-                            .find_map(|k| table.free[k.index()].first().copied())
-                            .ok_or(EngineError::NoSpotAvailable)?
-                    }
-                };
-                let slot = &table.slots[index as usize];
-                (Some(slot.id.clone()), slot.kind)
-            }
-            Shape::Counter(counter) => {
-                if req.spot.is_some() {
-                    return Err(EngineError::WrongZoneShape("counter"));
-                }
-                let kind_ok = req.kind.is_none_or(|k| k == counter.kind);
-                if !kind_ok || counter.counts().available == 0 {
-                    return Err(EngineError::NoSpotAvailable);
-                }
-                (None, counter.kind)
-            }
-        };
-        Ok(Event::BookingConfirmed(Booking {
-            id: req.id.clone(),
-            facility: self.facility.clone(),
-            zone: self.layout.id.clone(),
-            spot,
-            kind,
-            plate: req.plate.clone(),
-            owner: req.owner.clone(),
-            status: BookingStatus::Confirmed,
-            created_at: req.now,
-            expires_at: req.now.plus_secs(req.hold_seconds),
-            updated_at: req.now,
-        }))
-    }
-
-    fn slot(&self, spot: &SpotId) -> Result<&SpotSlot, EngineError> {
-        let Shape::Spots(table) = &self.shape else {
-            return Err(EngineError::WrongZoneShape("counter"));
-        };
-        table
-            .index
-            .get(spot)
-            .and_then(|&i| table.slots.get(i as usize))
-            .ok_or_else(|| EngineError::UnknownSpot(spot.clone()))
-    }
-
-    fn decide_sense(
-        &self,
-        spot: &SpotId,
-        occupied: bool,
-        now: Millis,
-    ) -> Result<Vec<Event>, EngineError> {
-        let slot = self.slot(spot)?;
-        if slot.occupied == occupied {
-            return Ok(Vec::new());
-        }
-        let mut events = vec![Event::SpotSensed {
-            spot: spot.clone(),
-            occupied,
-        }];
-        let held = slot.booking.as_ref().and_then(|id| self.live.get(id));
-        if let Some(booking) = held {
-            let id = booking.id.clone();
-            match (occupied, booking.status) {
-                (true, BookingStatus::Confirmed) => {
-                    events.push(Event::BookingActivated { id, at: now });
-                }
-                (false, BookingStatus::Active) => {
-                    events.push(Event::BookingCompleted { id, at: now });
-                }
-                _ => {}
-            }
-        }
-        Ok(events)
-    }
-
-    fn decide_count(&self, delta: i32) -> Result<Vec<Event>, EngineError> {
-        let Shape::Counter(counter) = &self.shape else {
-            return Err(EngineError::WrongZoneShape("spot"));
-        };
-        if delta == 0 {
-            return Ok(Vec::new());
-        }
-        let target =
-            (i64::from(counter.occupied) + i64::from(delta)).clamp(0, i64::from(counter.capacity));
-        let applied = (target - i64::from(counter.occupied)) as i32;
-        Ok(vec![Event::Counted {
-            requested: delta,
-            applied,
-        }])
-    }
-
-    fn decide_plate(&self, plate: &Plate, direction: PlateDirection, now: Millis) -> Vec<Event> {
-        let wanted = match direction {
-            PlateDirection::In => BookingStatus::Confirmed,
-            PlateDirection::Out => BookingStatus::Active,
-        };
-        let found = self
-            .live
-            .values()
-            .filter(|b| &b.plate == plate && b.status == wanted)
-            .min_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        let Some(booking) = found else {
-            return Vec::new();
-        };
-        let id = booking.id.clone();
-        match direction {
-            PlateDirection::In => vec![Event::BookingActivated { id, at: now }],
-            PlateDirection::Out => vec![Event::BookingCompleted { id, at: now }],
-        }
-    }
-
-    fn decide_service(
-        &self,
-        spot: &SpotId,
-        out_of_service: bool,
-    ) -> Result<Vec<Event>, EngineError> {
-        let slot = self.slot(spot)?;
-        if slot.out_of_service == out_of_service {
-            return Ok(Vec::new());
-        }
-        if out_of_service && slot.booking.is_some() {
-            return Err(EngineError::SpotHasLiveBooking(spot.clone()));
-        }
-        Ok(vec![Event::ServiceChanged {
-            spot: spot.clone(),
-            out_of_service,
-        }])
-    }
-
-    fn decide_relayout(&self, layout: &ZoneLayout) -> Result<Vec<Event>, EngineError> {
-        if layout.id != self.layout.id {
-            return Err(EngineError::InvalidLayout("zone id cannot change".into()));
-        }
-        if *layout == self.layout {
-            return Ok(Vec::new());
-        }
-        match (&self.shape, &layout.shape) {
-            (Shape::Spots(_), ZoneShape::Spots(new_spots)) => {
-                let kept: HashMap<&SpotId, &SpotLayout> =
-                    new_spots.iter().map(|s| (&s.id, s)).collect();
-                let dropped = self
-                    .live
-                    .values()
-                    .filter_map(|b| b.spot.as_ref().map(|spot| (&b.id, spot)))
-                    .filter(|(_, spot)| !kept.contains_key(spot))
-                    .min();
-                if let Some((_, spot)) = dropped {
-                    return Err(EngineError::SpotHasLiveBooking(spot.clone()));
-                }
-            }
-            (Shape::Counter(_), ZoneShape::Counter { .. }) => {}
-            // A zone changing between spots and a counter keeps no
-            // booking: it may change only while it holds none.
-            _ => self.check_removal()?,
-        }
-        Ok(vec![Event::Relaid {
-            layout: layout.clone(),
-        }])
     }
 
     /// Whether the zone may leave its facility's layout: only while it
     /// holds no live booking. The refusal names a held spot, or the zone
-    /// itself when it is a counter zone.
+    /// itself when the booking holds none (a counter zone, a reservation
+    /// not placed yet).
     pub fn check_removal(&self) -> Result<(), EngineError> {
         let mut held: Vec<&Booking> = self.live.values().collect();
         // The same refusal for the same state, whatever the map's order.
@@ -692,207 +665,45 @@ impl ZoneState {
         }
     }
 
-    /// Decides and applies a command in one step; returns the applied events
+    /// Decides and applies a command in one step, and keeps the volatile
+    /// state (hearing clocks, the last tick); returns the applied events
     /// with their effects.
     pub fn execute(&mut self, command: &Command) -> Result<Vec<(Event, Effect)>, EngineError> {
-        let events = self.decide(command)?;
-        Ok(events
+        let now = command.now();
+        self.volatile.liveness.observe(now);
+        // A reading or a heartbeat is looked up once: decided, applied and
+        // heard of by index.
+        let heard = match command {
+            Command::Sense { spot, occupied, .. } => {
+                let i = self.spot_index(spot)?;
+                Some((i, self.decide_sense_at(i, *occupied, now)))
+            }
+            Command::Heartbeat { spot, .. } => {
+                let i = self.spot_index(spot)?;
+                Some((i, self.decide_heartbeat_at(i, now)))
+            }
+            _ => None,
+        };
+        let events = match heard {
+            Some((i, events)) => {
+                self.volatile.liveness.hear(i, now);
+                events
+            }
+            None => self.decide(command)?,
+        };
+        let applied = events
             .into_iter()
             .map(|event| {
                 let effect = self.apply(&event);
                 (event, effect)
             })
-            .collect())
-    }
-
-    /// Folds one event into the state and advances `seq` by one.
-    pub fn apply(&mut self, event: &Event) -> Effect {
-        self.seq = self.seq.next();
-        let effect = match event {
-            Event::SpotSensed { spot, occupied } => {
-                self.update_slot(spot, |s| s.occupied = *occupied);
-                Effect {
-                    spot: Some(spot.clone()),
-                    ..Effect::default()
-                }
-            }
-            Event::ServiceChanged {
-                spot,
-                out_of_service,
-            } => {
-                self.update_slot(spot, |s| s.out_of_service = *out_of_service);
-                Effect {
-                    spot: Some(spot.clone()),
-                    ..Effect::default()
-                }
-            }
-            Event::Counted { requested, applied } => {
-                if requested != applied {
-                    self.clamped += 1;
-                }
-                if let Shape::Counter(counter) = &mut self.shape {
-                    let next = i64::from(counter.occupied) + i64::from(*applied);
-                    counter.occupied = next.clamp(0, i64::from(counter.capacity)) as u32;
-                }
-                self.refresh_counter_counts();
-                Effect::default()
-            }
-            Event::BookingConfirmed(booking) => self.confirm(booking),
-            Event::BookingActivated { id, at } => self.activate(id, *at),
-            Event::BookingCompleted { id, at } => self.finish(id, BookingStatus::Completed, *at),
-            Event::BookingExpired { id, at } => self.finish(id, BookingStatus::Expired, *at),
-            Event::BookingCancelled { id, at } => self.finish(id, BookingStatus::Cancelled, *at),
-            Event::Relaid { layout } => {
-                self.relay(layout.clone());
-                Effect {
-                    relaid: true,
-                    ..Effect::default()
-                }
-            }
-        };
-        debug_assert_eq!(self.counts, self.recount(), "incremental counts drifted");
-        effect
-    }
-
-    /// Mutates one spot and keeps counts and free sets in step.
-    fn update_slot(&mut self, spot: &SpotId, change: impl FnOnce(&mut SpotSlot)) {
-        let Shape::Spots(table) = &mut self.shape else {
-            return;
-        };
-        let Some(&i) = table.index.get(spot) else {
-            return;
-        };
-        let slot = &mut table.slots[i as usize];
-        let before = slot.state();
-        change(slot);
-        let after = slot.state();
-        if before != after {
-            self.counts.shift(slot.kind, before, after);
-            let free = &mut table.free[slot.kind.index()];
-            if before == SpotState::Available {
-                free.remove(&i);
-            }
-            if after == SpotState::Available {
-                free.insert(i);
-            }
+            .collect();
+        if let Command::Tick { now } = command {
+            self.volatile.ticked = self.volatile.ticked.max(*now);
+            let shape = &self.shape;
+            self.volatile.liveness.refile(*now, |i| shape.is_stale(i));
         }
-    }
-
-    fn refresh_counter_counts(&mut self) {
-        if let Shape::Counter(counter) = &self.shape {
-            let counts = counter.counts();
-            self.counts = ZoneCounts::default();
-            self.counts.overall = counts;
-            self.counts.by_kind[counter.kind.index()] = counts;
-        }
-    }
-
-    fn confirm(&mut self, booking: &Booking) -> Effect {
-        debug_assert!(
-            !self.live.contains_key(&booking.id),
-            "booking {} confirmed while live",
-            booking.id
-        );
-        self.expiry.insert((booking.expires_at, booking.id.clone()));
-        self.live.insert(booking.id.clone(), booking.clone());
-        match &booking.spot {
-            Some(spot) => {
-                let id = booking.id.clone();
-                self.update_slot(spot, |s| s.booking = Some(id));
-            }
-            None => {
-                if let Shape::Counter(counter) = &mut self.shape {
-                    counter.reserved += 1;
-                }
-                self.refresh_counter_counts();
-            }
-        }
-        Effect {
-            booking: Some(booking.clone()),
-            spot: booking.spot.clone(),
-            relaid: false,
-        }
-    }
-
-    fn activate(&mut self, id: &BookingId, at: Millis) -> Effect {
-        let Some(booking) = self.live.get_mut(id) else {
-            return Effect::default();
-        };
-        if booking.status != BookingStatus::Confirmed {
-            return Effect::default();
-        }
-        booking.status = BookingStatus::Active;
-        booking.updated_at = at;
-        let booking = booking.clone();
-        self.expiry
-            .remove(&(booking.expires_at, booking.id.clone()));
-        if booking.spot.is_none() {
-            if let Shape::Counter(counter) = &mut self.shape {
-                counter.reserved = counter.reserved.saturating_sub(1);
-            }
-            self.refresh_counter_counts();
-        }
-        Effect {
-            spot: booking.spot.clone(),
-            booking: Some(booking),
-            relaid: false,
-        }
-    }
-
-    fn finish(&mut self, id: &BookingId, status: BookingStatus, at: Millis) -> Effect {
-        let Some(mut booking) = self.live.remove(id) else {
-            return Effect::default();
-        };
-        let was_confirmed = booking.status == BookingStatus::Confirmed;
-        booking.status = status;
-        booking.updated_at = at;
-        self.expiry
-            .remove(&(booking.expires_at, booking.id.clone()));
-        match &booking.spot {
-            Some(spot) => self.update_slot(spot, |s| s.booking = None),
-            None => {
-                if was_confirmed && let Shape::Counter(counter) = &mut self.shape {
-                    counter.reserved = counter.reserved.saturating_sub(1);
-                }
-                self.refresh_counter_counts();
-            }
-        }
-        Effect {
-            spot: booking.spot.clone(),
-            booking: Some(booking),
-            relaid: false,
-        }
-    }
-
-    /// Replaces the layout, carrying over the state of spots that remain.
-    fn relay(&mut self, layout: ZoneLayout) {
-        let old_shape = std::mem::replace(&mut self.shape, build_shape(&layout));
-        match (&mut self.shape, old_shape) {
-            (Shape::Spots(new), Shape::Spots(old)) => {
-                for slot in &mut new.slots {
-                    if let Some(&i) = old.index.get(&slot.id) {
-                        let previous = &old.slots[i as usize];
-                        slot.occupied = previous.occupied;
-                        slot.out_of_service = previous.out_of_service;
-                    }
-                }
-            }
-            (Shape::Counter(new), Shape::Counter(old)) => new.occupied = old.occupied,
-            _ => {}
-        }
-        self.layout = layout;
-        // Bookings whose spot no longer exists cannot be live (decide
-        // refuses such layouts); drop any that replay might still carry.
-        let spots: Option<std::collections::HashSet<SpotId>> = match &self.shape {
-            Shape::Spots(t) => Some(t.slots.iter().map(|s| s.id.clone()).collect()),
-            Shape::Counter(_) => None,
-        };
-        self.live.retain(|_, b| match (&spots, &b.spot) {
-            (Some(ids), Some(spot)) => ids.contains(spot),
-            (None, None) => true,
-            _ => false,
-        });
-        self.rebuild_derived();
+        Ok(applied)
     }
 
     /// Counts from scratch; used to check the incremental counts.
@@ -905,13 +716,8 @@ impl ZoneState {
                 }
             }
             Shape::Counter(counter) => {
-                let reserved = self
-                    .live
-                    .values()
-                    .filter(|b| b.status == BookingStatus::Confirmed)
-                    .count() as u32;
                 let c = Counter {
-                    reserved,
+                    reserved: confirmed_units(&self.live),
                     ..counter.clone()
                 };
                 counts.overall = c.counts();
@@ -936,4 +742,11 @@ impl ZoneState {
         self.apply(event);
         Ok(())
     }
+}
+
+/// Units of a counter zone held by `CONFIRMED` bookings.
+fn confirmed_units(live: &HashMap<BookingId, Booking>) -> u32 {
+    live.values()
+        .filter(|b| b.status == BookingStatus::Confirmed)
+        .count() as u32
 }

@@ -33,6 +33,7 @@ fn fresh() -> ZoneState {
                 spot("A-1", SpotKind::Standard),
                 spot("A-2", SpotKind::Ev),
             ]),
+            reservable: 1,
         },
     )
 }
@@ -48,7 +49,7 @@ fn check(zone: &ZoneState) {
         booking_well_formed(booking);
     }
     let _ = zone.spots();
-    let _ = zone.next_expiry();
+    let _ = zone.next_deadline();
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -204,6 +204,7 @@ impl Application {
             key_secret: key_secret(&config),
             snapshot_every: config.snapshot_every,
             booking_retention_days: config.booking_retention_days,
+            zone_params: config.zone_params(),
             ..NodeConfig::default()
         };
         let started = std::time::Instant::now();
@@ -364,6 +365,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/bookings/{id}",
             get(http::bookings::get).delete(http::bookings::cancel),
         )
+        .route("/v1/admin/backup", get(http::backup::download))
         .merge(crate::ws::routes())
         .fallback(http::ops::not_found)
         .method_not_allowed_fallback(http::ops::method_not_allowed)

@@ -164,6 +164,19 @@ pub struct Config {
     )]
     pub booking_retention_days: u32,
 
+    /// A spot not heard of (a reading or a heartbeat naming it) for this
+    /// many seconds shows `UNKNOWN`; 0 turns sensor liveness off.
+    #[arg(long, env = "PARKME_SENSOR_STALE_SECS", default_value_t = parkme_engine::zone::DEFAULT_STALE_SECS)]
+    pub sensor_stale_secs: u32,
+
+    /// How long before its `starts_at` an advance reservation takes a spot.
+    #[arg(long, env = "PARKME_RESERVATION_LEAD_SECS", default_value_t = parkme_engine::zone::DEFAULT_LEAD_SECS)]
+    pub reservation_lead_secs: u32,
+
+    /// How long after its `ends_at` an active booking is overstaying.
+    #[arg(long, env = "PARKME_GRACE_SECS", default_value_t = parkme_engine::zone::DEFAULT_GRACE_SECS)]
+    pub grace_secs: u32,
+
     /// Load a demo city (when empty) and run a sensor simulator.
     #[arg(long, env = "PARKME_DEMO")]
     pub demo: bool,
@@ -206,6 +219,9 @@ impl std::fmt::Debug for Config {
             .field("ws_merge_max", &self.ws_merge_max)
             .field("snapshot_every", &self.snapshot_every)
             .field("booking_retention_days", &self.booking_retention_days)
+            .field("sensor_stale_secs", &self.sensor_stale_secs)
+            .field("reservation_lead_secs", &self.reservation_lead_secs)
+            .field("grace_secs", &self.grace_secs)
             .field("demo", &self.demo)
             .finish()
     }
@@ -217,6 +233,16 @@ fn seconds(secs: u64) -> Option<Duration> {
 }
 
 impl Config {
+    /// Sensor staleness, reservation lead time and overstay grace, as every
+    /// zone uses them.
+    pub fn zone_params(&self) -> parkme_engine::ZoneParams {
+        parkme_engine::ZoneParams {
+            stale_secs: self.sensor_stale_secs,
+            lead_secs: self.reservation_lead_secs,
+            grace_secs: self.grace_secs,
+        }
+    }
+
     pub fn header_timeout(&self) -> Option<Duration> {
         seconds(self.header_timeout_secs)
     }

@@ -74,6 +74,7 @@ pub fn city() -> Vec<FacilityLayout> {
                         id: ZoneId::parse(z).ok()?,
                         name: format!("Level {z}"),
                         shape: ZoneShape::Spots(spots),
+                        reservable: 0,
                     })
                 })
                 .collect();
@@ -84,6 +85,7 @@ pub fn city() -> Vec<FacilityLayout> {
                     capacity: 200,
                     kind: SpotKind::Standard,
                 },
+                reservable: 0,
             });
             let location = Location {
                 lat: 48.85 + n as f64 * 0.004,

@@ -181,6 +181,7 @@ impl LayoutInput {
                 name: zone.name.unwrap_or_else(|| zone_id.to_string()),
                 id: zone_id,
                 shape,
+                reservable: 0,
             });
         }
         let location = self.location.map(|l| Location {

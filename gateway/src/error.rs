@@ -85,11 +85,16 @@ impl From<EngineError> for ApiError {
             | EngineError::SpotNotAvailable(_)
             | EngineError::InvalidTransition(_)
             | EngineError::SpotHasLiveBooking(_)
-            | EngineError::ZoneHasLiveBooking(_) => StatusCode::CONFLICT,
+            | EngineError::ZoneHasLiveBooking(_)
+            | EngineError::NoCapacity
+            | EngineError::NotLive(_)
+            | EngineError::ReservationsOverQuota { .. } => StatusCode::CONFLICT,
             EngineError::UnknownSpot(_) | EngineError::UnknownBooking(_) => StatusCode::NOT_FOUND,
             EngineError::WrongZoneShape(_)
             | EngineError::InvalidLayout(_)
-            | EngineError::InvalidHold { .. } => StatusCode::BAD_REQUEST,
+            | EngineError::InvalidHold { .. }
+            | EngineError::InvalidWindow(_)
+            | EngineError::ReservationNamesSpot => StatusCode::BAD_REQUEST,
             EngineError::OutOfOrder { .. } => {
                 tracing::error!(error = %e, "journal out of order");
                 return ApiError::new(

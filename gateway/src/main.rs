@@ -1,5 +1,8 @@
 //! The `parkme` binary: `serve` runs the engine, `healthcheck` probes a
-//! running one (for container health checks).
+//! running one (for container health checks), `backup` and `restore`
+//! (`cli_backup`) move a deployment's data to and from a file.
+
+mod cli_backup;
 
 use std::time::Duration;
 
@@ -40,6 +43,10 @@ enum Command {
         )]
         addr: String,
     },
+    /// Write a backup of the configured storage to a file, while it serves.
+    Backup(cli_backup::BackupArgs),
+    /// Load a backup file into the configured (empty) storage.
+    Restore(cli_backup::RestoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +58,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => runtime.block_on(serve(*config)),
         Command::Healthcheck { addr } => runtime.block_on(healthcheck(&addr)),
+        Command::Backup(args) => runtime.block_on(cli_backup::backup(args)),
+        Command::Restore(args) => runtime.block_on(cli_backup::restore(args)),
     }
 }
 

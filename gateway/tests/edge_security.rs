@@ -323,6 +323,7 @@ async fn a_facility_stored_before_key_rotation_keeps_its_sensor_key_after_the_up
                     id: parkme_engine::SpotId::parse("A-1").expect("id"),
                     kind: SpotKind::Standard,
                 }]),
+                reservable: 0,
             }],
         )
         .expect("layout");

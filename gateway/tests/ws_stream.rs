@@ -162,9 +162,12 @@ async fn a_client_that_does_not_read_gets_conflated_deltas_and_server_memory_sta
     }
     let rss_before = rss_kib(server.pid());
     let mut rss_peak = rss_before;
-    for _ in 100..1000 {
+    for round in 100..1000 {
         send_round(&mut sensor_ws).await;
         rss_peak = rss_peak.max(rss_kib(server.pid()));
+        if round % 50 == 0 {
+            keep_alive(&mut idle).await;
+        }
     }
     let growth = rss_peak.saturating_sub(rss_before);
     println!("RSS after warm-up {rss_before} KiB, peak {rss_peak} KiB, growth {growth} KiB");
@@ -652,6 +655,9 @@ async fn a_subscriber_that_never_reads_gets_a_fresh_snapshot_not_a_merge_of_ever
     let mut last = 0;
     for round in 300..500 {
         last = send_round(&mut sensor_ws, round).await;
+        if round % 25 == 0 {
+            keep_alive(std::slice::from_mut(&mut slow)).await;
+        }
     }
     let rss_after = rss_kib(server.pid());
     println!("server RSS {rss_before} KiB before, {rss_after} KiB after 100,000 changes");

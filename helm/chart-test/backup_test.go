@@ -315,6 +315,9 @@ func TestBackupRetentionDeletesOnlyBackupsOlderThanRetentionDays(t *testing.T) {
 			r.aged(t, "parkme-manual.pkb.gz", 400*day)              // not named like one
 			r.aged(t, ".partial-died-last-week.pkb", 7*day)         // a run that died
 			r.aged(t, ".partial-still-running.pkb", 10*time.Minute) // a pod being replaced
+			// What `parkme backup --out .partial-<pod>.pkb` writes before its rename.
+			r.aged(t, "..partial-killed.pkb.partial-1", 2*day)
+			r.aged(t, "..partial-running.pkb.partial-1", 10*time.Minute)
 			if out, err := r.script(t, c["stamp"]); err != nil {
 				t.Fatalf("stamp: %v\n%s", err, out)
 			}
@@ -332,7 +335,7 @@ func TestBackupRetentionDeletesOnlyBackupsOlderThanRetentionDays(t *testing.T) {
 				}
 				left = append(left, f)
 			}
-			want := []string{".partial-still-running.pkb", "notes.txt", "parkme-last-kept.pkb", "parkme-manual.pkb.gz", "parkme-yesterday.pkb"}
+			want := []string{"..partial-running.pkb.partial-1", ".partial-still-running.pkb", "notes.txt", "parkme-last-kept.pkb", "parkme-manual.pkb.gz", "parkme-yesterday.pkb"}
 			if fresh != 1 || strings.Join(left, ",") != strings.Join(want, ",") {
 				t.Errorf("after retain: new backups %d (want 1), others %v, want %v\n%s", fresh, left, want, out)
 			}
@@ -355,5 +358,35 @@ func TestBackupContainersAreRestricted(t *testing.T) {
 			*sc.AllowPrivilegeEscalation || strings.Join(sc.Capabilities.Drop, ",") != "ALL" {
 			t.Errorf("container %s: want non-root, read-only root, no privilege escalation, drop ALL; got %+v", name, sc)
 		}
+	}
+}
+
+// TestBackupContainerArgsAreTheRealCLIFlags runs the real `parkme` binary
+// ($PARKME_BIN; helm/test.sh sets it to target/debug/parkme when that is
+// built) with the backup container's args, as the kubelet expands them, on
+// an empty data dir: the flags parse (clap would exit 2 with a usage error)
+// and the command gets as far as looking for the store.
+func TestBackupContainerArgsAreTheRealCLIFlags(t *testing.T) {
+	bin := os.Getenv("PARKME_BIN")
+	if bin == "" {
+		t.Skip("PARKME_BIN is not set (cargo build -p parkme-gateway --bin parkme, then helm/test.sh)")
+	}
+	_, c, _ := backupJob(t, valuesFile("cluster-values.yaml")...)
+	r := newJobRun(t)
+	vars := r.vars(t, c["backup"])
+	args := make([]string, len(c["backup"].Args))
+	for i, a := range c["backup"].Args {
+		args[i] = kubeExpand(a, vars)
+	}
+	data := t.TempDir()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"PARKME_STORAGE=embedded", "PARKME_DATA_DIR=" + data, "PARKME_LISTEN=0.0.0.0:8080"}
+	out, err := cmd.CombinedOutput()
+	exit, ok := err.(*exec.ExitError)
+	if !ok || exit.ExitCode() != 1 || !strings.Contains(string(out), "holds no parkme store") {
+		t.Fatalf("%s %q on an empty data dir: want exit 1 and \"holds no parkme store\", got %v:\n%s", bin, args, err, out)
+	}
+	if files := r.files(t); len(files) != 0 {
+		t.Errorf("a backup that failed left %v", files)
 	}
 }

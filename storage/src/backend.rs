@@ -14,7 +14,16 @@
 //!   ignored);
 //! - [`Storage::upkeep`] forgets expired idempotency keys and booking
 //!   records past their `forget_after`;
-//! - a backend never panics on bad stored bytes: it reports `Corrupt`.
+//! - a backend never panics on bad stored bytes: it reports `Corrupt`;
+//! - the listings ([`Storage::zones`], [`Storage::bookings`],
+//!   [`Storage::idempotency_keys`]) stream in bounded memory and name every
+//!   item stored before the listing began exactly once (unless it was
+//!   forgotten or dropped meanwhile), in a version at least as new as the
+//!   one stored then; items written while a listing runs may or may not
+//!   appear;
+//! - [`Storage::clear`] forgets every record but keeps fencing: an epoch
+//!   handed out before the clear is still refused after a newer claim,
+//!   and a claim after it still gets a newer epoch than any before.
 //!
 //! What "lands whole" can mean for a backend without transactions across
 //! partitions (CQL) is spelled out in `storage/SCHEMA.md`: a group whose
@@ -23,10 +32,14 @@
 //! booking or idempotency records.
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 
 use crate::error::StorageError;
-use crate::model::{Epoch, Upkeep, Write, ZoneKey};
+use crate::model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
+
+/// A listing: items one by one, fetched page by page.
+pub type Listing<'a, T> = BoxStream<'a, Result<T, StorageError>>;
 
 #[async_trait]
 pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
@@ -111,6 +124,24 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// is before `now`. Backends whose server expires rows itself (CQL
     /// `USING TTL`) report nothing here.
     async fn upkeep(&self, now: Millis) -> Result<Upkeep, StorageError>;
+
+    /// Every zone that holds a snapshot or journal events (a dropped or
+    /// merely claimed zone holds neither), each once, in no promised order.
+    fn zones(&self) -> Listing<'_, ZoneKey>;
+
+    /// Every booking record with its forget time, each once, in no
+    /// promised order.
+    fn bookings(&self) -> Listing<'_, StoredBooking>;
+
+    /// Every stored idempotency key (expired ones not yet purged included:
+    /// callers filter on `expires_at`), each once, in no promised order.
+    fn idempotency_keys(&self) -> Listing<'_, StoredKey>;
+
+    /// Forgets everything: facility records, every zone's journal and
+    /// snapshots, booking records and idempotency keys. Zone epochs are
+    /// kept, so fencing holds across it. For `parkme restore --force`
+    /// only: never while a server uses the store.
+    async fn clear(&self) -> Result<(), StorageError>;
 
     /// Cheap liveness probe for `/health/`.
     async fn ping(&self) -> Result<(), StorageError>;

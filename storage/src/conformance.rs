@@ -9,14 +9,16 @@
 //!
 //! This module must never contain backend-specific knowledge.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::TryStreamExt;
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId, ZoneId};
 
 use crate::backend::Storage;
 use crate::error::StorageError;
-use crate::model::{Epoch, Write, ZoneKey};
+use crate::model::{Epoch, StoredBooking, StoredKey, Write, ZoneKey};
 
 /// A facility id no other test run has used.
 pub fn unique_facility(tag: &str) -> FacilityId {
@@ -493,6 +495,181 @@ pub async fn upkeep_forgets_booking_records_past_their_forget_after(s: &dyn Stor
     assert!(s.booking(&retained).await.expect("read").is_some());
 }
 
+async fn listed_zones(s: &dyn Storage) -> Vec<ZoneKey> {
+    s.zones().try_collect().await.expect("list zones")
+}
+
+async fn listed_bookings(s: &dyn Storage) -> Vec<StoredBooking> {
+    s.bookings().try_collect().await.expect("list bookings")
+}
+
+async fn listed_keys(s: &dyn Storage) -> Vec<StoredKey> {
+    s.idempotency_keys().try_collect().await.expect("list keys")
+}
+
+pub async fn every_zone_with_state_is_listed_once(s: &dyn Storage) {
+    let facility = unique_facility("zlist");
+    let key = |z: &str| ZoneKey::new(facility.clone(), ZoneId::parse(z).expect("valid"));
+    let (journaled, snapshotted, claimed, dropped) = (key("j"), key("s"), key("c"), key("d"));
+    for zone in [&journaled, &snapshotted, &dropped] {
+        let epoch = s.claim_zone(zone).await.expect("claim");
+        append_range(s, zone, epoch, 1..=3).await;
+        if zone == &snapshotted {
+            s.put_snapshot(zone, epoch, Seq(3), b"img".to_vec())
+                .await
+                .expect("snapshot");
+        }
+    }
+    s.claim_zone(&claimed).await.expect("claim");
+    s.drop_zone(&dropped).await.expect("drop");
+    let mut mine: Vec<ZoneKey> = listed_zones(s)
+        .await
+        .into_iter()
+        .filter(|z| z.facility == facility)
+        .collect();
+    mine.sort();
+    assert_eq!(mine, vec![journaled, snapshotted]);
+}
+
+pub async fn every_booking_record_is_listed_once_with_its_forget_time(s: &dyn Storage) {
+    let tag = unique_facility("blist");
+    // More than a page of any backend's listing.
+    let count = 2500;
+    let forget = wall_now().plus_secs(86_400);
+    let writes: Vec<Write> = (0..count)
+        .map(|i| Write::Booking {
+            id: BookingId::parse(&format!("{tag}-{i}")).expect("valid"),
+            bytes: format!("record-{i}").into_bytes(),
+            forget_after: (i % 2 == 0).then_some(forget),
+        })
+        .collect();
+    s.commit(&writes).await.expect("commit");
+    let prefix = format!("{tag}-");
+    let mut seen: BTreeMap<String, StoredBooking> = BTreeMap::new();
+    for booking in listed_bookings(s).await {
+        if booking.id.as_str().starts_with(&prefix) {
+            let again = seen.insert(booking.id.as_str().to_owned(), booking);
+            assert!(again.is_none(), "a record was listed twice");
+        }
+    }
+    assert_eq!(seen.len(), count);
+    for i in 0..count {
+        let booking = &seen[&format!("{tag}-{i}")];
+        assert_eq!(booking.bytes, format!("record-{i}").into_bytes());
+        match booking.forget_after {
+            // TTL backends know it to the second.
+            Some(at) if i % 2 == 0 => assert!((at.0 - forget.0).abs() <= 2_000, "{at:?}"),
+            None if i % 2 == 1 => {}
+            other => panic!("record {i}: forget_after {other:?}"),
+        }
+    }
+}
+
+pub async fn every_idempotency_key_is_listed_once(s: &dyn Storage) {
+    let tag = unique_facility("klist");
+    let owner = UserId::parse(&format!("u-{tag}")).expect("valid");
+    let expires_at = wall_now().plus_secs(3600);
+    let writes: Vec<Write> = (0..20)
+        .map(|i| Write::Idempotency {
+            owner: owner.clone(),
+            key: format!("key-{i}"),
+            booking: BookingId::parse(&format!("b-{i}")).expect("valid"),
+            expires_at,
+        })
+        .collect();
+    s.commit(&writes).await.expect("commit");
+    let mut mine: Vec<StoredKey> = listed_keys(s)
+        .await
+        .into_iter()
+        .filter(|k| k.owner == owner)
+        .collect();
+    mine.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut expected: Vec<StoredKey> = (0..20)
+        .map(|i| StoredKey {
+            owner: owner.clone(),
+            key: format!("key-{i}"),
+            booking: BookingId::parse(&format!("b-{i}")).expect("valid"),
+            expires_at,
+        })
+        .collect();
+    expected.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(mine, expected);
+}
+
+/// Whole-store promises: run only on a store of their own (see
+/// [`conformance_exclusive_suite!`](crate::conformance_exclusive_suite)).
+pub async fn clearing_forgets_every_record_but_keeps_fencing(s: &dyn Storage) {
+    assert!(
+        listed_zones(s).await.is_empty(),
+        "a fresh store lists no zone"
+    );
+    assert!(listed_bookings(s).await.is_empty(), "nor a booking");
+    assert!(listed_keys(s).await.is_empty(), "nor a key");
+    assert!(s.facilities().await.expect("list").is_empty());
+
+    let z = zone("clear", "a");
+    let old = s.claim_zone(&z).await.expect("claim");
+    append_range(s, &z, old, 1..=5).await;
+    s.put_snapshot(&z, old, Seq(3), b"img".to_vec())
+        .await
+        .expect("snapshot");
+    let booking = BookingId::parse("clear-booking").expect("valid");
+    let owner = UserId::parse("clear-owner").expect("valid");
+    s.commit(&[
+        Write::Booking {
+            id: booking.clone(),
+            bytes: b"record".to_vec(),
+            forget_after: None,
+        },
+        Write::Idempotency {
+            owner: owner.clone(),
+            key: "k".into(),
+            booking: booking.clone(),
+            expires_at: wall_now().plus_secs(3600),
+        },
+    ])
+    .await
+    .expect("commit");
+    s.put_facility(&z.facility, b"layout".to_vec())
+        .await
+        .expect("put");
+
+    s.clear().await.expect("clear");
+    assert!(listed_zones(s).await.is_empty());
+    assert!(listed_bookings(s).await.is_empty());
+    assert!(listed_keys(s).await.is_empty());
+    assert!(s.facilities().await.expect("list").is_empty());
+    assert!(s.read_events(&z, Seq::ZERO).await.expect("read").is_empty());
+    assert_eq!(s.latest_snapshot(&z).await.expect("read"), None);
+    assert_eq!(s.booking(&booking).await.expect("read"), None);
+    let key = s.idempotent_booking(&owner, "k", Millis(0)).await;
+    assert_eq!(key.expect("read"), None);
+
+    // Fencing survives: a claim after the clear is newer than any before,
+    // and the writer from before is refused.
+    let new = s.claim_zone(&z).await.expect("claim");
+    assert!(new > old, "{new:?} after {old:?}");
+    let stale = s.commit(&[event(&z, old, 1, payload(1))]).await;
+    assert!(
+        matches!(stale, Err(StorageError::Fenced { .. })),
+        "{stale:?}"
+    );
+    append_range(s, &z, new, 1..=2).await;
+    assert_eq!(s.read_events(&z, Seq::ZERO).await.expect("read").len(), 2);
+    assert_eq!(listed_zones(s).await, vec![z]);
+}
+
+/// Expands to one `#[tokio::test]` per whole-store promise; `$make` must
+/// build a store no other test uses.
+#[macro_export]
+macro_rules! conformance_exclusive_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@tests $make;
+            clearing_forgets_every_record_but_keeps_fencing,
+        );
+    };
+}
+
 /// Expands to one `#[tokio::test]` per promise for the backend that
 /// `$make` (an async expression yielding `(Arc<dyn Storage>, guard)`) builds.
 #[macro_export]
@@ -516,6 +693,9 @@ macro_rules! conformance_suite {
             groups_of_one_commit_succeed_or_fail_on_their_own,
             an_older_snapshot_never_replaces_a_newer_one,
             upkeep_forgets_booking_records_past_their_forget_after,
+            every_zone_with_state_is_listed_once,
+            every_booking_record_is_listed_once_with_its_forget_time,
+            every_idempotency_key_is_listed_once,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

@@ -10,6 +10,7 @@
 //! - `fence`: the fencing protocol: claims, bucket epochs, conditional
 //!   appends.
 //! - `snapshot`: snapshots, trimming, dropping a zone.
+//! - `listing`: whole-table listings for backups, `clear` for restores.
 //! - `driver`: driver errors to [`StorageError`] kinds, typed rows,
 //!   lightweight-transaction answers.
 //!
@@ -52,6 +53,7 @@
 
 mod driver;
 mod fence;
+mod listing;
 mod plan;
 mod schema;
 mod snapshot;
@@ -78,9 +80,9 @@ use self::plan::{bucket_of, first_failure, forget_ttl, idempotency_ttl};
 pub use self::schema::BUCKET_SIZE;
 use self::schema::Statements;
 pub use self::uri::{CqlOptions, CqlUri, CqlUriError, Replication};
-use crate::backend::Storage;
+use crate::backend::{Listing, Storage};
 use crate::error::StorageError;
-use crate::model::{Epoch, Upkeep, Write, ZoneKey};
+use crate::model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
 
 /// One in-flight write of a commit.
 type InFlight<'a> = BoxFuture<'a, Result<QueryResult, ExecutionError>>;
@@ -448,6 +450,22 @@ impl Storage for CqlStorage {
     /// were written `USING TTL`, and the cluster expires them itself.
     async fn upkeep(&self, _now: Millis) -> Result<Upkeep, StorageError> {
         Ok(Upkeep::default())
+    }
+
+    fn zones(&self) -> Listing<'_, ZoneKey> {
+        self.list_zones()
+    }
+
+    fn bookings(&self) -> Listing<'_, StoredBooking> {
+        self.list_bookings()
+    }
+
+    fn idempotency_keys(&self) -> Listing<'_, StoredKey> {
+        self.list_keys()
+    }
+
+    async fn clear(&self) -> Result<(), StorageError> {
+        self.clear_all().await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

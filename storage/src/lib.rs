@@ -3,7 +3,9 @@
 //! Map of the crate:
 //! - [`model`]: what is stored: zone keys, writer epochs, the [`Write`]s of
 //!   one commit, what an upkeep run removed.
-//! - [`backend`]: the one [`Storage`] trait every backend implements.
+//! - [`backend`]: the one [`Storage`] trait every backend implements,
+//!   including the streaming listings (zones, bookings, idempotency keys)
+//!   and `clear` that backup and restore drive.
 //! - [`memory`]: an in-memory backend, for tests only.
 //! - [`embedded`]: the on-disk default: a write-ahead log in front of redb,
 //!   under the data dir.
@@ -29,4 +31,4 @@ pub mod model;
 pub use backend::Storage;
 pub use error::StorageError;
 pub use group_commit::GroupCommit;
-pub use model::{Epoch, Upkeep, Write, ZoneKey};
+pub use model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 
-use crate::backend::Storage;
+use crate::backend::{Listing, Storage};
 use crate::error::StorageError;
-use crate::model::{Epoch, Upkeep, Write, ZoneKey};
+use crate::model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -200,6 +201,60 @@ impl Storage for MemoryStorage {
             idempotency_keys: (keys - inner.idempotency.len()) as u64,
             bookings: (bookings - inner.bookings.len()) as u64,
         })
+    }
+
+    // The listings copy under the lock: this backend holds everything in
+    // memory anyway.
+    fn zones(&self) -> Listing<'_, ZoneKey> {
+        let zones: std::collections::BTreeSet<ZoneKey> = {
+            let inner = self.lock();
+            inner
+                .snapshots
+                .keys()
+                .cloned()
+                .chain(inner.journal.keys().map(|(zone, _)| zone.clone()))
+                .collect()
+        };
+        futures_util::stream::iter(zones.into_iter().map(Ok)).boxed()
+    }
+
+    fn bookings(&self) -> Listing<'_, StoredBooking> {
+        let bookings: Vec<StoredBooking> = self
+            .lock()
+            .bookings
+            .iter()
+            .map(|(id, (bytes, forget_after))| StoredBooking {
+                id: id.clone(),
+                bytes: bytes.clone(),
+                forget_after: *forget_after,
+            })
+            .collect();
+        futures_util::stream::iter(bookings.into_iter().map(Ok)).boxed()
+    }
+
+    fn idempotency_keys(&self) -> Listing<'_, StoredKey> {
+        let keys: Vec<StoredKey> = self
+            .lock()
+            .idempotency
+            .iter()
+            .map(|((owner, key), (booking, expires_at))| StoredKey {
+                owner: owner.clone(),
+                key: key.clone(),
+                booking: booking.clone(),
+                expires_at: *expires_at,
+            })
+            .collect();
+        futures_util::stream::iter(keys.into_iter().map(Ok)).boxed()
+    }
+
+    async fn clear(&self) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        inner.journal.clear();
+        inner.snapshots.clear();
+        inner.facilities.clear();
+        inner.bookings.clear();
+        inner.idempotency.clear();
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

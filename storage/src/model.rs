@@ -97,6 +97,49 @@ impl Write {
     }
 }
 
+/// A booking record as a listing returns it ([`crate::Storage::bookings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBooking {
+    pub id: BookingId,
+    pub bytes: Vec<u8>,
+    /// When the store may forget the record (`None`: kept until rewritten).
+    /// Backends that expire records by TTL report it to the second.
+    pub forget_after: Option<Millis>,
+}
+
+impl StoredBooking {
+    /// The write that stores this record again.
+    pub fn into_write(self) -> Write {
+        Write::Booking {
+            id: self.id,
+            bytes: self.bytes,
+            forget_after: self.forget_after,
+        }
+    }
+}
+
+/// An idempotency key as a listing returns it
+/// ([`crate::Storage::idempotency_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub owner: UserId,
+    pub key: String,
+    pub booking: BookingId,
+    pub expires_at: Millis,
+}
+
+impl StoredKey {
+    /// The write that stores this key again.
+    pub fn into_write(self) -> Write {
+        Write::Idempotency {
+            owner: self.owner,
+            key: self.key,
+            booking: self.booking,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 /// What one run of [`crate::Storage::upkeep`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Upkeep {

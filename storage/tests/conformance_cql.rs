@@ -119,6 +119,25 @@ async fn backend() -> (Arc<dyn Storage>, ()) {
 
 parkme_storage::conformance_suite!(backend());
 
+/// A keyspace of its own, for the whole-store promises (`clear`).
+async fn fresh_backend() -> (Arc<dyn Storage>, ()) {
+    setup();
+    let now = unix_now();
+    let uri = format!(
+        "scylla://{}/parkme_test_{}_{}_{}x",
+        server(),
+        now.as_secs(),
+        std::process::id(),
+        now.subsec_nanos()
+    );
+    let storage = CqlStorage::connect(&uri)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {uri}: {e}"));
+    (Arc::new(storage), ())
+}
+
+parkme_storage::conformance_exclusive_suite!(fresh_backend());
+
 fn zone(tag: &str) -> ZoneKey {
     ZoneKey::new(unique_facility(tag), ZoneId::parse("a").expect("zone id"))
 }
@@ -216,6 +235,42 @@ async fn journals_span_buckets_and_snapshots_drop_only_whole_buckets() {
         .expect("commit");
     let tail = s.read_events(&z, Seq(12_287)).await.expect("read");
     assert_eq!(tail.len(), 12_302 - 12_287);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_restored_at_a_high_seq_opens_only_the_bucket_it_writes() {
+    let s = connect().await;
+    let z = zone("restored");
+    // A restore: a claim and a snapshot at a high seq, no journal.
+    let restorer = s.claim_zone(&z).await.expect("claim");
+    s.put_snapshot(&z, restorer, Seq(100_000), b"image".to_vec())
+        .await
+        .expect("snapshot");
+    // The next owner's first event lands in bucket 24 (100_001 / 4096)
+    // without opening the 24 dead buckets below it.
+    let owner = s.claim_zone(&z).await.expect("claim");
+    s.commit(&events(&z, owner, 100_001..=100_003))
+        .await
+        .expect("commit");
+    assert_eq!(listed_buckets(&s, &z).await, vec![24]);
+    let tail = s.read_events(&z, Seq(100_000)).await.expect("read");
+    assert_eq!(tail.len(), 3);
+    // The old writer is still fenced out of it.
+    let stale = s.commit(&events(&z, restorer, 100_004..=100_004)).await;
+    assert!(
+        matches!(stale, Err(parkme_storage::StorageError::Fenced { .. })),
+        "{stale:?}"
+    );
+    // And a later claim fences the bucket it opened.
+    let next = s.claim_zone(&z).await.expect("claim");
+    let stale = s.commit(&events(&z, owner, 100_004..=100_004)).await;
+    assert!(
+        matches!(stale, Err(parkme_storage::StorageError::Fenced { .. })),
+        "{stale:?}"
+    );
+    s.commit(&events(&z, next, 100_004..=100_004))
+        .await
+        .expect("commit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

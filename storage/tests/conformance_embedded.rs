@@ -14,3 +14,4 @@ async fn backend() -> (Arc<dyn Storage>, TempDir) {
 }
 
 parkme_storage::conformance_suite!(backend());
+parkme_storage::conformance_exclusive_suite!(backend());

@@ -10,3 +10,4 @@ async fn backend() -> (Arc<dyn Storage>, ()) {
 }
 
 parkme_storage::conformance_suite!(backend());
+parkme_storage::conformance_exclusive_suite!(backend());

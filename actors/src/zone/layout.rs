@@ -60,6 +60,7 @@ pub(super) async fn adopt_declared_layout(
     }
     let command = Command::Relayout {
         layout: declared.clone(),
+        now: context.clock.now(),
     };
     let applied = match zone.execute(&command) {
         Ok(applied) => applied,
@@ -108,6 +109,7 @@ impl ZoneActorState {
                 .zone
                 .decide(&Command::Relayout {
                     layout: layout.clone(),
+                    now: self.now(),
                 })
                 .map(drop),
             None => self.zone.check_removal(),
@@ -154,7 +156,10 @@ impl ZoneActorState {
             }
         };
         match target {
-            Some(layout) => match self.zone.execute(&Command::Relayout { layout }) {
+            Some(layout) => match self.zone.execute(&Command::Relayout {
+                layout,
+                now: self.now(),
+            }) {
                 Ok(applied) => {
                     let change = full_change(&self.key, &self.zone);
                     let done = move |result: Result<(), StorageError>, _| {

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
+use parkme_storage::backend::Listing;
 use parkme_storage::memory::MemoryStorage;
-use parkme_storage::{Epoch, Storage, StorageError, Upkeep, Write, ZoneKey};
+use parkme_storage::{
+    Epoch, Storage, StorageError, StoredBooking, StoredKey, Upkeep, Write, ZoneKey,
+};
 use tokio::sync::watch;
 
 type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
@@ -208,6 +211,26 @@ impl Storage for GatedStorage {
         Self: 'f,
     {
         self.inner.upkeep(now)
+    }
+
+    fn zones(&self) -> Listing<'_, ZoneKey> {
+        self.inner.zones()
+    }
+
+    fn bookings(&self) -> Listing<'_, StoredBooking> {
+        self.inner.bookings()
+    }
+
+    fn idempotency_keys(&self) -> Listing<'_, StoredKey> {
+        self.inner.idempotency_keys()
+    }
+
+    fn clear<'s, 'f>(&'s self) -> Fut<'f, ()>
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        self.inner.clear()
     }
 
     fn ping<'s, 'f>(&'s self) -> Fut<'f, ()>

@@ -54,6 +54,7 @@ pub fn spot_zone(id: &str, spots: usize) -> ZoneLayout {
                 })
                 .collect(),
         ),
+        reservable: 0,
     }
 }
 
@@ -65,6 +66,7 @@ pub fn counter_zone(id: &str, capacity: u32) -> ZoneLayout {
             capacity,
             kind: SpotKind::Standard,
         },
+        reservable: 0,
     }
 }
 

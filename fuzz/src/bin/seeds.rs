@@ -45,6 +45,7 @@ fn spot_zone() -> ZoneLayout {
             spot("P1-002", SpotKind::Ev),
             spot("P1-003", SpotKind::Accessible),
         ]),
+        reservable: 2,
     }
 }
 
@@ -56,6 +57,7 @@ fn counter_zone() -> ZoneLayout {
             capacity: 40,
             kind: SpotKind::Motorcycle,
         },
+        reservable: 10,
     }
 }
 
@@ -222,6 +224,22 @@ fn zone_history() -> (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
             kind: None,
             spot: spot.map(|s| id(SpotId::parse, s)),
             hold_seconds: 900,
+            starts_at: None,
+            ends_at: None,
+            now,
+        })
+    };
+    // An advance reservation of [now + 1 h, now + 3 h).
+    let reserve = |n: u32| {
+        Command::Book(BookingRequest {
+            id: id(BookingId::parse, &format!("bk_{n:04}")),
+            owner: id(UserId::parse, "alice"),
+            plate: id(Plate::parse, "RS-1"),
+            kind: None,
+            spot: None,
+            hold_seconds: 900,
+            starts_at: Some(now.plus_secs(3600)),
+            ends_at: Some(now.plus_secs(3 * 3600)),
             now,
         })
     };
@@ -242,6 +260,7 @@ fn zone_history() -> (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut after = Vec::new();
     for command in [
         book(2, Some("P1-002")),
+        reserve(3),
         Command::Sense {
             spot: id(SpotId::parse, "P1-001"),
             occupied: true,
@@ -254,6 +273,7 @@ fn zone_history() -> (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
         Command::SetService {
             spot: id(SpotId::parse, "P1-002"),
             out_of_service: true,
+            now,
         },
         Command::Relayout {
             layout: ZoneLayout {
@@ -269,9 +289,13 @@ fn zone_history() -> (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
                 ]),
                 ..spot_zone()
             },
+            now,
         },
-        Command::ExpireDue {
+        Command::Tick {
             now: now.plus_secs(901),
+        },
+        Command::Tick {
+            now: now.plus_secs(3 * 3600 + 1),
         },
     ] {
         for (event, _) in zone.execute(&command).expect("the command applies") {
@@ -306,6 +330,8 @@ fn record_seeds(events: &[Vec<u8>]) -> Seeds {
             kind: None,
             spot: None,
             hold_seconds: 60,
+            starts_at: None,
+            ends_at: None,
             now: Millis(5),
         }))
         .expect("a counter booking");

@@ -1,5 +1,7 @@
-//! HTTP handlers of contract §3, one module per resource.
+//! HTTP handlers of contract §3, one module per resource (and the admin
+//! backup stream of §8).
 
+pub mod backup;
 pub mod bookings;
 pub mod facilities;
 pub mod ops;

@@ -510,6 +510,7 @@ mod tests {
             kind: SpotKind::Standard,
             state,
             booking: None,
+            overstay: false,
         }
     }
 

@@ -386,6 +386,17 @@ impl Follower {
     }
 }
 
+/// Keeps sockets that never read alive: a ping frame from the client
+/// counts as hearing from it (sending needs no reading), so the server's
+/// liveness check does not drop a slow reader while a long test runs.
+pub async fn keep_alive(sockets: &mut [Ws]) {
+    for ws in sockets {
+        ws.send(Message::Ping(Vec::new().into()))
+            .await
+            .expect("ping from a client that does not read");
+    }
+}
+
 /// Reads messages into `follower` until it reaches `seq` (or panics
 /// after `wait`).
 pub async fn follow_until(ws: &mut Ws, follower: &mut Follower, seq: u64, wait: Duration) {

@@ -197,7 +197,9 @@ echo "backup: $final, $(wc -c < "$final") bytes"
 # find -mtime +N matches files modified at least N+1 whole days ago.
 echo "deleting backups older than $RETENTION_DAYS days:"
 find "$BACKUP_DIR" -maxdepth 1 -type f -name 'parkme-*.pkb' -mtime +$((RETENTION_DAYS - 1)) -print -exec rm -f {} +
-# Partial files of runs that died (kill -9, a lost node) are not backups.
+# Partial files of runs that died (kill -9, a lost node) are not backups:
+# .partial-<pod>.pkb (a run that died before this step) and the file
+# `parkme backup` writes before renaming it to --out (..partial-<pod>.pkb.partial-<pid>).
 echo "deleting unfinished backups older than a day:"
-find "$BACKUP_DIR" -maxdepth 1 -type f -name '.partial-*.pkb' -mmin +1440 -print -exec rm -f {} +
+find "$BACKUP_DIR" -maxdepth 1 -type f \( -name '.partial-*.pkb' -o -name '..partial-*.pkb.partial-*' \) -mmin +1440 -print -exec rm -f {} +
 {{- end }}

@@ -53,6 +53,9 @@ pub struct ZoneFence {
     /// The highest journal bucket fenced with `newest`, if this process
     /// holds that epoch (`-1`: none yet).
     pub top: Option<i64>,
+    /// The newest snapshot seq the claim of `newest` saw (`-1`: none):
+    /// buckets wholly at or below it are dead, never written again.
+    pub floor: i64,
 }
 
 /// Per-zone fencing knowledge of this process.
@@ -81,16 +84,37 @@ impl Fences {
             *fence = ZoneFence {
                 newest: epoch,
                 top: None,
+                floor: -1,
             };
         }
+    }
+
+    /// The newest snapshot seq seen when `epoch` was claimed or adopted.
+    pub fn set_floor(&mut self, zone: &ZoneKey, epoch: Epoch, floor: i64) {
+        if let Some(fence) = self.zones.get_mut(zone).filter(|f| f.newest == epoch) {
+            fence.floor = floor;
+        }
+    }
+
+    pub fn floor(&self, zone: &ZoneKey, epoch: Epoch) -> i64 {
+        self.zones
+            .get(zone)
+            .filter(|f| f.newest == epoch)
+            .map_or(-1, |f| f.floor)
     }
 
     pub fn hold(&mut self, zone: &ZoneKey, epoch: Epoch, top: i64) {
         let fence = self.zones.entry(zone.clone()).or_default();
         if epoch >= fence.newest {
+            let floor = if epoch == fence.newest {
+                fence.floor
+            } else {
+                -1
+            };
             *fence = ZoneFence {
                 newest: epoch,
                 top: Some(top),
+                floor,
             };
         }
     }
@@ -135,6 +159,7 @@ impl CqlStorage {
             .await;
         first_failure(fenced)?;
         self.fences().hold(zone, epoch, head.journal_top);
+        self.fences().set_floor(zone, epoch, head.latest_seq);
         tracing::debug!(zone = %zone, epoch = epoch.0, top = head.journal_top, "claimed zone");
         Ok(epoch)
     }
@@ -285,7 +310,10 @@ impl CqlStorage {
     }
 
     /// Makes sure `bucket` carries our epoch before appending to it,
-    /// establishing the buckets above our top one by one.
+    /// establishing the buckets above our top one by one, except dead ones:
+    /// buckets wholly at or below the newest snapshot our claim saw are
+    /// never written, so the top jumps past them (a restored zone has a
+    /// snapshot at a high seq and no journal).
     async fn ensure_held(
         &self,
         zone: &ZoneKey,
@@ -297,22 +325,34 @@ impl CqlStorage {
             Some(top) => top,
             None => self.adopt(zone, epoch).await?,
         };
+        let first_live = bucket_of(self.fences().floor(zone, epoch).saturating_add(1));
         while top < bucket {
-            let next = top + 1;
-            self.extend(zone, epoch, next).await?;
+            let next = if top + 1 < first_live && first_live <= bucket {
+                first_live
+            } else {
+                top + 1
+            };
+            self.extend(zone, epoch, top, next).await?;
             top = next;
             self.fences().hold(zone, epoch, top);
         }
         Ok(())
     }
 
-    /// Establishes bucket `next` (just above our top) for our epoch: index
-    /// row, then the head's `journal_top`, then the bucket's own epoch.
-    async fn extend(&self, zone: &ZoneKey, epoch: Epoch, next: i64) -> Result<(), StorageError> {
+    /// Establishes bucket `next` (above our top `from`, with only dead
+    /// buckets between) for our epoch: index row, then the head's
+    /// `journal_top`, then the bucket's own epoch.
+    async fn extend(
+        &self,
+        zone: &ZoneKey,
+        epoch: Epoch,
+        from: i64,
+        next: i64,
+    ) -> Result<(), StorageError> {
         let e = to_i64(epoch.0, "epoch")?;
         let (facility, zone_id) = (zone.facility.as_str(), zone.zone.as_str());
         self.index_bucket(zone, next).await?;
-        let values = (next, facility, zone_id, e, next - 1);
+        let values = (next, facility, zone_id, e, from);
         let result = self
             .session
             .execute_unpaged(&self.st.extend_journal, values)
@@ -333,8 +373,8 @@ impl CqlStorage {
                     }
                 });
             }
-            // Only our epoch moves the head's top now; a top already past
-            // `next - 1` is our own earlier attempt whose answer was lost.
+            // Only our epoch moves the head's top now; a top already at
+            // `next` or past is our own earlier attempt whose answer was lost.
             if answer.bigint("journal_top").is_none_or(|top| top < next) {
                 return Err(StorageError::Unavailable(format!(
                     "the journal head of {zone} does not match this writer; the zone must recover"
@@ -363,6 +403,7 @@ impl CqlStorage {
             });
         }
         self.fences().hold(zone, epoch, head.journal_top);
+        self.fences().set_floor(zone, epoch, head.latest_seq);
         Ok(head.journal_top)
     }
 

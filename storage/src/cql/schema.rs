@@ -134,6 +134,12 @@ pub struct Statements {
     pub select_snapshot_seqs: PreparedStatement,
     pub upsert_facility: PreparedStatement,
     pub select_facilities: PreparedStatement,
+    /// Every zone head (paged): the zones with state are listed from it.
+    pub select_zone_heads: PreparedStatement,
+    /// Every booking record with its remaining TTL (paged).
+    pub select_all_bookings: PreparedStatement,
+    /// Every idempotency key (paged).
+    pub select_all_keys: PreparedStatement,
     pub upsert_booking: PreparedStatement,
     pub upsert_booking_ttl: PreparedStatement,
     pub select_booking: PreparedStatement,
@@ -298,6 +304,21 @@ impl Statements {
                 .await?,
             select_facilities: p
                 .idempotent(&format!("SELECT facility, payload FROM {ks}.facilities"))
+                .await?,
+            select_zone_heads: p
+                .idempotent(&format!(
+                    "SELECT DISTINCT facility, zone, latest_seq, journal_top FROM {ks}.zone_snapshots"
+                ))
+                .await?,
+            select_all_bookings: p
+                .idempotent(&format!(
+                    "SELECT id, payload, TTL(payload) FROM {ks}.bookings"
+                ))
+                .await?,
+            select_all_keys: p
+                .idempotent(&format!(
+                    "SELECT owner, idem_key, booking, expires_at FROM {ks}.idempotency"
+                ))
                 .await?,
             upsert_booking: p
                 .idempotent(&format!(

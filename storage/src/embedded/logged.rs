@@ -175,7 +175,7 @@ mod tests {
             },
         ];
         let decoded: Vec<Logged> =
-            codec::decode_stored(&codec::encode_stored(&old)).expect("decodes");
+            codec::decode_stable(&codec::encode_stored(&old)).expect("decodes");
         assert_eq!(
             decoded,
             vec![

@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use parkme_engine::codec;
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 
@@ -44,12 +45,15 @@ use self::logged::Logged;
 use self::memtable::{Generation, MemTable};
 use self::tables::{Tables, unavailable};
 use self::wal::Wal;
-use crate::backend::Storage;
+use crate::backend::{Listing, Storage};
 use crate::error::StorageError;
-use crate::model::{Epoch, Upkeep, Write, ZoneKey};
+use crate::model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
 
 /// The file whose lock marks a data directory as in use.
 pub const LOCK_FILE: &str = "parkme.lock";
+
+/// Items per page of a listing (one redb read transaction each).
+const LISTING_PAGE: usize = 1024;
 
 /// Checkpoint when the memtable holds this many bytes...
 const CHECKPOINT_BYTES: usize = 32 << 20;
@@ -144,7 +148,7 @@ fn wal_error(e: wal::WalError) -> StorageError {
 
 /// The writes of one WAL frame's payload (one commit).
 fn decode_frame(segment: u64, payload: &[u8]) -> Result<Vec<Write>, StorageError> {
-    let logged: Vec<Logged> = codec::decode_stored(payload)
+    let logged: Vec<Logged> = codec::decode_stable(payload)
         .map_err(|e| StorageError::Corrupt(format!("WAL segment {segment}: {e}")))?;
     Ok(logged.into_iter().map(Write::from).collect())
 }
@@ -182,6 +186,26 @@ pub fn encode_wal_frame(writes: &[Write]) -> Vec<u8> {
         debug_assert!(false, "a commit frame could not be encoded: {e}");
     }
     out
+}
+
+/// Whether another process (or another open store) holds `dir`: the
+/// holder's pid as its lock file tells, or `Some("")` when it does not
+/// say. `None` when the directory is free or holds no store yet.
+pub fn lock_holder(dir: &Path) -> Option<String> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .ok()?;
+    match file.try_lock() {
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Some(holder.trim().to_owned())
+        }
+        Err(TryLockError::Error(_)) => None,
+    }
 }
 
 impl EmbeddedStorage {
@@ -254,6 +278,53 @@ impl EmbeddedStorage {
     /// Writes the memtable into redb now (also used at shutdown).
     pub async fn checkpoint(&self) -> Result<(), StorageError> {
         self.blocking(checkpoint).await
+    }
+
+    /// A listing of the tables, page by page after a checkpoint: what was
+    /// committed before it started is in the tables by then, and each
+    /// page is one read transaction, so memory stays at one page.
+    fn listing<T, C, F, K>(&self, page: F, cursor: K) -> Listing<'static, T>
+    where
+        T: Send + 'static,
+        C: Send + 'static,
+        F: Fn(&Inner, Option<&C>) -> Result<Vec<T>, StorageError> + Send + Sync + 'static,
+        K: Fn(&T) -> C + Send + Sync + 'static,
+    {
+        enum Step<C> {
+            Start,
+            After(Option<C>),
+            Done,
+        }
+        let store = self.clone();
+        let page = Arc::new(page);
+        let cursor = Arc::new(cursor);
+        futures_util::stream::try_unfold(Step::Start, move |step| {
+            let store = store.clone();
+            let page = Arc::clone(&page);
+            let cursor = Arc::clone(&cursor);
+            async move {
+                let after = match step {
+                    Step::Done => return Ok(None),
+                    Step::Start => {
+                        store.checkpoint().await?;
+                        None
+                    }
+                    Step::After(after) => after,
+                };
+                let items = store
+                    .blocking(move |inner| page(inner, after.as_ref()))
+                    .await?;
+                let next = match items.last() {
+                    _ if items.len() < LISTING_PAGE => Step::Done,
+                    Some(last) => Step::After(Some(cursor(last))),
+                    None => Step::Done,
+                };
+                Ok(Some((items, next)))
+            }
+        })
+        .map_ok(|items| futures_util::stream::iter(items.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
     }
 
     fn maybe_checkpoint(&self) {
@@ -333,6 +404,23 @@ fn merge_back(active: &mut Generation, frozen: &Generation) {
             .or_insert_with(|| value.clone());
     }
     active.bytes += frozen.bytes;
+}
+
+/// Forgets everything but the epochs: the memtable is dropped and the
+/// WAL rotated, then one redb transaction empties the tables and moves
+/// the checkpoint past every older segment, so a restart replays none of
+/// what was forgotten. Commits wait meanwhile (the WAL lock).
+fn clear(inner: &Inner) -> Result<(), StorageError> {
+    let _writer = lock(&inner.writer);
+    let mut wal = lock(&inner.wal);
+    let mut mem = lock(&inner.mem);
+    debug_assert!(mem.frozen.is_none(), "checkpoints hold the writer lock");
+    let next = wal.rotate().map_err(unavailable)?;
+    inner.tables.clear(next)?;
+    mem.active = Generation::default();
+    mem.frozen = None;
+    wal.delete_before(next).map_err(unavailable)?;
+    Ok(())
 }
 
 /// Appends the groups that pass the fencing check as one WAL frame (one
@@ -524,6 +612,31 @@ impl Storage for EmbeddedStorage {
             })
         })
         .await
+    }
+
+    fn zones(&self) -> Listing<'_, ZoneKey> {
+        self.listing(
+            |inner, after| inner.tables.zones_after(after, LISTING_PAGE),
+            ZoneKey::clone,
+        )
+    }
+
+    fn bookings(&self) -> Listing<'_, StoredBooking> {
+        self.listing(
+            |inner, after| inner.tables.bookings_after(after, LISTING_PAGE),
+            |b: &StoredBooking| b.id.clone(),
+        )
+    }
+
+    fn idempotency_keys(&self) -> Listing<'_, StoredKey> {
+        self.listing(
+            |inner, after| inner.tables.keys_after(after, LISTING_PAGE),
+            |k: &StoredKey| (k.owner.clone(), k.key.clone()),
+        )
+    }
+
+    async fn clear(&self) -> Result<(), StorageError> {
+        self.blocking(clear).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

@@ -5,7 +5,8 @@
 //! One process per data directory is enforced by the lock file in
 //! `super` (redb's own file lock backs it up).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::path::Path;
 
 use parkme_engine::codec;
@@ -17,7 +18,7 @@ use redb::{
 
 use super::memtable::Generation;
 use crate::error::StorageError;
-use crate::model::ZoneKey;
+use crate::model::{StoredBooking, StoredKey, ZoneKey};
 
 type ZoneTuple<'a> = (&'a str, &'a str);
 
@@ -174,7 +175,7 @@ impl Tables {
         for item in range {
             let (key, value) = item.map_err(unavailable)?;
             let (_, _, last, written) = key.value();
-            let chunk: Chunk<Vec<u8>> = codec::decode_stored(value.value())
+            let chunk: Chunk<Vec<u8>> = codec::decode_stable(value.value())
                 .map_err(|e| StorageError::Corrupt(format!("journal chunk of {zone}: {e}")))?;
             chunks.push(((written, last), chunk));
         }
@@ -364,6 +365,171 @@ impl Tables {
         }
         txn.commit().map_err(unavailable)?;
         Ok(removed)
+    }
+
+    /// Up to `limit` zones holding a snapshot or journal chunks, in key
+    /// order, after `after`.
+    pub fn zones_after(
+        &self,
+        after: Option<&ZoneKey>,
+        limit: usize,
+    ) -> Result<Vec<ZoneKey>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let mut found: BTreeSet<(String, String)> = BTreeSet::new();
+        let start = after.map(|z| (z.facility.as_str(), z.zone.as_str()));
+        {
+            let snapshots = txn.open_table(SNAPSHOTS).map_err(unavailable)?;
+            let lower = start.map_or(Bound::Unbounded, Bound::Excluded);
+            for item in snapshots
+                .range::<ZoneTuple>((lower, Bound::Unbounded))
+                .map_err(unavailable)?
+                .take(limit)
+            {
+                let (key, _) = item.map_err(unavailable)?;
+                let (f, z) = key.value();
+                found.insert((f.to_owned(), z.to_owned()));
+            }
+        }
+        let journal = txn.open_table(JOURNAL).map_err(unavailable)?;
+        // Distinct zones of the chunk table: one lookup per zone, jumping
+        // past every chunk of the zone just found.
+        let mut lower: Bound<(String, String)> = match start {
+            Some((f, z)) => Bound::Excluded((f.to_owned(), z.to_owned())),
+            None => Bound::Unbounded,
+        };
+        let mut zones_seen = 0;
+        while zones_seen < limit {
+            let next = {
+                let mut range = match &lower {
+                    Bound::Excluded((f, z)) => journal
+                        .range::<(&str, &str, u64, u64)>((
+                            Bound::Excluded((f.as_str(), z.as_str(), u64::MAX, u64::MAX)),
+                            Bound::Unbounded,
+                        ))
+                        .map_err(unavailable)?,
+                    _ => journal
+                        .range::<(&str, &str, u64, u64)>(..)
+                        .map_err(unavailable)?,
+                };
+                match range.next() {
+                    Some(item) => {
+                        let (key, _) = item.map_err(unavailable)?;
+                        let (f, z, _, _) = key.value();
+                        Some((f.to_owned(), z.to_owned()))
+                    }
+                    None => None,
+                }
+            };
+            let Some(zone) = next else { break };
+            found.insert(zone.clone());
+            lower = Bound::Excluded(zone);
+            zones_seen += 1;
+        }
+        found
+            .into_iter()
+            .take(limit)
+            .map(|(f, z)| {
+                Ok(ZoneKey::new(
+                    FacilityId::parse(&f)
+                        .map_err(|e| StorageError::Corrupt(format!("stored zone key: {e}")))?,
+                    parkme_engine::ZoneId::parse(&z)
+                        .map_err(|e| StorageError::Corrupt(format!("stored zone key: {e}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` booking records in id order after `after`.
+    pub fn bookings_after(
+        &self,
+        after: Option<&BookingId>,
+        limit: usize,
+    ) -> Result<Vec<StoredBooking>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let bookings = txn.open_table(BOOKINGS).map_err(unavailable)?;
+        let forget = txn.open_table(BOOKING_FORGET).map_err(unavailable)?;
+        let lower = after.map_or(Bound::Unbounded, |id| Bound::Excluded(id.as_str()));
+        let mut out = Vec::with_capacity(limit);
+        for item in bookings
+            .range::<&str>((lower, Bound::Unbounded))
+            .map_err(unavailable)?
+            .take(limit)
+        {
+            let (key, value) = item.map_err(unavailable)?;
+            let id = BookingId::parse(key.value())
+                .map_err(|e| StorageError::Corrupt(format!("stored booking id: {e}")))?;
+            let forget_after = forget
+                .get(key.value())
+                .map_err(unavailable)?
+                .map(|v| Millis(v.value()));
+            out.push(StoredBooking {
+                id,
+                bytes: value.value().to_vec(),
+                forget_after,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` idempotency keys in `(owner, key)` order after `after`.
+    pub fn keys_after(
+        &self,
+        after: Option<&(UserId, String)>,
+        limit: usize,
+    ) -> Result<Vec<StoredKey>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
+        let lower = after.map_or(Bound::Unbounded, |(owner, key)| {
+            Bound::Excluded((owner.as_str(), key.as_str()))
+        });
+        let mut out = Vec::with_capacity(limit);
+        for item in table
+            .range::<(&str, &str)>((lower, Bound::Unbounded))
+            .map_err(unavailable)?
+            .take(limit)
+        {
+            let (key, value) = item.map_err(unavailable)?;
+            let (owner, key) = key.value();
+            let (booking, expires_at) = value.value();
+            let corrupt = |e: parkme_engine::IdError| {
+                StorageError::Corrupt(format!("stored idempotency key: {e}"))
+            };
+            out.push(StoredKey {
+                owner: UserId::parse(owner).map_err(corrupt)?,
+                key: key.to_owned(),
+                booking: BookingId::parse(booking).map_err(corrupt)?,
+                expires_at: Millis(expires_at),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Empties every table but the epochs and moves the checkpoint marker
+    /// to `next_segment`, in one durable transaction: the WAL segments
+    /// before it are never replayed again.
+    pub fn clear(&self, next_segment: u64) -> Result<(), StorageError> {
+        let mut txn = self.db.begin_write().map_err(unavailable)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(unavailable)?;
+        txn.delete_table(JOURNAL).map_err(unavailable)?;
+        txn.delete_table(SNAPSHOTS).map_err(unavailable)?;
+        txn.delete_table(FACILITIES).map_err(unavailable)?;
+        txn.delete_table(BOOKINGS).map_err(unavailable)?;
+        txn.delete_table(BOOKING_FORGET).map_err(unavailable)?;
+        txn.delete_table(FORGET_QUEUE).map_err(unavailable)?;
+        txn.delete_table(IDEMPOTENCY).map_err(unavailable)?;
+        {
+            txn.open_table(JOURNAL).map_err(unavailable)?;
+            txn.open_table(SNAPSHOTS).map_err(unavailable)?;
+            txn.open_table(FACILITIES).map_err(unavailable)?;
+            txn.open_table(BOOKINGS).map_err(unavailable)?;
+            txn.open_table(BOOKING_FORGET).map_err(unavailable)?;
+            txn.open_table(FORGET_QUEUE).map_err(unavailable)?;
+            txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
+            let mut meta = txn.open_table(META).map_err(unavailable)?;
+            meta.insert(CHECKPOINT, next_segment).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)
     }
 
     pub fn ping(&self) -> Result<(), StorageError> {
