@@ -270,11 +270,20 @@ mod tests {
         let plate = Plate::parse("ab-1").expect("valid");
         assert_eq!(decode_stable::<Plate>(&encode_stored(&plate)), Ok(plate));
         for raw in ["", "a b", "[1-001", &"a".repeat(65)] {
-            assert!(decode_stable::<SpotId>(&encode_stored(&raw)).is_err(), "{raw:?}");
-            assert!(decode_stable::<FacilityId>(&encode_stored(&raw)).is_err(), "{raw:?}");
+            assert!(
+                decode_stable::<SpotId>(&encode_stored(&raw)).is_err(),
+                "{raw:?}"
+            );
+            assert!(
+                decode_stable::<FacilityId>(&encode_stored(&raw)).is_err(),
+                "{raw:?}"
+            );
         }
         assert!(decode_stable::<UserId>(&encode_stored(&"a\u{7}b")).is_err());
-        assert!(decode_stable::<Plate>(&encode_stored(&"ab-1")).is_err(), "lower case");
+        assert!(
+            decode_stable::<Plate>(&encode_stored(&"ab-1")).is_err(),
+            "lower case"
+        );
         assert!(decode_stable::<Plate>(&encode_stored(&"AB 1")).is_err());
     }
 

@@ -29,7 +29,8 @@ fn headers(lines: &[u8]) -> HeaderMap {
         };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
         {
             map.append(name, value);
         }
@@ -84,7 +85,11 @@ fuzz_target!(|data: &[u8]| {
     for peer in peers {
         let client = proxies.client_ip(peer, &headers);
         if !proxies.trusts(peer) {
-            assert_eq!(client, canonical(peer), "an untrusted peer's header was believed");
+            assert_eq!(
+                client,
+                canonical(peer),
+                "an untrusted peer's header was believed"
+            );
             continue;
         }
         assert!(

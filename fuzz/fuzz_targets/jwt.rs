@@ -43,14 +43,23 @@ fn signed(jose: &[u8], claims: &[u8], secret: &str) -> String {
 fn check_user_claims(claims: &[u8], user: &str, valid_until: Option<u64>) {
     let claims: Value = serde_json::from_slice(claims).expect("accepted claims are JSON");
     assert_eq!(claims.get("sub").and_then(Value::as_str), Some(user));
-    let exp = claims.get("exp").and_then(Value::as_f64).expect("exp is required");
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_f64)
+        .expect("exp is required");
     let now = unix_now() as f64;
     assert!(exp + LEEWAY as f64 >= now - 1.0, "expired token accepted");
     if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64) {
-        assert!(nbf <= now + LEEWAY as f64 + 1.0, "token before its nbf accepted");
+        assert!(
+            nbf <= now + LEEWAY as f64 + 1.0,
+            "token before its nbf accepted"
+        );
     }
     let until = valid_until.expect("a user session has an end");
-    assert!(until as f64 <= exp + LEEWAY as f64 + 1.0, "session outlives exp");
+    assert!(
+        until as f64 <= exp + LEEWAY as f64 + 1.0,
+        "session outlives exp"
+    );
 }
 
 /// The claims of `token` if it is signed with the server's secret,
@@ -78,7 +87,11 @@ fuzz_target!(|data: &[u8]| {
             let (Some(jose), Some(claims)) = (parts.first(), parts.get(1)) else {
                 return;
             };
-            let secret = if signing == 1 { SECRET } else { "another secret" };
+            let secret = if signing == 1 {
+                SECRET
+            } else {
+                "another secret"
+            };
             format!("Bearer {}", signed(jose, claims, secret)).into_bytes()
         }
     };
@@ -107,7 +120,10 @@ fuzz_target!(|data: &[u8]| {
             }
         },
         Err(refused) => {
-            assert_eq!((refused.status.as_u16(), refused.code), (401, "unauthorized"));
+            assert_eq!(
+                (refused.status.as_u16(), refused.code),
+                (401, "unauthorized")
+            );
             assert!(!refused.message.contains(SECRET));
         }
     }

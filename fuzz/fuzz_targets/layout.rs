@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let again = serde_json::to_vec(&layout_json(&layout)).expect("a layout serializes");
     let input = serde_json::from_slice::<LayoutInput>(&again).expect("written back, it parses");
-    let reread = input.into_layout(id.clone()).expect("written back, it is accepted");
+    let reread = input
+        .into_layout(id.clone())
+        .expect("written back, it is accepted");
     assert_eq!(reread, layout);
     let record = FacilityRecord {
         layout: layout.clone(),

@@ -42,7 +42,11 @@ fn fresh() -> ZoneState {
 fn check(zone: &ZoneState) {
     assert_eq!(zone.counts(), &zone.recount(), "counts drifted");
     let image = zone.snapshot();
-    assert_eq!(&ZoneState::restore(image.clone()), zone, "image does not restore");
+    assert_eq!(
+        &ZoneState::restore(image.clone()),
+        zone,
+        "image does not restore"
+    );
     let bytes = encode_stored(&image);
     assert_eq!(decode_stored::<ZoneSnapshot>(&bytes).as_ref(), Ok(&image));
     for booking in zone.live_bookings() {

@@ -166,11 +166,21 @@ pub fn booking_well_formed(booking: &Booking) {
     let plate = &booking.plate;
     assert_parses("plate", plate.as_str(), Plate::parse(plate.as_str()), plate);
     let owner = &booking.owner;
-    assert_parses("user id", owner.as_str(), UserId::parse(owner.as_str()), owner);
+    assert_parses(
+        "user id",
+        owner.as_str(),
+        UserId::parse(owner.as_str()),
+        owner,
+    );
 }
 
 pub fn facility_id_well_formed(id: &FacilityId) {
-    assert_parses("facility id", id.as_str(), FacilityId::parse(id.as_str()), id);
+    assert_parses(
+        "facility id",
+        id.as_str(),
+        FacilityId::parse(id.as_str()),
+        id,
+    );
 }
 
 /// Every id of a decoded zone layout is well formed.

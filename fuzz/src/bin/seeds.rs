@@ -3,7 +3,7 @@
 //! inputs built by the real encoders: JSON and bincode sensor frames,
 //! app ops, a layout, booking bodies, signed tokens, headers, a WAL
 //! segment written by the embedded store itself, a zone snapshot and the
-//! journal events after it, stored records, CQL URIs.
+//! journal events after it, stored records, a backup file, CQL URIs.
 //!
 //! Not a fuzz target (cargo-fuzz lists only the `[[bin]]`s named in
 //! Cargo.toml), but built with them, so it shares their build.
@@ -189,7 +189,10 @@ fn jwt_seeds() -> Seeds {
         ("admin", raw("Bearer root-token".into())),
         ("token", raw(format!("Bearer {message}.{signature}"))),
         ("signed", [&[1u8][..], &join(&[jose, claims])].concat()),
-        ("other-secret", [&[2u8][..], &join(&[jose, claims])].concat()),
+        (
+            "other-secret",
+            [&[2u8][..], &join(&[jose, claims])].concat(),
+        ),
     ]
 }
 
@@ -415,6 +418,101 @@ fn wal_seed(events: &[Vec<u8>]) -> Vec<u8> {
     })
 }
 
+/// A backup of one facility (a zone with its booking, a counter zone, a
+/// booking record, an idempotency key): as its entries (mode 1 of the
+/// `backup_file` target) and as the whole file (mode 0).
+fn backup_seeds() -> Seeds {
+    use parkme_backup::format::{
+        Begin, BookingEntry, FacilityEntry, KeyEntry, ZoneEntry, encode_header,
+    };
+    use parkme_backup::{BodyWriter, Entry, Silent};
+
+    let facility = id(FacilityId::parse, "f1");
+    let record = FacilityRecord {
+        layout: layout(),
+        sensor_key_hash: hash_key("sk_seed"),
+        seq_base: 0,
+        created_at: Millis(1),
+        updated_at: Millis(2),
+        sensor_key_generation: 1,
+    };
+    let now = Millis(1_700_000_000_000);
+    let mut entries = vec![
+        Entry::Begin(Begin {
+            created_at: now,
+            source: "embedded".into(),
+            parkme_version: "0.1.0".into(),
+            planned_facilities: 1,
+            planned_zones: 2,
+        }),
+        Entry::Facility(FacilityEntry {
+            id: facility.clone(),
+            record: record.encode(),
+        }),
+    ];
+    let mut booked = None;
+    for layout in [spot_zone(), counter_zone()] {
+        let mut zone = ZoneState::new(facility.clone(), layout.clone());
+        if booked.is_none() {
+            let events = zone
+                .execute(&Command::Book(BookingRequest {
+                    id: id(BookingId::parse, "bk_0001"),
+                    owner: id(UserId::parse, "alice"),
+                    plate: id(Plate::parse, "AB123CD"),
+                    kind: None,
+                    spot: None,
+                    hold_seconds: 900,
+                    starts_at: None,
+                    ends_at: None,
+                    now,
+                }))
+                .expect("a booking");
+            booked = events.into_iter().find_map(|(_, effect)| effect.booking);
+        }
+        let snapshot = zone.snapshot();
+        entries.push(Entry::Zone(ZoneEntry {
+            facility: facility.clone(),
+            zone: layout.id.clone(),
+            seq: snapshot.seq,
+            spots: snapshot.spots.len() as u64,
+            live: snapshot.live.len() as u64,
+            snapshot: encode_stored(&snapshot),
+        }));
+    }
+    let booking = booked.expect("the booking");
+    entries.push(Entry::Booking(BookingEntry {
+        id: booking.id.clone(),
+        record: encode_stored(&booking),
+        forget_after: None,
+    }));
+    entries.push(Entry::Key(KeyEntry {
+        owner: booking.owner.clone(),
+        key: "k-1".into(),
+        booking: booking.id.clone(),
+        expires_at: now.plus_secs(86_400),
+    }));
+    let encoded: Vec<Vec<u8>> = entries.iter().map(encode_stored).collect();
+    let parts: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let file = runtime.block_on(async {
+        let mut body = BodyWriter::new(Vec::new(), std::sync::Arc::new(Silent));
+        for entry in &entries {
+            body.entry(entry).await.expect("an entry");
+        }
+        let end = Entry::End(body.counts().clone());
+        body.entry(&end).await.expect("the end");
+        let (bytes, header) = body.finish().await.expect("the body");
+        let header = header.expect("a header");
+        [&encode_header(&header)[..], &bytes].concat()
+    });
+    vec![
+        ("entries", [&[1u8][..], &join(&parts)].concat()),
+        ("file", [&[0u8][..], &file].concat()),
+    ]
+}
+
 fn cql_seeds() -> Seeds {
     vec![
         ("contract", b"scylla://host1:9042,host2:9042/keyspace".to_vec()),
@@ -436,9 +534,10 @@ fn write(corpus: &Path, target: &str, seeds: &Seeds) {
 }
 
 fn main() {
-    let corpus: PathBuf = std::env::args_os()
-        .nth(1)
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"), PathBuf::from);
+    let corpus: PathBuf = std::env::args_os().nth(1).map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"),
+        PathBuf::from,
+    );
     let (json, bincode) = sensor_seeds();
     let (recovery, events) = recovery_seeds();
     let wal = wal_seed(&events);
@@ -455,5 +554,6 @@ fn main() {
     write(&corpus, "wal_segment", &vec![("store", wal)]);
     write(&corpus, "zone_recovery", &recovery);
     write(&corpus, "stored_record", &record_seeds(&events));
+    write(&corpus, "backup_file", &backup_seeds());
     write(&corpus, "cql_uri", &cql_seeds());
 }

@@ -227,7 +227,15 @@ mod tests {
         );
         assert!(checked_idempotency_key(&"k".repeat(255)).is_ok());
         // Found by the booking_body fuzz target: a tab passed as visible.
-        for refused in ["", "   ", "at\t1", "a\u{0}b", "clé", "a\u{7f}", &"k".repeat(256)] {
+        for refused in [
+            "",
+            "   ",
+            "at\t1",
+            "a\u{0}b",
+            "clé",
+            "a\u{7f}",
+            &"k".repeat(256),
+        ] {
             let error = checked_idempotency_key(refused).expect_err(refused);
             assert_eq!(error.code, "invalid_idempotency_key", "{refused:?}");
         }

@@ -231,8 +231,8 @@ impl EmbeddedStorage {
             if segment < checkpoint {
                 continue;
             }
-            let frames = wal::read_segment(dir, segment, Some(segment) == newest)
-                .map_err(wal_error)?;
+            let frames =
+                wal::read_segment(dir, segment, Some(segment) == newest).map_err(wal_error)?;
             for frame in frames {
                 let writes = decode_frame(segment, &frame)?;
                 replayed += writes.len();

@@ -144,7 +144,8 @@ fn scan(data: &[u8]) -> Scan {
             // The very last frame of the file, torn by a crash mid-write;
             // unless an intact frame starts inside it: then its length
             // field is what was damaged, and that frame was acknowledged.
-            let torn = HEADER + len == rest.len() && intact_frame_after(data, offset) == Some(false);
+            let torn =
+                HEADER + len == rest.len() && intact_frame_after(data, offset) == Some(false);
             break Some((found, torn));
         }
         frames.push((offset + HEADER, offset + HEADER + len));
@@ -385,7 +386,9 @@ mod tests {
         // wal_segment fuzz target): that frame was acknowledged.
         let garbage = [0xaa; 6];
         let last = frame(b"acknowledged");
-        let mut bad = ((garbage.len() + last.len() - HEADER) as u32).to_le_bytes().to_vec();
+        let mut bad = ((garbage.len() + last.len() - HEADER) as u32)
+            .to_le_bytes()
+            .to_vec();
         bad.extend_from_slice(&garbage[4..]);
         let data = [frame(b"one"), bad, last].concat();
         let found = scan(&data);
@@ -394,7 +397,10 @@ mod tests {
         assert!(what.contains("checksum"), "{what}");
         assert!(!torn, "{what}");
         let checked = check(Path::new("seg"), &data, true);
-        assert!(matches!(checked, Err(WalError::Corrupt { .. })), "{checked:?}");
+        assert!(
+            matches!(checked, Err(WalError::Corrupt { .. })),
+            "{checked:?}"
+        );
     }
 
     #[test]
