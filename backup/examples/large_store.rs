@@ -64,6 +64,7 @@ fn layout(f: usize, spots: usize) -> Result<FacilityLayout> {
                 id: ZoneId::parse(&format!("z{z}"))?,
                 name: format!("Zone {z}"),
                 shape: ZoneShape::Spots(spots),
+                reservable: 0,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -37,6 +37,7 @@ fn garage() -> FacilityLayout {
                     })
                     .collect(),
             ),
+            reservable: 0,
         }],
     }
 }
