@@ -1,11 +1,15 @@
 //! Validated identifiers and scalar newtypes that cross crate boundaries.
 //!
 //! Every id is parsed once, at the edge, through its `parse` constructor;
-//! past that point a `SpotId` is known to be well formed. This module must
-//! never accept an id without validating it.
+//! past that point a `SpotId` is known to be well formed. Ids read back
+//! from disk (bincode `Decode`) and from JSON (`Deserialize`) go through
+//! the same checks, so a damaged record is refused, never taken for an
+//! id. This module must never accept an id without validating it.
 
 use std::fmt;
 
+use bincode::de::Decoder;
+use bincode::error::DecodeError;
 use bincode::{Decode, Encode};
 
 /// Why a string is not a valid identifier.
@@ -43,7 +47,7 @@ fn check(
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $allowed:expr, $ok:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode)]
         pub struct $name(String);
 
         impl $name {
@@ -76,7 +80,20 @@ macro_rules! string_id {
             }
         }
 
+        /// Decodes a stored id, refusing one `parse` would refuse.
+        impl<Context> Decode<Context> for $name {
+            fn decode<D: Decoder<Context = Context>>(d: &mut D) -> Result<Self, DecodeError> {
+                Self::parse(&String::decode(d)?).map_err(stored_id_error)
+            }
+        }
+        bincode::impl_borrow_decode!($name);
     };
+}
+
+/// Why a stored id was refused (the bytes are not echoed: they are
+/// damaged, and may be long).
+fn stored_id_error(error: IdError) -> DecodeError {
+    DecodeError::OtherString(format!("stored id refused: {error}"))
 }
 
 const OPERATOR_CHARS: &str = "letters, digits, '.', '_' and '-'";
@@ -103,7 +120,7 @@ string_id!(
 );
 
 /// A vehicle plate: 1–16 of `[A-Z0-9-]` after upper-casing.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Encode)]
 pub struct Plate(String);
 
 impl Plate {
@@ -132,6 +149,20 @@ impl fmt::Debug for Plate {
         write!(f, "Plate({:?})", self.0)
     }
 }
+
+/// Decodes a stored plate, which was stored as `parse` made it: valid
+/// and already upper-case.
+impl<Context> Decode<Context> for Plate {
+    fn decode<D: Decoder<Context = Context>>(d: &mut D) -> Result<Self, DecodeError> {
+        let raw = String::decode(d)?;
+        let plate = Self::parse(&raw).map_err(stored_id_error)?;
+        if plate.0 != raw {
+            return Err(DecodeError::Other("stored plate refused: not upper-case"));
+        }
+        Ok(plate)
+    }
+}
+bincode::impl_borrow_decode!(Plate);
 
 /// A position in a strictly increasing sequence (a zone's journal, a
 /// facility's published state).
@@ -182,6 +213,31 @@ mod tests {
         assert!(SpotId::parse("a b").is_err());
         assert!(SpotId::parse("é").is_err());
         assert!(ZoneId::parse("a/b").is_err());
+    }
+
+    #[test]
+    fn stored_ids_decode_only_when_well_formed() {
+        use crate::codec::{decode_stable, encode_stored};
+        let spot = SpotId::parse("P1-017").expect("valid");
+        assert_eq!(decode_stable::<SpotId>(&encode_stored(&spot)), Ok(spot));
+        let plate = Plate::parse("ab-1").expect("valid");
+        assert_eq!(decode_stable::<Plate>(&encode_stored(&plate)), Ok(plate));
+        for raw in ["", "a b", "[1-001", &"a".repeat(65)] {
+            assert!(
+                decode_stable::<SpotId>(&encode_stored(&raw)).is_err(),
+                "{raw:?}"
+            );
+            assert!(
+                decode_stable::<FacilityId>(&encode_stored(&raw)).is_err(),
+                "{raw:?}"
+            );
+        }
+        assert!(decode_stable::<UserId>(&encode_stored(&"a\u{7}b")).is_err());
+        assert!(
+            decode_stable::<Plate>(&encode_stored(&"ab-1")).is_err(),
+            "lower case"
+        );
+        assert!(decode_stable::<Plate>(&encode_stored(&"AB 1")).is_err());
     }
 
     #[test]

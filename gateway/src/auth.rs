@@ -48,6 +48,12 @@ struct Claims {
     /// sessions.
     #[serde(default)]
     exp: Option<u64>,
+    /// Every other claim, read as JSON values only to be refused when it
+    /// is not JSON: a claim skipped unread is not checked for UTF-8
+    /// (serde_json), and a claims set must be a JSON object (RFC 7519
+    /// §7.2), i.e. UTF-8 text.
+    #[serde(flatten)]
+    _others: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Default tolerance, in seconds, for clocks that disagree on `exp`/`nbf`.
@@ -250,6 +256,36 @@ mod tests {
         let auth = auth();
         assert!(auth.principal(Some(&token("other", "alice"))).is_err());
         assert!(auth.principal(Some("garbage")).is_err());
+    }
+
+    #[test]
+    fn a_user_token_whose_claims_are_not_utf8_json_is_refused() {
+        // Found by the jwt fuzz target: signed claims with bytes that are
+        // not UTF-8 in a claim nobody reads made a user session.
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let exp = unix_now() + 3600;
+        let sign = |claims: &[u8]| {
+            let message = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+                URL_SAFE_NO_PAD.encode(claims)
+            );
+            let key = EncodingKey::from_secret(b"s3cret");
+            let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256)
+                .expect("HS256");
+            format!("{message}.{signature}")
+        };
+        let text = format!(r#"{{"sub":"alice","exp":{exp},"note":"time one"}}"#);
+        assert!(auth().principal(Some(&sign(text.as_bytes()))).is_ok());
+        let mut not_text = format!(r#"{{"sub":"alice","exp":{exp},"note":"tim"#).into_bytes();
+        not_text.extend_from_slice(&[0x9b, 0x7f]);
+        not_text.extend_from_slice(br#"one"}"#);
+        assert!(std::str::from_utf8(&not_text).is_err());
+        assert_eq!(
+            refusal(auth().principal(Some(&sign(&not_text)))),
+            (401, "unauthorized", "invalid token".into())
+        );
     }
 
     #[test]

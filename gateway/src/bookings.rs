@@ -30,7 +30,10 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// 1 to 255 visible characters once trimmed.
 pub fn checked_idempotency_key(raw: &str) -> ApiResult<String> {
     let key = raw.trim();
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+    // A tab, a control character or non-ASCII text (which a JSON string on
+    // the socket can carry) is refused, not stored.
+    let visible = key.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !visible {
         return Err(ApiError::bad_request(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",

@@ -14,7 +14,10 @@ use crate::error::ApiResult;
 use crate::extract::{Caller, Id, JsonBody, SignedIn};
 use crate::state::AppState;
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+/// The request's `Idempotency-Key`, checked as
+/// [`checked_idempotency_key`] checks it; `None` when absent. A value
+/// that is not visible ASCII reads as empty, so it is refused.
+pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -55,4 +58,41 @@ pub async fn cancel(
 ) -> ApiResult<Json<Booking>> {
     let cancelled = bookings::cancel(&app, &caller.principal, &id).await?;
     Ok(Json((&cancelled).into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn an_idempotency_key_is_1_to_255_visible_ascii_characters() {
+        assert_eq!(
+            checked_idempotency_key("  order 42-a ").ok().as_deref(),
+            Some("order 42-a")
+        );
+        assert!(checked_idempotency_key(&"k".repeat(255)).is_ok());
+        // Found by the booking_body fuzz target: a tab passed as visible.
+        for refused in [
+            "",
+            "   ",
+            "at\t1",
+            "a\u{0}b",
+            "clé",
+            "a\u{7f}",
+            &"k".repeat(256),
+        ] {
+            let error = checked_idempotency_key(refused).expect_err(refused);
+            assert_eq!(error.code, "invalid_idempotency_key", "{refused:?}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "idempotency-key",
+            HeaderValue::from_bytes(b"at\t1").expect("a header value"),
+        );
+        assert!(idempotency_key(&headers).is_err());
+        headers.insert("idempotency-key", HeaderValue::from_static("k-1"));
+        assert_eq!(idempotency_key(&headers).ok(), Some(Some("k-1".into())));
+    }
 }

@@ -139,6 +139,55 @@ fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     Ok(file)
 }
 
+fn wal_error(e: wal::WalError) -> StorageError {
+    match e {
+        wal::WalError::Corrupt { .. } => StorageError::Corrupt(e.to_string()),
+        wal::WalError::Io { .. } => StorageError::Unavailable(e.to_string()),
+    }
+}
+
+/// The writes of one WAL frame's payload (one commit).
+fn decode_frame(segment: u64, payload: &[u8]) -> Result<Vec<Write>, StorageError> {
+    let logged: Vec<Logged> = codec::decode_stable(payload)
+        .map_err(|e| StorageError::Corrupt(format!("WAL segment {segment}: {e}")))?;
+    Ok(logged.into_iter().map(Write::from).collect())
+}
+
+/// The payload of the WAL frame that commits `writes`.
+fn frame_payload<'a>(writes: impl IntoIterator<Item = &'a Write>) -> Vec<u8> {
+    let logged: Vec<Logged> = writes.into_iter().map(Logged::from).collect();
+    codec::encode_stored(&logged)
+}
+
+/// Decodes one WAL segment's bytes as opening the store replays them,
+/// without touching any file: the writes of each intact commit frame, in
+/// order. `newest` says whether it is the newest segment, the only one
+/// whose torn final frame may be cut (and is, silently, here); any other
+/// damage is [`StorageError::Corrupt`] with what was found and where.
+///
+/// For fuzzing and inspection tools: opening the store calls the same
+/// checks on the segment files it finds.
+pub fn decode_wal_segment(data: &[u8], newest: bool) -> Result<Vec<Vec<Write>>, StorageError> {
+    let checked = wal::check(Path::new("(in memory)"), data, newest).map_err(wal_error)?;
+    checked
+        .frames
+        .into_iter()
+        .map(|payload| decode_frame(0, payload))
+        .collect()
+}
+
+/// The bytes one commit of `writes` appends to a WAL segment (frame
+/// header and payload): the inverse of [`decode_wal_segment`] for one
+/// frame, for tests, fuzzing and seed corpora. Empty `writes` still make
+/// a (non-empty) frame.
+pub fn encode_wal_frame(writes: &[Write]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Err(e) = wal::encode_frame(&frame_payload(writes), &mut out) {
+        debug_assert!(false, "a commit frame could not be encoded: {e}");
+    }
+    out
+}
+
 /// Whether another process (or another open store) holds `dir`: the
 /// holder's pid as its lock file tells, or `Some("")` when it does not
 /// say. `None` when the directory is free or holds no store yet.
@@ -183,14 +232,9 @@ impl EmbeddedStorage {
                 continue;
             }
             let frames =
-                wal::read_segment(dir, segment, Some(segment) == newest).map_err(|e| match e {
-                    wal::WalError::Corrupt { .. } => StorageError::Corrupt(e.to_string()),
-                    wal::WalError::Io { .. } => StorageError::Unavailable(e.to_string()),
-                })?;
+                wal::read_segment(dir, segment, Some(segment) == newest).map_err(wal_error)?;
             for frame in frames {
-                let logged: Vec<Logged> = codec::decode_stable(&frame)
-                    .map_err(|e| StorageError::Corrupt(format!("WAL segment {segment}: {e}")))?;
-                let writes: Vec<Write> = logged.into_iter().map(Write::from).collect();
+                let writes = decode_frame(segment, &frame)?;
                 replayed += writes.len();
                 mem.active.apply(&writes);
             }
@@ -396,12 +440,7 @@ fn commit_groups(inner: &Inner, groups: &[Vec<Write>]) -> Vec<Result<(), Storage
     if accepted.is_empty() {
         return outcomes;
     }
-    let logged: Vec<Logged> = accepted
-        .iter()
-        .flat_map(|g| g.iter())
-        .map(Logged::from)
-        .collect();
-    let payload = codec::encode_stored(&logged);
+    let payload = frame_payload(accepted.iter().flat_map(|g| g.iter()));
     match wal.append(&payload) {
         Ok(()) => {
             let mut mem = lock(&inner.mem);

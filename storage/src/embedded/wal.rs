@@ -7,7 +7,8 @@
 //! Reading back, only a *torn final frame* is cut off: the last frame of
 //! the newest segment that a crash interrupted (its header or payload runs
 //! past the end of the file with no intact frame anywhere after it, its
-//! checksum fails with nothing after it, or what follows the last good
+//! checksum fails with nothing after it and no intact frame inside it
+//! (such a frame would have been acknowledged), or what follows the last good
 //! frame is all zeros: blocks the file system allocated but never wrote).
 //! Anything else (a bad frame with more data after it, damage in an older
 //! segment) is corruption of acknowledged frames and fails loudly with the
@@ -140,8 +141,12 @@ fn scan(data: &[u8]) -> Scan {
         }
         if crc32fast::hash(&rest[HEADER..HEADER + len]) != crc {
             let found = format!("a checksum mismatch in a frame of {len} bytes");
-            // The very last frame of the file, torn by a crash mid-write.
-            break Some((found, HEADER + len == rest.len()));
+            // The very last frame of the file, torn by a crash mid-write;
+            // unless an intact frame starts inside it: then its length
+            // field is what was damaged, and that frame was acknowledged.
+            let torn =
+                HEADER + len == rest.len() && intact_frame_after(data, offset) == Some(false);
+            break Some((found, torn));
         }
         frames.push((offset + HEADER, offset + HEADER + len));
         offset += HEADER + len;
@@ -151,6 +156,43 @@ fn scan(data: &[u8]) -> Scan {
         end: offset,
         bad,
     }
+}
+
+/// What reading back a segment's bytes decided, before any file is
+/// touched: the intact frames' payloads, and where a torn final frame
+/// starts (with what was found there) when one must be cut.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Checked<'a> {
+    pub frames: Vec<&'a [u8]>,
+    pub torn: Option<(usize, String)>,
+}
+
+/// Checks a segment's bytes (`path` only names it in errors). In the
+/// newest segment (`last`) a torn final frame is reported for cutting;
+/// any other damage is a [`WalError::Corrupt`] naming the file and
+/// offset. Pure: this is what [`read_segment`] decides, without the I/O.
+pub(super) fn check<'a>(path: &Path, data: &'a [u8], last: bool) -> Result<Checked<'a>, WalError> {
+    let found = scan(data);
+    let torn = match found.bad {
+        None => None,
+        Some((what, torn)) if torn && last => Some((found.end, what)),
+        Some((what, _)) => {
+            return Err(WalError::Corrupt {
+                following: data.len() - found.end,
+                path: path.to_path_buf(),
+                offset: found.end,
+                found: what,
+            });
+        }
+    };
+    Ok(Checked {
+        frames: found
+            .frames
+            .into_iter()
+            .map(|(start, end)| &data[start..end])
+            .collect(),
+        torn,
+    })
 }
 
 /// Reads every frame of a segment. In the newest segment (`last`) a torn
@@ -169,31 +211,31 @@ pub(super) fn read_segment(dir: &Path, id: u64, last: bool) -> Result<Vec<Vec<u8
         .map_err(io_error)?;
     let mut data = Vec::new();
     file.read_to_end(&mut data).map_err(io_error)?;
-    let found = scan(&data);
-    if let Some((what, torn)) = found.bad {
-        if !(torn && last) {
-            return Err(WalError::Corrupt {
-                following: data.len() - found.end,
-                path,
-                offset: found.end,
-                found: what,
-            });
-        }
+    let checked = check(&path, &data, last)?;
+    if let Some((end, what)) = &checked.torn {
         tracing::warn!(
             segment = %path.display(),
-            offset = found.end,
-            dropped = data.len() - found.end,
+            offset = end,
+            dropped = data.len() - end,
             found = %what,
             "cutting a torn final WAL frame"
         );
-        file.set_len(found.end as u64).map_err(io_error)?;
+        file.set_len(*end as u64).map_err(io_error)?;
         file.sync_data().map_err(io_error)?;
     }
-    Ok(found
-        .frames
-        .into_iter()
-        .map(|(start, end)| data[start..end].to_vec())
-        .collect())
+    Ok(checked.frames.into_iter().map(<[u8]>::to_vec).collect())
+}
+
+/// Appends the frame of `payload` (header, then the payload) to `out`.
+pub(super) fn encode_frame(payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|len| *len > 0 && (*len as usize) <= MAX_FRAME)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad WAL frame size"))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
 }
 
 /// The segment currently appended to.
@@ -243,15 +285,8 @@ impl Wal {
     /// Appends one frame and syncs it to disk.
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
         self.refuse_if_broken()?;
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|len| *len > 0 && (*len as usize) <= MAX_FRAME)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad WAL frame size"))?;
         self.buffer.clear();
-        self.buffer.extend_from_slice(&len.to_le_bytes());
-        self.buffer
-            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.buffer.extend_from_slice(payload);
+        encode_frame(payload, &mut self.buffer)?;
         if let Err(e) = self
             .file
             .write_all(&self.buffer)
@@ -342,6 +377,30 @@ mod tests {
         assert_eq!(found.frames.len(), 1);
         let (what, torn) = found.bad.expect("bad");
         assert!(!torn, "{what}");
+    }
+
+    #[test]
+    fn a_damaged_length_reaching_the_end_over_an_intact_frame_is_not_torn() {
+        // The length of a damaged frame happens to reach exactly the end
+        // of the file, spanning the intact frame after it (found by the
+        // wal_segment fuzz target): that frame was acknowledged.
+        let garbage = [0xaa; 6];
+        let last = frame(b"acknowledged");
+        let mut bad = ((garbage.len() + last.len() - HEADER) as u32)
+            .to_le_bytes()
+            .to_vec();
+        bad.extend_from_slice(&garbage[4..]);
+        let data = [frame(b"one"), bad, last].concat();
+        let found = scan(&data);
+        assert_eq!(found.frames.len(), 1);
+        let (what, torn) = found.bad.expect("bad");
+        assert!(what.contains("checksum"), "{what}");
+        assert!(!torn, "{what}");
+        let checked = check(Path::new("seg"), &data, true);
+        assert!(
+            matches!(checked, Err(WalError::Corrupt { .. })),
+            "{checked:?}"
+        );
     }
 
     #[test]
