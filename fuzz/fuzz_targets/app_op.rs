@@ -1,12 +1,13 @@
-//! App socket ops (`parse_op`): never panics; a reply echoes the `req`
-//! the client sent (refusals too, when the JSON was readable); a `book`
-//! op goes through the same validation as the HTTP body
-//! (`http::bookings::params`, `checked_idempotency_key`).
+//! App socket ops (`parkme_protocol::app::parse_op`): never panics; a
+//! reply echoes the `req` the client sent (refusals too, when the JSON
+//! was readable); a `book` op goes through the same validation as the
+//! HTTP body (`parkme_gateway::bookings::{params,
+//! checked_idempotency_key}`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use parkme_fuzz::{alice, check_booking};
-use parkme_gateway::ws::protocol::{ClientOp, parse_op};
+use parkme_protocol::app::{ClientOp, Unreadable, parse_op};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +28,6 @@ fuzz_target!(|data: &[u8]| {
             check_booking(input, &alice(), idempotency_key.as_deref());
         }
         Ok(op) => assert_eq!(op.req(), sent_req),
-        Err((req, _)) => assert_eq!(req, sent_req),
+        Err(Unreadable { req, .. }) => assert_eq!(req, sent_req),
     }
 });

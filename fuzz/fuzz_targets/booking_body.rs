@@ -1,8 +1,8 @@
 //! Booking request bodies (`POST /v1/facilities/{fid}/bookings`: the
-//! JSON body → `dto::BookingInput` → `http::bookings::params`, with the
-//! `Idempotency-Key` header through `http::bookings::idempotency_key`):
-//! never panics; what is accepted is within the contract (see
-//! `parkme_fuzz::check_booking`).
+//! JSON body → `parkme_protocol::rest::BookingInput` →
+//! `parkme_gateway::bookings::params`, with the `Idempotency-Key` header
+//! through `http::bookings::idempotency_key`): never panics; what is
+//! accepted is within the contract (see `parkme_fuzz::check_booking`).
 //!
 //! Input: parts (`parkme_fuzz::parts`): the header value, then the body;
 //! the first byte of the header part also picks the caller.
@@ -12,8 +12,8 @@ use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use parkme_fuzz::{alice, assert_visible_key, check_booking, parts};
 use parkme_gateway::auth::Principal;
-use parkme_gateway::dto::BookingInput;
 use parkme_gateway::http::bookings::idempotency_key;
+use parkme_protocol::rest::BookingInput;
 
 fuzz_target!(|data: &[u8]| {
     let parts = parts(data);

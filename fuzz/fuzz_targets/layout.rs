@@ -1,15 +1,16 @@
-//! Layout documents (the facility PUT body: `dto::LayoutInput` →
-//! `into_layout` → `FacilityLayout`): never panics; an accepted layout,
-//! written back as an operator sends it, is accepted as the same layout;
-//! it survives the stored facility record (`FacilityRecord`) unchanged;
-//! every zone builds a zone whose totals are its declared size.
+//! Layout documents (the facility PUT body:
+//! `parkme_protocol::rest::LayoutInput` → `into_layout` →
+//! `FacilityLayout`): never panics; an accepted layout, written back as
+//! an operator sends it, is accepted as the same layout; it survives
+//! the stored facility record (`FacilityRecord`) unchanged; every zone
+//! builds a zone whose totals are its declared size.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use parkme_actors::record::FacilityRecord;
 use parkme_engine::{FacilityId, Millis, ZoneShape, ZoneState};
 use parkme_fuzz::{layout_json, zone_layout_well_formed};
-use parkme_gateway::dto::LayoutInput;
+use parkme_protocol::rest::LayoutInput;
 
 fuzz_target!(|data: &[u8]| {
     // As the PUT handler reads its body.

@@ -1,5 +1,6 @@
-//! Sensor socket, bincode binary frames (`parse_bincode`, through
-//! `parkme_engine::codec::{decode_wire, decode_wire_batch}`): never
+//! Sensor socket, bincode binary frames
+//! (`parkme_protocol::sensor::parse_bincode`, through
+//! `parkme_protocol::codec::{decode_wire, decode_wire_batch}`): never
 //! panics; a frame is messages or exactly one refusal; the messages
 //! read, re-encoded as a batch, decode to the same batch; a message with
 //! well-formed ids, encoded alone, reads as itself; and each carries over
@@ -7,9 +8,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use parkme_engine::codec::{WIRE_LIMIT, decode_wire, decode_wire_batch, encode_wire};
-use parkme_gateway::ws::protocol::{SensorMessage, parse_bincode, parse_json};
-use parkme_gateway::ws::socket::MAX_FRAME;
+use parkme_engine::codec::WIRE_LIMIT;
+use parkme_protocol::codec::{MAX_FRAME, decode_wire, decode_wire_batch, encode_wire};
+use parkme_protocol::sensor::{SensorMessage, parse_bincode, parse_json};
 
 fuzz_target!(|data: &[u8]| {
     // Larger frames are refused by the websocket layer before decoding.

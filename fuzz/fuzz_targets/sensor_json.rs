@@ -1,11 +1,11 @@
-//! Sensor socket, JSON text frames (`parse_json`): never panics; every
-//! element of an array frame is answered (a message or a refusal), a lone
-//! value is one answer; what was read, written back as JSON (alone or as
-//! a batch), reads the same.
+//! Sensor socket, JSON text frames (`parkme_protocol::sensor::parse_json`):
+//! never panics; every element of an array frame is answered (a message
+//! or a refusal), a lone value is one answer; what was read, written back
+//! as JSON (alone or as a batch), reads the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use parkme_gateway::ws::protocol::{Frame, SensorMessage, parse_json};
+use parkme_protocol::sensor::{Frame, SensorMessage, parse_json};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,4 +1,4 @@
-//! A zone recovered from disk as `parkme_actors::zone::recover` does it:
+//! A zone recovered from disk as `parkme_actors::recover` does it:
 //! a snapshot image (`codec::decode_stored::<ZoneSnapshot>` →
 //! `ZoneState::restore`), then the stored journal events after it
 //! (`codec::decode_stored::<Event>` → `ZoneState::replay` at consecutive

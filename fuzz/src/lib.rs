@@ -3,7 +3,7 @@
 //!
 //! Map:
 //! - [`parts`] / [`join`]: a fuzz input as length-prefixed parts (the
-//!   seed generator, `examples/seeds.rs`, writes inputs with [`join`]);
+//!   seed generator, `src/bin/seeds.rs`, writes inputs with [`join`]);
 //! - [`check_booking`]: what an accepted booking body promises (HTTP and
 //!   the app socket's `book` op);
 //! - [`layout_json`]: a layout written back as an operator sends it;
@@ -17,8 +17,8 @@ use parkme_engine::{
     ZoneShape,
 };
 use parkme_gateway::auth::Principal;
-use parkme_gateway::dto::BookingInput;
-use parkme_gateway::http::bookings::{checked_idempotency_key, params};
+use parkme_gateway::bookings::{checked_idempotency_key, params};
+use parkme_protocol::rest::BookingInput;
 use serde_json::{Value, json};
 
 /// Splits `data` into parts, each `[len: u16 LE][len bytes]`; a part
@@ -117,15 +117,15 @@ pub fn layout_json(layout: &FacilityLayout) -> Value {
         .iter()
         .map(|zone| match &zone.shape {
             ZoneShape::Spots(spots) => json!({
-                "id": zone.id,
+                "id": zone.id.as_str(),
                 "name": zone.name,
                 "spots": spots
                     .iter()
-                    .map(|s| json!({"id": s.id, "kind": s.kind.as_str()}))
+                    .map(|s| json!({"id": s.id.as_str(), "kind": s.kind.as_str()}))
                     .collect::<Vec<_>>(),
             }),
             ZoneShape::Counter { capacity, kind } => json!({
-                "id": zone.id,
+                "id": zone.id.as_str(),
                 "name": zone.name,
                 "capacity": capacity,
                 "kind": kind.as_str(),

@@ -42,8 +42,9 @@ pub fn checked_idempotency_key(raw: &str) -> ApiResult<String> {
     Ok(key.to_owned())
 }
 
-/// A booking request in the node's terms.
-fn params(
+/// A booking request in the node's terms (public for the fuzz targets,
+/// which check what it accepts).
+pub fn params(
     input: BookingInput,
     principal: &Principal,
     key: Option<String>,

@@ -19,10 +19,10 @@ use parkme_actors::record::{FacilityRecord, hash_key};
 use parkme_engine::codec::{encode_stored, encode_wire};
 use parkme_engine::{
     BookingId, BookingRequest, Command, FacilityId, FacilityLayout, Location, Millis, Plate,
-    PlateDirection, SpotId, SpotKind, SpotLayout, UserId, ZoneId, ZoneLayout, ZoneShape, ZoneState,
+    Reading, SpotId, SpotKind, SpotLayout, UserId, ZoneId, ZoneLayout, ZoneShape, ZoneState,
 };
 use parkme_fuzz::join;
-use parkme_gateway::ws::protocol::SensorMessage;
+use parkme_protocol::sensor::{Direction, SensorMessage};
 use parkme_storage::embedded::EmbeddedStorage;
 use parkme_storage::{Epoch, Storage, Write, ZoneKey};
 
@@ -92,7 +92,7 @@ fn messages() -> Vec<SensorMessage> {
             seq: 3,
             gate: "north".into(),
             plate: "AB123CD".into(),
-            dir: PlateDirection::In,
+            dir: Direction::In,
         },
         SensorMessage::Heartbeat {
             seq: 4,
@@ -250,8 +250,10 @@ fn zone_history() -> (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
     for command in [
         book(1, None),
         Command::Sense {
-            spot: id(SpotId::parse, "P1-003"),
-            occupied: true,
+            reading: Reading::Spot {
+                spot: id(SpotId::parse, "P1-003"),
+                occupied: true,
+            },
             now,
         },
     ] {
@@ -265,8 +267,10 @@ fn zone_history() -> (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
         book(2, Some("P1-002")),
         reserve(3),
         Command::Sense {
-            spot: id(SpotId::parse, "P1-001"),
-            occupied: true,
+            reading: Reading::Spot {
+                spot: id(SpotId::parse, "P1-001"),
+                occupied: true,
+            },
             now,
         },
         Command::Cancel {
