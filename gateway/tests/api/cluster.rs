@@ -251,9 +251,28 @@ async fn every_node_names_one_live_owner_per_facility_and_none_owns_more_than_it
         assert_eq!(node["status"], "up");
         assert!(node["url"].as_str().expect("url").starts_with("http://"));
     }
-    for facility in info["facilities"].as_array().expect("facilities") {
-        assert!(facility["epoch"].as_u64().expect("epoch") > 0, "{facility}");
+    // Epochs reach every node's view a tick after the claim.
+    let mut epochs_seen = false;
+    for _ in 0..100 {
+        let info = cluster
+            .api(1)
+            .get("/v1/cluster", Some(&cluster.admin()))
+            .await;
+        if info.assert_status(200)["facilities"]
+            .as_array()
+            .expect("facilities")
+            .iter()
+            .all(|f| f["epoch"].as_u64().is_some_and(|e| e > 0))
+        {
+            epochs_seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        epochs_seen,
+        "every facility shows the epoch its owner claimed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -818,6 +837,9 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
             .lock()
             .expect("lock")
             .retain(|api| api.base != base);
+        // What Kubernetes' preStop wait gives: requests that picked the node
+        // just before it left the rotation reach it before it stops.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let started = Instant::now();
         let mut node = cluster.nodes[index].take().expect("running");
         let pid = node.pid().to_string();
