@@ -10,7 +10,7 @@ import base64, hashlib, hmac
 
 cql = os.environ.get("PARKME_TEST_CQL", "127.0.0.1:9042")
 redis = os.environ.get("PARKME_TEST_REDIS", "redis://127.0.0.1:6399")
-space = f"pm_bench_{os.getpid()}_{int(time.time())}"
+space = f"parkme_bench_{int(time.time())}_{os.getpid()}"
 ADMIN, JWT = "bench-admin-token-0123456789", "bench-jwt-secret-0123456789"
 ports = [18301, 18302, 18303]
 

@@ -13,11 +13,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::http::{self, Api, NO_LIMITS, layout, spot_zone};
-use crate::helpers::{ADMIN_TOKEN, TestServer, cql_server, unique_name, ws};
+use crate::helpers::{ADMIN_TOKEN, TestServer, cql_server, test_keyspace, ws};
 
 /// A `scylla://` URI of a keyspace no other test (or run) uses.
 fn fresh_keyspace(tag: &str) -> String {
-    format!("scylla://{}/pm_bk_{}", cql_server(), unique_name(tag))
+    format!("scylla://{}/{}", cql_server(), test_keyspace(tag))
 }
 
 /// Runs `parkme <args>` with exactly `env` as its PARKME_* settings.

@@ -26,11 +26,7 @@ fn redis_url() -> String {
 }
 
 fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() % 1_000_000_000_000)
-        .unwrap_or_default();
-    format!("pm_cl_{tag}_{}_{nanos}", std::process::id())
+    crate::helpers::test_keyspace(&format!("cl{tag}"))
 }
 
 /// A cluster of real nodes sharing one keyspace and one Redis prefix.
@@ -138,8 +134,9 @@ impl Cluster {
     }
 
     /// Waits until every live node names the same live owner for each of
-    /// `facilities` (and, with `settled`, no node owns more than its
-    /// share); returns facility -> owner index.
+    /// `facilities` (and, with `settled`, that owner is the one placement
+    /// gives it over the live nodes, so handover has finished); returns
+    /// facility -> owner index.
     async fn agreed(
         &self,
         facilities: &[String],
@@ -168,13 +165,7 @@ impl Cluster {
                 })
                 .collect();
             if consistent && let Some(owned) = owned {
-                let cap = (12 * facilities.len()) / (10 * live.len()) + 1;
-                let mut per_node: BTreeMap<usize, usize> = BTreeMap::new();
-                for owner in owned.values() {
-                    *per_node.entry(*owner).or_default() += 1;
-                }
-                let balanced = per_node.values().all(|n| *n <= cap);
-                if !settled || balanced {
+                if !settled || owned == placement(facilities, &live) {
                     return owned;
                 }
             }
@@ -218,6 +209,26 @@ impl Cluster {
             assert_eq!(reply.status.as_u16(), 201, "creating {f}: {reply:?}");
         }
     }
+}
+
+/// Where placement puts `facilities` (the only ones in the test's keyspace)
+/// over the live nodes `n{i}`: facility -> node index.
+fn placement(facilities: &[String], live: &[usize]) -> BTreeMap<String, usize> {
+    let ids: Vec<parkme_engine::FacilityId> = facilities
+        .iter()
+        .map(|f| parkme_engine::FacilityId::parse(f).expect("facility id"))
+        .collect();
+    let names: Vec<parkme_cluster::NodeName> = live
+        .iter()
+        .map(|i| parkme_cluster::NodeName::parse(&format!("n{i}")).expect("node name"))
+        .collect();
+    parkme_cluster::place(&ids, &names)
+        .into_iter()
+        .map(|(f, n)| {
+            let index = n.as_str()[1..].parse().expect("node index");
+            (f.as_str().to_owned(), index)
+        })
+        .collect()
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
@@ -759,6 +770,8 @@ async fn a_node_that_joins_takes_its_share_within_30_seconds() {
         "joining node owns {share} of 12 after {} ms",
         joined.elapsed().as_millis()
     );
+    // `agreed(.., true)` waited for the placement over all three nodes;
+    // that placement gives the newcomer a real share.
     assert!(share >= 3, "the new node took {share}");
 }
 

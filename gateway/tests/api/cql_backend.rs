@@ -8,10 +8,10 @@ use serde_json::json;
 
 use crate::helpers::http::{Api, layout, spot_zone};
 use crate::helpers::relay::Relay;
-use crate::helpers::{TestServer, cql_server, poll_until, unique_name};
+use crate::helpers::{TestServer, cql_server, poll_until, test_keyspace};
 
 fn keyspace(tag: &str) -> String {
-    format!("pm_gw_{}", unique_name(tag))
+    test_keyspace(tag)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

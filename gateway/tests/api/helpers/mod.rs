@@ -339,6 +339,24 @@ pub fn unique_name(tag: &str) -> String {
     format!("{tag}_{}_{nanos}_{n}", std::process::id())
 }
 
+/// A keyspace no other test or run uses:
+/// `parkme_test_<unix secs>_<tag>_<pid>_<n>`. The start time in the name
+/// lets the storage suite sweep what runs older than an hour left behind
+/// (storage/tests/conformance_cql.rs), whatever test made it.
+pub fn test_keyspace(tag: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tag: String = tag.chars().take(9).collect();
+    let name = format!("parkme_test_{secs}_{tag}_{}_{n}", std::process::id());
+    // CQL keyspace names are at most 48 characters.
+    assert!(name.len() <= 48, "keyspace name too long: {name}");
+    name
+}
+
 /// The CQL server the tests share (`PARKME_TEST_CQL`, set by
 /// `scripts/test`).
 pub fn cql_server() -> String {
