@@ -164,10 +164,11 @@ impl Cluster {
                     owner[1..].parse::<usize>().ok().map(|i| (f.clone(), i))
                 })
                 .collect();
-            if consistent && let Some(owned) = owned {
-                if !settled || owned == placement(facilities, &live) {
-                    return owned;
-                }
+            if consistent
+                && let Some(owned) = owned
+                && (!settled || owned == placement(facilities, &live))
+            {
+                return owned;
             }
             last = first.clone();
             assert!(
