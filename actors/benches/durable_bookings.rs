@@ -85,6 +85,8 @@ fn bench(c: &mut Criterion) {
                                     kind: None,
                                     spot: None,
                                     hold_seconds: 600,
+                                    starts_at: None,
+                                    ends_at: None,
                                     idempotency_key: None,
                                 };
                                 if let Ok(Booked::Created(booking)) =

@@ -54,9 +54,10 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// The zones a reading goes to (a plate read: every zone), or its
-    /// answer when it goes to none: a heartbeat is fine, an unknown spot
-    /// or zone is refused.
+    /// The zones a reading goes to (a plate read: every zone; a heartbeat
+    /// whose sensor is a spot id: that spot's zone, which keeps the spot
+    /// live), or its answer when it goes to none: any other heartbeat is
+    /// fine, an unknown spot or zone is refused.
     pub fn zones_of(&self, reading: &Reading) -> Result<&[ZoneId], Result<(), ActorError>> {
         match reading {
             Reading::Spot { spot, .. } => self
@@ -70,7 +71,11 @@ impl Routes {
                 .map(|(zone, _)| std::slice::from_ref(zone))
                 .ok_or_else(|| Err(ActorError::UnknownZone(zone.to_string()))),
             Reading::Plate { .. } => Ok(&self.order),
-            Reading::Heartbeat { .. } => Err(Ok(())),
+            Reading::Heartbeat { sensor } => SpotId::parse(sensor)
+                .ok()
+                .and_then(|spot| self.spots.get(&spot))
+                .map(std::slice::from_ref)
+                .ok_or(Ok(())),
         }
     }
 }

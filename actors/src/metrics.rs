@@ -15,6 +15,7 @@ pub const ACTOR_MAILBOX_LEN: &str = "parkme_actor_mailbox_len";
 pub const SPOTS: &str = "parkme_spots";
 pub const ZONE_EVENTS: &str = "parkme_zone_events_total";
 pub const BOOKINGS_EXPIRED: &str = "parkme_bookings_expired_total";
+pub const OVERSTAYS: &str = "parkme_overstays_total";
 pub const SNAPSHOT_SECONDS: &str = "parkme_snapshot_seconds";
 pub const ACTOR_FAILURES: &str = "parkme_actor_failures_total";
 pub const ACTOR_RESTARTS: &str = "parkme_actor_restarts_total";
@@ -29,6 +30,10 @@ pub fn describe() {
     describe_gauge!(SPOTS, "Spots by state.");
     describe_counter!(ZONE_EVENTS, "Events applied by zone actors.");
     describe_counter!(BOOKINGS_EXPIRED, "Holds that expired unclaimed.");
+    describe_counter!(
+        OVERSTAYS,
+        "Stays still active the grace period after their ends_at (each counted once)."
+    );
     describe_histogram!(
         SNAPSHOT_SECONDS,
         Unit::Seconds,
@@ -53,6 +58,7 @@ pub fn describe() {
         gauge!(SPOTS, "state" => state.as_str()).increment(0.0);
     }
     let _ = histogram!(SNAPSHOT_SECONDS);
+    counter!(OVERSTAYS).increment(0);
     counter!(SNAPSHOTS_BUILT).increment(0);
 }
 
@@ -83,6 +89,12 @@ pub fn zone_events(applied: usize) {
 pub fn bookings_expired(expired: u64) {
     if expired > 0 {
         counter!(BOOKINGS_EXPIRED).increment(expired);
+    }
+}
+
+pub fn overstays(overstayed: u64) {
+    if overstayed > 0 {
+        counter!(OVERSTAYS).increment(overstayed);
     }
 }
 

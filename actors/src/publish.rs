@@ -28,6 +28,8 @@ pub struct ZoneReport {
     pub zone_seq: Seq,
     pub name: String,
     pub capacity: Option<u32>,
+    /// The zone's quota of advance reservations (contract §2.2).
+    pub reservable: u32,
     pub counts: ZoneCounts,
     pub spots: Vec<SpotView>,
     /// `spots` holds every spot (start-up or layout change).
@@ -66,6 +68,7 @@ pub struct ZoneView {
     pub id: ZoneId,
     pub name: String,
     pub capacity: Option<u32>,
+    pub reservable: u32,
     pub counts: ZoneCounts,
 }
 

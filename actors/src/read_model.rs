@@ -59,6 +59,7 @@ impl ZoneEntry {
                     ZoneShape::Counter { capacity, .. } => Some(capacity),
                     ZoneShape::Spots(_) => None,
                 },
+                reservable: layout.reservable,
                 counts: ZoneCounts::default(),
             },
             spots: Vec::new(),
@@ -71,6 +72,7 @@ impl ZoneEntry {
         let before = self.view.counts.clone();
         self.view.name.clone_from(&report.name);
         self.view.capacity = report.capacity;
+        self.view.reservable = report.reservable;
         self.view.counts = report.counts.clone();
         if report.full {
             self.spots = report.spots.clone();

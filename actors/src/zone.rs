@@ -109,6 +109,20 @@ pub enum ZoneMsg {
         booking: BookingId,
         reply: Reply<Booking>,
     },
+    /// Whether this zone holds live booking `booking`: answered with it
+    /// (its record written again) once everything before is durable, or
+    /// `UnknownBooking`. For an idempotency key whose booking has no
+    /// record: its commit may have landed in the journal but not beyond.
+    Find {
+        booking: BookingId,
+        reply: Reply<Booking>,
+    },
+    /// Moves the end of a live booking's stay.
+    Extend {
+        booking: BookingId,
+        ends_at: Millis,
+        reply: Reply<Booking>,
+    },
     /// Readings routed to this zone, answered one result each.
     Sense {
         readings: Vec<Reading>,
@@ -155,6 +169,8 @@ impl std::fmt::Debug for ZoneMsg {
         let name = match self {
             ZoneMsg::Book { .. } => "Book",
             ZoneMsg::Cancel { .. } => "Cancel",
+            ZoneMsg::Extend { .. } => "Extend",
+            ZoneMsg::Find { .. } => "Find",
             ZoneMsg::Sense { .. } => "Sense",
             ZoneMsg::SetService { .. } => "SetService",
             ZoneMsg::Prepare { .. } => "Prepare",
@@ -179,6 +195,8 @@ impl ZoneMsg {
             self,
             ZoneMsg::Book { .. }
                 | ZoneMsg::Cancel { .. }
+                | ZoneMsg::Extend { .. }
+                | ZoneMsg::Find { .. }
                 | ZoneMsg::Sense { .. }
                 | ZoneMsg::SetService { .. }
                 | ZoneMsg::Prepare { .. }
@@ -237,6 +255,7 @@ impl ZoneReport {
             zone_seq: zone.seq(),
             name: zone.layout().name.clone(),
             capacity: zone.capacity(),
+            reservable: zone.layout().reservable,
             counts: zone.counts().clone(),
             spots: Vec::new(),
             full: false,
@@ -489,6 +508,12 @@ impl ZoneActorState {
                 reply,
             } => self.book(request, idempotency, reply).await,
             ZoneMsg::Cancel { booking, reply } => self.cancel(booking, reply).await,
+            ZoneMsg::Extend {
+                booking,
+                ends_at,
+                reply,
+            } => self.extend(booking, ends_at, reply).await,
+            ZoneMsg::Find { booking, reply } => self.find(booking, reply).await,
             ZoneMsg::Sense { readings, reply } => self.sense(readings, reply).await,
             ZoneMsg::SetService {
                 spot,
@@ -558,8 +583,11 @@ impl Actor for ZoneActor {
                 .iter()
                 .map(|b| args.context.booking_record(b))
                 .collect();
+            // Not serving without them: an idempotent retry must find
+            // the booking its first attempt made.
             if let Err(e) = args.context.commit.commit(records).await {
                 tracing::warn!(zone = %args.key, error = %e, "could not rewrite booking records");
+                return Err(e.into());
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();

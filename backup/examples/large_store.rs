@@ -98,6 +98,8 @@ async fn book_zones(
                 kind: None,
                 spot: None,
                 hold_seconds: 86_400,
+                starts_at: None,
+                ends_at: None,
                 idempotency_key: i.is_multiple_of(100).then(|| format!("k{z}-{i}")),
             };
             node.book(&fid, params).await?;

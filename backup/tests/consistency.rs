@@ -50,6 +50,8 @@ async fn book(node: &Node, plate: &str) -> Booking {
         kind: None,
         spot: None,
         hold_seconds: 3600,
+        starts_at: None,
+        ends_at: None,
         idempotency_key: None,
     };
     match node.book(&id(FacilityId::parse, "f1"), params).await {

@@ -1,12 +1,12 @@
 //! The bookings service: the one path behind `POST /v1/facilities/{fid}/bookings`,
-//! `GET`/`DELETE /v1/bookings/{id}` and the app socket's `book` and
+//! `GET`/`DELETE`/`PATCH /v1/bookings/{id}` and the app socket's `book` and
 //! `cancel` ops, whatever the transport. It checks who may do what, reads
 //! the request into the node's terms, counts the limits and metrics, and
 //! asks the node.
 //!
 //! This is where a request will be either served by this node or
 //! forwarded to the facility's owner (cluster mode): the transports call
-//! only [`book`], [`booking`] and [`cancel`]. This module must never speak
+//! only [`book`], [`booking`], [`cancel`] and [`extend`]. This module must never speak
 //! HTTP or websocket itself.
 
 use std::time::Instant;
@@ -14,7 +14,7 @@ use std::time::Instant;
 use parkme_actors::{BookParams, Booked};
 use parkme_engine::booking::{DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS};
 use parkme_engine::{Booking, BookingId, FacilityId, Plate, SpotId, ZoneId};
-use parkme_protocol::rest::{BookingInput, parse_kind};
+use parkme_protocol::rest::{BookingInput, ExtendInput, parse_kind, parse_time};
 use tracing::Instrument;
 
 use crate::auth::Principal;
@@ -79,6 +79,16 @@ pub fn params(
                 format!("hold_seconds must be between 1 and {MAX_HOLD_SECONDS}"),
             )
         })?;
+    let starts_at = input
+        .starts_at
+        .as_deref()
+        .map(|t| parse_time("starts_at", t))
+        .transpose()?;
+    let ends_at = input
+        .ends_at
+        .as_deref()
+        .map(|t| parse_time("ends_at", t))
+        .transpose()?;
     Ok(BookParams {
         owner,
         plate,
@@ -86,6 +96,8 @@ pub fn params(
         kind,
         spot,
         hold_seconds,
+        starts_at,
+        ends_at,
         idempotency_key: key,
     })
 }
@@ -147,6 +159,24 @@ pub async fn booking(app: &AppState, principal: &Principal, id: &BookingId) -> A
         return Err(ApiError::forbidden("this booking belongs to someone else"));
     }
     Ok(booking)
+}
+
+/// Moves the end of a live booking's stay for `principal` (its owner or
+/// the admin), contract §2.3.
+pub async fn extend(
+    app: &AppState,
+    principal: &Principal,
+    id: &BookingId,
+    input: ExtendInput,
+) -> ApiResult<Booking> {
+    let span = tracing::debug_span!("extend", booking = %id);
+    async {
+        let ends_at = parse_time("ends_at", &input.ends_at)?;
+        let booking = booking(app, principal, id).await?;
+        Ok(app.node().extend(&booking, ends_at).await?)
+    }
+    .instrument(span)
+    .await
 }
 
 /// Cancels a booking for `principal` (its owner or the admin).

@@ -70,7 +70,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/bookings/{id}",
-            get(http::bookings::get).delete(http::bookings::cancel),
+            get(http::bookings::get)
+                .delete(http::bookings::cancel)
+                .patch(http::bookings::extend),
         )
         .route("/v1/admin/backup", get(http::backup::download))
         .route("/v1/sensors/{fid}", get(ws::sensor::handshake))

@@ -13,7 +13,12 @@ use parkme_protocol::rest::{Facility, Zone};
 use parkme_protocol::{Detail, ServerMessage, Spot};
 
 pub fn zone(view: &ZoneView) -> Zone {
-    Zone::new(&view.id, &view.name, view.capacity, &view.counts)
+    Zone::new(
+        &view.id,
+        &view.name,
+        (view.capacity, view.reservable),
+        &view.counts,
+    )
 }
 
 pub fn facility(view: &FacilityView) -> Facility {

@@ -123,7 +123,7 @@ pub enum ServerMessage {
     /// The answer to `book` or `cancel` (`req` echoed, `null` if none).
     Booking {
         req: Option<Value>,
-        booking: Booking,
+        booking: Box<Booking>,
     },
     /// A refused op, or a facility that stopped publishing.
     Error {

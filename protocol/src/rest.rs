@@ -23,7 +23,8 @@ pub fn rfc3339(at: Millis) -> String {
         .unwrap_or_default()
 }
 
-/// `{total, available, reserved, occupied, out_of_service}`.
+/// `{total, available, reserved, occupied, out_of_service, unknown}`;
+/// `total` is the sum of the others (contract §2.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub total: u32,
@@ -31,6 +32,10 @@ pub struct Counts {
     pub reserved: u32,
     pub occupied: u32,
     pub out_of_service: u32,
+    /// Spots whose sensor went silent. Absent in documents written before
+    /// v2 of the contract, so it reads as 0 there.
+    #[serde(default)]
+    pub unknown: u32,
 }
 
 impl From<&parkme_engine::Counts> for Counts {
@@ -41,6 +46,7 @@ impl From<&parkme_engine::Counts> for Counts {
             reserved: c.reserved,
             occupied: c.occupied,
             out_of_service: c.out_of_service,
+            unknown: c.unknown,
         }
     }
 }
@@ -66,7 +72,7 @@ impl From<&parkme_engine::ZoneCounts> for ZoneCounts {
     }
 }
 
-/// One zone: `{id, name, capacity?, ...counts, by_kind}`.
+/// One zone: `{id, name, capacity?, reservable, ...counts, by_kind}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Zone {
     pub id: String,
@@ -74,21 +80,27 @@ pub struct Zone {
     /// Counter zones only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u32>,
+    /// The zone's quota of advance reservations (contract §2.2).
+    #[serde(default)]
+    pub reservable: u32,
     #[serde(flatten)]
     pub counts: ZoneCounts,
 }
 
 impl Zone {
+    /// `(capacity, reservable)`: the counter zone's capacity (`None` for a
+    /// spot zone) and the reservation quota.
     pub fn new(
         id: &ZoneId,
         name: &str,
-        capacity: Option<u32>,
+        (capacity, reservable): (Option<u32>, u32),
         counts: &parkme_engine::ZoneCounts,
     ) -> Zone {
         Zone {
             id: id.to_string(),
             name: name.to_owned(),
             capacity,
+            reservable,
             counts: ZoneCounts::from(counts),
         }
     }
@@ -182,6 +194,12 @@ pub struct Booking {
     pub created_at: String,
     pub expires_at: String,
     pub updated_at: String,
+    /// The start of an advance reservation's window (`null` otherwise).
+    pub starts_at: Option<String>,
+    /// The end of the stay, when one was given.
+    pub ends_at: Option<String>,
+    /// Still `ACTIVE` the grace period after `ends_at` (contract §2.3).
+    pub overstay: bool,
 }
 
 impl From<&parkme_engine::Booking> for Booking {
@@ -197,6 +215,9 @@ impl From<&parkme_engine::Booking> for Booking {
             created_at: rfc3339(b.created_at),
             expires_at: rfc3339(b.expires_at),
             updated_at: rfc3339(b.updated_at),
+            starts_at: b.starts_at.map(rfc3339),
+            ends_at: b.ends_at.map(rfc3339),
+            overstay: b.overstay,
         }
     }
 }
@@ -220,6 +241,29 @@ pub struct BookingInput {
     pub spot: Option<String>,
     #[serde(default)]
     pub hold_seconds: Option<i64>,
+    /// RFC 3339: makes the request an advance reservation (§2.2).
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    /// RFC 3339: the end of the stay (§2.3).
+    #[serde(default)]
+    pub ends_at: Option<String>,
+}
+
+/// `PATCH /v1/bookings/{id}` body: the stay's new end (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtendInput {
+    pub ends_at: String,
+}
+
+/// An RFC 3339 time of a request (`field` names it in the error): any
+/// offset, read to the millisecond.
+pub fn parse_time(field: &'static str, raw: &str) -> Result<Millis, Invalid> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| Millis(t.timestamp_millis()))
+        .map_err(|e| Invalid {
+            code: "invalid_time",
+            message: format!("{field} must be an RFC 3339 time such as 2026-12-01T09:00:00Z: {e}"),
+        })
 }
 
 /// `PUT .../spots/{sid}/service` body.
@@ -389,6 +433,9 @@ pub struct ZoneInput {
     pub spots: Option<Vec<SpotInput>>,
     pub capacity: Option<i64>,
     pub kind: Option<String>,
+    /// At most this many spots (units) promised to advance reservations
+    /// at one instant (default 0).
+    pub reservable: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -441,11 +488,16 @@ impl ZoneInput {
                 }
             }
         };
+        let reservable = match self.reservable {
+            None => 0,
+            Some(n) => ZoneLayout::parse_reservable(&zone_id, n)
+                .map_err(|e| invalid_layout(e.to_string()))?,
+        };
         Ok(ZoneLayout {
             name: self.name.unwrap_or_else(|| zone_id.to_string()),
             id: zone_id,
             shape,
-            reservable: 0,
+            reservable,
         })
     }
 }
@@ -501,6 +553,10 @@ mod tests {
             (br#"{"zones":[{"id":"A"}]}"#, "invalid_layout"),
             (br#"{"zones":[{"id":"A","capacity":-1}]}"#, "invalid_layout"),
             (
+                br#"{"zones":[{"id":"A","capacity":2,"reservable":-1}]}"#,
+                "invalid_layout",
+            ),
+            (
                 br#"{"zones":[{"id":"A","spots":[{"id":"x","kind":"bus"}]}]}"#,
                 "invalid_kind",
             ),
@@ -533,12 +589,12 @@ mod tests {
         );
         let mut counts = parkme_engine::ZoneCounts::default();
         counts.insert(SpotKind::Ev, SpotState::Available);
-        let zone = Zone::new(&ZoneId::parse("A").expect("id"), "A", Some(3), &counts);
+        let zone = Zone::new(&ZoneId::parse("A").expect("id"), "A", (Some(3), 1), &counts);
         assert_eq!(
             serde_json::to_value(&zone).expect("json"),
-            serde_json::json!({"id":"A","name":"A","capacity":3,"total":1,"available":1,
-                "reserved":0,"occupied":0,"out_of_service":0,
-                "by_kind":{"ev":{"total":1,"available":1,"reserved":0,"occupied":0,"out_of_service":0}}})
+            serde_json::json!({"id":"A","name":"A","capacity":3,"reservable":1,"total":1,"available":1,
+                "reserved":0,"occupied":0,"out_of_service":0,"unknown":0,
+                "by_kind":{"ev":{"total":1,"available":1,"reserved":0,"occupied":0,"out_of_service":0,"unknown":0}}})
         );
         assert_eq!(rfc3339(Millis(1_000)), "1970-01-01T00:00:01.000Z");
     }

@@ -18,9 +18,14 @@
 //! A [`Storage::commit_groups`] is one group commit. Every zone's events go
 //! as one conditional batch per journal bucket (`... IF owner_epoch = E`,
 //! one Paxos round, atomic within the partition), all zones in parallel;
-//! a zone's buckets one after the other in seq order. The booking and
-//! idempotency records of a group are sent only once every event of the
-//! group applied, so a refused write never leaves a record behind; groups
+//! a zone's buckets one after the other in seq order. A group's
+//! idempotency keys go first, before its events (a commit that lands in
+//! the journal and no further, because its writer died, must still leave
+//! its key findable; a key naming a booking that never landed is harmless:
+//! the retry finds no booking and books anew, overwriting the key). If
+//! they fail, the journals of the zones the group writes are not sent.
+//! Its booking records are sent only once every event of the group
+//! applied, so a refused write never leaves a booking behind; groups
 //! without events send theirs at once. `Ok` means every write of the
 //! group was acknowledged at the configured consistency.
 //!
@@ -192,11 +197,20 @@ impl CqlStorage {
             .collect())
     }
 
-    /// The booking and idempotency records of one group, all at once.
-    async fn write_records(&self, group: &[Write]) -> Result<(), StorageError> {
+    /// The booking and idempotency records of one group (`which`), all at
+    /// once.
+    async fn write_records(&self, group: &[Write], which: Records) -> Result<(), StorageError> {
         let now = wall_clock();
         let mut sends: Vec<InFlight<'_>> = Vec::new();
         for write in group {
+            let wanted = match write {
+                Write::Event { .. } => false,
+                Write::Booking { .. } => which != Records::Keys,
+                Write::Idempotency { .. } => which != Records::Bookings,
+            };
+            if !wanted {
+                continue;
+            }
             match write {
                 Write::Event { .. } => {}
                 Write::Booking {
@@ -251,6 +265,16 @@ impl CqlStorage {
     }
 }
 
+/// Which records of a group [`CqlStorage::write_records`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Records {
+    All,
+    /// Idempotency keys only (before the group's events).
+    Keys,
+    /// Booking records only (after them).
+    Bookings,
+}
+
 fn wall_clock() -> Millis {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -277,16 +301,43 @@ impl Storage for CqlStorage {
             let fences = self.fences();
             plan::plan(groups, |zone| fences.newest(zone))
         };
+        let gated = |i: usize| plan.refused[i].is_none() && !plan.zones_of[i].is_empty();
+        // Keys before events; a zone whose groups' keys failed is not sent.
+        let keys = join_all(groups.iter().enumerate().map(|(i, group)| async move {
+            if !gated(i) || !group.iter().any(|w| matches!(w, Write::Idempotency { .. })) {
+                return Ok(());
+            }
+            self.write_records(group, Records::Keys).await
+        }))
+        .await;
+        let mut unsent: Vec<Option<StorageError>> = vec![None; plan.zones.len()];
+        for (i, outcome) in keys.iter().enumerate() {
+            if let Err(e) = outcome {
+                for &z in &plan.zones_of[i] {
+                    unsent[z] = Some(e.clone());
+                }
+            }
+        }
         // Journals of every zone in parallel, and beside them the records
         // of groups that have no events to wait for.
-        let journals = join_all(plan.zones.iter().map(|zone| self.write_zone(zone)));
+        let journals = join_all(
+            plan.zones
+                .iter()
+                .zip(&unsent)
+                .map(|(zone, unsent)| async move {
+                    match unsent {
+                        Some(e) => Err(e.clone()),
+                        None => self.write_zone(zone).await,
+                    }
+                }),
+        );
         let ungated = join_all(groups.iter().enumerate().map(|(i, group)| {
             let waits = plan.refused[i].is_some() || !plan.zones_of[i].is_empty();
             async move {
                 if waits {
                     return None;
                 }
-                Some(self.write_records(group).await)
+                Some(self.write_records(group, Records::All).await)
             }
         }));
         let (journals, ungated): (
@@ -307,7 +358,7 @@ impl Storage for CqlStorage {
                         .collect(),
                 );
                 Some(match failed {
-                    Ok(()) => self.write_records(group).await,
+                    Ok(()) => self.write_records(group, Records::Bookings).await,
                     Err(e) => Err(e),
                 })
             }

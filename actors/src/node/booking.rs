@@ -26,6 +26,10 @@ pub struct BookParams {
     pub kind: Option<SpotKind>,
     pub spot: Option<SpotId>,
     pub hold_seconds: u32,
+    /// Set: an advance reservation of `[starts_at, ends_at)` (§2.2).
+    pub starts_at: Option<Millis>,
+    /// The end of the stay (§2.3; required with `starts_at`).
+    pub ends_at: Option<Millis>,
     pub idempotency_key: Option<String>,
 }
 
@@ -71,10 +75,13 @@ impl Node {
                     .storage()
                     .idempotent_booking(&params.owner, key, now)
                     .await?;
-                if let Some(existing) = found
-                    && let Some(booking) = self.booking(&existing).await?
-                {
-                    return Ok(Booked::Replayed(booking));
+                if let Some(existing) = found {
+                    if let Some(booking) = self.booking(&existing).await? {
+                        return Ok(Booked::Replayed(booking));
+                    }
+                    if let Some(booking) = self.held_by_a_zone(&handle, &existing).await? {
+                        return Ok(Booked::Replayed(booking));
+                    }
                 }
                 Some(guard)
             }
@@ -93,9 +100,16 @@ impl Node {
             kind: params.kind,
             spot: params.spot.clone(),
             hold_seconds: params.hold_seconds,
-            starts_at: None,
-            ends_at: None,
+            starts_at: params.starts_at,
+            ends_at: params.ends_at,
             now,
+        };
+        // A reservation refused by every zone for want of quota is
+        // `no_capacity`; otherwise, `no_spot_available`.
+        let mut refusal = if request.is_reservation() {
+            EngineError::NoCapacity
+        } else {
+            EngineError::NoSpotAvailable
         };
         for zone in zones {
             let Some(actor) = routes.zones.get(&zone) else {
@@ -111,11 +125,36 @@ impl Node {
             .await;
             match result {
                 Ok(booking) => return Ok(Booked::Created(booking)),
-                Err(ActorError::Engine(EngineError::NoSpotAvailable)) => continue,
+                Err(ActorError::Engine(EngineError::NoCapacity)) => continue,
+                Err(ActorError::Engine(EngineError::NoSpotAvailable)) => {
+                    refusal = EngineError::NoSpotAvailable;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
-        Err(EngineError::NoSpotAvailable.into())
+        Err(refusal.into())
+    }
+
+    /// The live booking `id` if a zone of the facility holds it. A key's
+    /// first attempt may have reached the journal and not the booking
+    /// table (the writer died, or the record write failed): its zone
+    /// knows it, and writes the record again before answering.
+    async fn held_by_a_zone(
+        &self,
+        handle: &FacilityHandle,
+        id: &BookingId,
+    ) -> Result<Option<Booking>, ActorError> {
+        let routes = handle.shared.routes();
+        for zone in routes.zones.values() {
+            let booking = id.clone();
+            match zone::ask(zone, |reply| ZoneMsg::Find { booking, reply }).await {
+                Ok(found) => return Ok(Some(found)),
+                Err(ActorError::Engine(EngineError::UnknownBooking(_))) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// The zones to try, in order.
@@ -166,6 +205,39 @@ impl Node {
                     .map(|b| b.status)
                     .unwrap_or(booking.status);
                 Err(EngineError::InvalidTransition(status).into())
+            }
+            other => other,
+        }
+    }
+
+    /// Moves the end of a live booking's stay (`PATCH /v1/bookings/{id}`):
+    /// its zone re-checks the quota; an ended booking is `not_live`.
+    pub async fn extend(&self, booking: &Booking, ends_at: Millis) -> Result<Booking, ActorError> {
+        let routes = self.handle(&booking.facility)?.shared.routes();
+        let ended = |status| ActorError::Engine(EngineError::NotLive(status));
+        if !booking.is_live() {
+            return Err(ended(booking.status));
+        }
+        let zone = routes
+            .zones
+            .get(&booking.zone)
+            .ok_or_else(|| ended(booking.status))?;
+        let id = booking.id.clone();
+        let asked = zone::ask(zone, |reply| ZoneMsg::Extend {
+            booking: id,
+            ends_at,
+            reply,
+        })
+        .await;
+        match asked {
+            Err(ActorError::Engine(EngineError::UnknownBooking(_))) => {
+                // No longer live in its zone: it ended meanwhile.
+                let status = self
+                    .booking(&booking.id)
+                    .await?
+                    .map(|b| b.status)
+                    .unwrap_or(booking.status);
+                Err(ended(status))
             }
             other => other,
         }

@@ -70,6 +70,43 @@ impl ZoneActorState {
             .await;
     }
 
+    pub(super) async fn extend(
+        &mut self,
+        booking: BookingId,
+        ends_at: Millis,
+        reply: Reply<Booking>,
+    ) {
+        let command = Command::Extend {
+            booking: booking.clone(),
+            ends_at,
+            now: self.now(),
+        };
+        let applied = match self.zone.execute(&command) {
+            Ok(applied) => applied,
+            Err(e) => return refuse(reply, e),
+        };
+        // The same end again changes nothing: the booking as it is.
+        let booking = last_booking(&applied).or_else(|| self.zone.booking(&booking).cloned());
+        self.commit_applied(applied, Vec::new(), Pending::Booking { reply, booking })
+            .await;
+    }
+
+    pub(super) async fn find(&mut self, booking: BookingId, reply: Reply<Booking>) {
+        let Some(held) = self.zone.booking(&booking).cloned() else {
+            return refuse(reply, EngineError::UnknownBooking(booking));
+        };
+        let record = vec![self.context.booking_record(&held)];
+        self.commit_applied(
+            Vec::new(),
+            record,
+            Pending::Booking {
+                reply,
+                booking: Some(held),
+            },
+        )
+        .await;
+    }
+
     pub(super) async fn set_service(
         &mut self,
         spot: SpotId,
@@ -100,9 +137,20 @@ impl ZoneActorState {
         let mut results = Vec::with_capacity(readings.len());
         let mut applied = Vec::new();
         for reading in readings {
+            let command = match reading {
+                // Routed here because it names one of this zone's spots.
+                Reading::Heartbeat { sensor } => match SpotId::parse(&sensor) {
+                    Ok(spot) => Command::Heartbeat { spot, now },
+                    Err(_) => {
+                        results.push(Ok(()));
+                        continue;
+                    }
+                },
+                reading => Command::Sense { reading, now },
+            };
             // `execute`, not decide + apply: a reading that changes nothing
             // still keeps its spot's sensor live.
-            match self.zone.execute(&Command::Sense { reading, now }) {
+            match self.zone.execute(&command) {
                 Ok(done) => {
                     applied.extend(done);
                     results.push(Ok(()));
@@ -118,12 +166,20 @@ impl ZoneActorState {
         let command = Command::Tick { now: self.now() };
         match self.zone.execute(&command) {
             Ok(applied) => {
-                let expired = applied
-                    .iter()
-                    .filter(|(event, _)| matches!(event, Event::BookingExpired { .. }))
-                    .count() as u64;
-                self.commit_applied(applied, Vec::new(), Pending::Expiry { expired })
-                    .await;
+                let count = |what: fn(&Event) -> bool| {
+                    applied.iter().filter(|(event, _)| what(event)).count() as u64
+                };
+                let expired = count(|e| matches!(e, Event::BookingExpired { .. }));
+                let overstayed = count(|e| matches!(e, Event::BookingOverstayed { .. }));
+                self.commit_applied(
+                    applied,
+                    Vec::new(),
+                    Pending::Expiry {
+                        expired,
+                        overstayed,
+                    },
+                )
+                .await;
             }
             Err(e) => tracing::warn!(zone = %self.key, error = %e, "expiry refused"),
         }

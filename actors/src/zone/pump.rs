@@ -24,7 +24,9 @@ use crate::publish::ZoneReport;
 #[derive(Debug)]
 pub(super) enum Pending {
     /// Nobody waits (an expiry run): `expired` holds it counted.
-    Expiry { expired: u64 },
+    /// A timer tick: the holds it expired and the stays it found
+    /// overstaying, counted once durable.
+    Expiry { expired: u64, overstayed: u64 },
     /// A booking or a cancellation: the booking as it now stands.
     Booking {
         reply: Reply<Booking>,
@@ -55,7 +57,15 @@ impl Pending {
         let result = result.map_err(storage_error);
         let unavailable = || ActorError::Unavailable("zone");
         match self {
-            Pending::Expiry { expired } => metrics::bookings_expired(expired),
+            Pending::Expiry {
+                expired,
+                overstayed,
+            } => {
+                if result.is_ok() {
+                    metrics::bookings_expired(expired);
+                    metrics::overstays(overstayed);
+                }
+            }
             Pending::Booking { reply, booking } => {
                 let _ = reply.send(result.and_then(|()| booking.ok_or_else(unavailable)));
             }

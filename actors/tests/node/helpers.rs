@@ -146,6 +146,8 @@ pub fn params(zone: Option<&str>) -> BookParams {
         kind: None,
         spot: None,
         hold_seconds: 900,
+        starts_at: None,
+        ends_at: None,
         idempotency_key: None,
     }
 }

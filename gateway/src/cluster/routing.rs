@@ -13,7 +13,7 @@
 //! - A new facility (its first `PUT`) gets its record written here; the
 //!   node the placement picks starts it, and the `PUT` is then answered by
 //!   that owner (201).
-//! - `DELETE /v1/bookings/{id}` goes to the owner of the booking's
+//! - `DELETE` and `PATCH /v1/bookings/{id}` go to the owner of the booking's
 //!   facility; `GET /v1/bookings/{id}` reads the shared store here.
 //! - `GET /v1/facilities` merges this node's list with every owner's.
 //! - A sensor socket for a facility owned elsewhere gets 503 with
@@ -74,7 +74,7 @@ pub struct Forwarded;
 enum Target {
     Local,
     Facility(FacilityId),
-    CancelBooking(BookingId),
+    ChangeBooking(BookingId),
     List,
     Sensor(FacilityId),
 }
@@ -103,9 +103,9 @@ fn target(parts: &Parts, params: Option<&RawPathParams>) -> Target {
             None => Target::Local,
         };
     }
-    if path.starts_with("/v1/bookings/") && parts.method == Method::DELETE {
+    if path.starts_with("/v1/bookings/") && matches!(parts.method, Method::DELETE | Method::PATCH) {
         return match param("id").and_then(|b| BookingId::parse(&b).ok()) {
-            Some(id) => Target::CancelBooking(id),
+            Some(id) => Target::ChangeBooking(id),
             None => Target::Local,
         };
     }
@@ -146,7 +146,7 @@ pub async fn route(State(app): State<AppState>, request: Request, next: Next) ->
     let mut response = match target {
         Target::Local => next.run(request).await,
         Target::Facility(fid) => to_owner(&app, &cluster, fid, request, next).await,
-        Target::CancelBooking(id) => match app.node().booking(&id).await {
+        Target::ChangeBooking(id) => match app.node().booking(&id).await {
             Ok(Some(booking)) => to_owner(&app, &cluster, booking.facility, request, next).await,
             // Unknown (404) or the store is down (503): as the owner would.
             _ => next.run(request).await,

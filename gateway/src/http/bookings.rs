@@ -1,5 +1,5 @@
 //! Booking endpoints: create (idempotent with `Idempotency-Key`), read,
-//! cancel, over [`crate::bookings`]. Only the owner (the JWT `sub`) or the
+//! cancel, move the end of the stay, over [`crate::bookings`]. Only the owner (the JWT `sub`) or the
 //! admin may read or cancel.
 
 use axum::Json;
@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use parkme_actors::Booked;
 use parkme_engine::{BookingId, FacilityId};
-use parkme_protocol::rest::{Booking, BookingInput};
+use parkme_protocol::rest::{Booking, BookingInput, ExtendInput};
 
 use crate::bookings::{self, checked_idempotency_key};
 use crate::error::ApiResult;
@@ -58,6 +58,17 @@ pub async fn cancel(
 ) -> ApiResult<Json<Booking>> {
     let cancelled = bookings::cancel(&app, &caller.principal, &id).await?;
     Ok(Json((&cancelled).into()))
+}
+
+/// `PATCH /v1/bookings/{id}` with `{"ends_at": ...}`.
+pub async fn extend(
+    State(app): State<AppState>,
+    caller: Caller,
+    Id(id): Id<BookingId>,
+    JsonBody(input): JsonBody<ExtendInput>,
+) -> ApiResult<Json<Booking>> {
+    let extended = bookings::extend(&app, &caller.principal, &id, input).await?;
+    Ok(Json((&extended).into()))
 }
 
 #[cfg(test)]

@@ -519,6 +519,7 @@ mod tests {
             id: ZoneId::parse(id).expect("id"),
             name: id.into(),
             capacity: None,
+            reservable: 0,
             counts,
         }
     }

@@ -528,7 +528,7 @@ fn booking_reply(
     match result {
         Ok(booking) => ServerMessage::Booking {
             req,
-            booking: (&booking).into(),
+            booking: Box::new((&booking).into()),
         },
         Err(e) => ServerMessage::error(req.as_ref(), None, e.code, e.message),
     }

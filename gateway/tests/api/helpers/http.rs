@@ -155,6 +155,11 @@ impl Api {
             .await
     }
 
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.send(Method::PATCH, path, token, Body::Json(body), &[])
+            .await
+    }
+
     /// `POST /v1/facilities/{fid}/bookings`.
     pub async fn book(&self, fid: &str, token: &str, body: Value) -> Reply {
         self.post(&format!("/v1/facilities/{fid}/bookings"), Some(token), body)
@@ -190,6 +195,22 @@ impl Api {
             })
             .collect()
     }
+}
+
+/// RFC 3339 (UTC) of now plus `secs` (negative: the past).
+pub fn in_secs(secs: i64) -> String {
+    let at = chrono::Utc::now() + chrono::Duration::seconds(secs);
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time in a reply.
+pub fn millis(value: &Value) -> i64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("a time, got {value}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .timestamp_millis()
 }
 
 /// A spot zone `zone` with `n` spots `{prefix}{i}` of `kind`.
