@@ -424,10 +424,10 @@ impl Node {
 
     /// A facility's stored record.
     async fn stored_record(&self, id: &FacilityId) -> Result<FacilityRecord, ActorError> {
-        let stored = self.storage().facilities().await?;
-        let (_, bytes) = stored
-            .into_iter()
-            .find(|(stored, _)| stored == id)
+        let bytes = self
+            .storage()
+            .facility(id)
+            .await?
             .ok_or_else(|| ActorError::UnknownFacility(id.to_string()))?;
         FacilityRecord::decode(&bytes)
             .map_err(|e| ActorError::Corrupt(format!("facility {id}: {e}")))
@@ -442,8 +442,9 @@ impl Node {
         Ok(ids)
     }
 
-    /// Whether `id` is in the store (as last listed; a miss lists again,
-    /// so a facility created on another node a moment ago is found).
+    /// Whether `id` is in the store (as last listed; a miss looks the one
+    /// id up, so a facility created on another node a moment ago is found
+    /// and an unknown id costs one lookup, not a listing).
     pub async fn is_known(&self, id: &FacilityId) -> bool {
         if self.serves(id)
             || self
@@ -455,8 +456,16 @@ impl Node {
         {
             return true;
         }
-        match self.stored_facility_ids().await {
-            Ok(ids) => ids.contains(id),
+        match self.storage().facility(id).await {
+            Ok(Some(_)) => {
+                self.inner
+                    .known
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone());
+                true
+            }
+            Ok(None) => false,
             // The store cannot say: let the owner's path answer (503).
             Err(_) => true,
         }

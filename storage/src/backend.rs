@@ -108,6 +108,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Every facility record.
     async fn facilities(&self) -> Result<Vec<(FacilityId, Vec<u8>)>, StorageError>;
 
+    /// One facility record, by key (never a listing: a request naming an
+    /// unknown id costs one lookup).
+    async fn facility(&self, id: &FacilityId) -> Result<Option<Vec<u8>>, StorageError>;
+
     /// A booking record by id.
     async fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError>;
 

@@ -291,6 +291,13 @@ pub async fn facility_records_round_trip(s: &dyn Storage) {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(mine, vec![&b"layout-2".to_vec()]);
+    assert_eq!(
+        s.facility(&id).await.expect("read"),
+        Some(b"layout-2".to_vec()),
+        "one record reads by key"
+    );
+    let never = unique_facility("never");
+    assert_eq!(s.facility(&never).await.expect("read"), None);
 }
 
 pub async fn dropping_a_zone_forgets_its_journal_and_snapshot(s: &dyn Storage) {

@@ -465,6 +465,15 @@ impl Storage for CqlStorage {
         Ok(facilities)
     }
 
+    async fn facility(&self, id: &FacilityId) -> Result<Option<Vec<u8>>, StorageError> {
+        let result = self
+            .session
+            .execute_unpaged(&self.st.select_facility, (id.as_str(),))
+            .await
+            .map_err(|e| exec_error("reading a facility", &e))?;
+        Ok(first_row::<(Vec<u8>,)>(result, "facility")?.map(|(bytes,)| bytes))
+    }
+
     async fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError> {
         let result = self
             .session

@@ -170,6 +170,10 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
+    async fn facility(&self, id: &FacilityId) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock().facilities.get(id).cloned())
+    }
+
     async fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.lock().bookings.get(id).map(|(bytes, _)| bytes.clone()))
     }

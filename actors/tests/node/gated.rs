@@ -181,6 +181,15 @@ impl Storage for GatedStorage {
         self.inner.facilities()
     }
 
+    fn facility<'s, 'i, 'f>(&'s self, id: &'i FacilityId) -> Fut<'f, Option<Vec<u8>>>
+    where
+        's: 'f,
+        'i: 'f,
+        Self: 'f,
+    {
+        self.inner.facility(id)
+    }
+
     fn booking<'s, 'i, 'f>(&'s self, id: &'i BookingId) -> Fut<'f, Option<Vec<u8>>>
     where
         's: 'f,

@@ -134,6 +134,7 @@ pub struct Statements {
     pub select_snapshot_seqs: PreparedStatement,
     pub upsert_facility: PreparedStatement,
     pub select_facilities: PreparedStatement,
+    pub select_facility: PreparedStatement,
     /// Every zone head (paged): the zones with state are listed from it.
     pub select_zone_heads: PreparedStatement,
     /// Every booking record with its remaining TTL (paged).
@@ -304,6 +305,11 @@ impl Statements {
                 .await?,
             select_facilities: p
                 .idempotent(&format!("SELECT facility, payload FROM {ks}.facilities"))
+                .await?,
+            select_facility: p
+                .idempotent(&format!(
+                    "SELECT payload FROM {ks}.facilities WHERE facility = ?"
+                ))
                 .await?,
             select_zone_heads: p
                 .idempotent(&format!(

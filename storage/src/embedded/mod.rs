@@ -572,6 +572,11 @@ impl Storage for EmbeddedStorage {
         self.blocking(|inner| inner.tables.facilities()).await
     }
 
+    async fn facility(&self, id: &FacilityId) -> Result<Option<Vec<u8>>, StorageError> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.tables.facility(&id)).await
+    }
+
     async fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError> {
         if let Some(bytes) = lock(&self.inner.mem).booking(id) {
             return Ok(Some(bytes));

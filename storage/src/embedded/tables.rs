@@ -293,6 +293,13 @@ impl Tables {
         Ok(out)
     }
 
+    pub fn facility(&self, id: &FacilityId) -> Result<Option<Vec<u8>>, StorageError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(FACILITIES).map_err(unavailable)?;
+        let found = table.get(id.as_str()).map_err(unavailable)?;
+        Ok(found.map(|v| v.value().to_vec()))
+    }
+
     pub fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(BOOKINGS).map_err(unavailable)?;
