@@ -31,7 +31,7 @@ use parkme_engine::{
     EngineError, FacilityId, Reading, Seq, SpotId, SpotKind, SpotView, ZoneId, ZoneLayout,
     ZoneShape,
 };
-use parkme_storage::ZoneKey;
+use parkme_storage::{Epoch, ZoneKey};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -84,6 +84,10 @@ impl Routes {
 #[derive(Debug)]
 pub struct FacilityShared {
     pub routes: RwLock<Arc<Routes>>,
+    /// Cluster mode: the record fence this start claimed; every record
+    /// write goes under it, so an owner that was replaced cannot write
+    /// the record late. `None` on a single node.
+    pub fence: Option<Epoch>,
 }
 
 impl FacilityShared {
@@ -499,7 +503,7 @@ async fn set_sensor_key(
         .context
         .commit
         .storage()
-        .put_facility(&state.id, record.encode())
+        .put_facility(&state.id, record.encode(), state.shared.fence)
         .await?;
     state.record = record;
     Ok(())

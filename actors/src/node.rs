@@ -219,7 +219,7 @@ impl Node {
         for (id, bytes) in stored {
             let record = FacilityRecord::decode(&bytes)
                 .map_err(|e| ActorError::Corrupt(format!("facility {id}: {e}")))?;
-            node.spawn_facility(record).await?;
+            node.spawn_facility(record, None).await?;
         }
         Ok((node, committer))
     }
@@ -255,7 +255,13 @@ impl Node {
         }
     }
 
-    async fn spawn_facility(&self, record: FacilityRecord) -> Result<(), ActorError> {
+    /// Starts a facility from its record; `fence`: the record fence claimed
+    /// for this start (cluster mode).
+    async fn spawn_facility(
+        &self,
+        record: FacilityRecord,
+        fence: Option<parkme_storage::Epoch>,
+    ) -> Result<(), ActorError> {
         let id = record.layout.id.clone();
         let key = SensorKey {
             generation: record.sensor_key_generation,
@@ -263,6 +269,7 @@ impl Node {
         };
         let shared = Arc::new(FacilityShared {
             routes: RwLock::new(Arc::new(Routes::default())),
+            fence,
         });
         let instance = self
             .inner
@@ -351,8 +358,15 @@ impl Node {
                 match self.handle_if_local(id) {
                     Some(handle) => handle,
                     None => {
+                        // The record is claimed before it is read: what
+                        // an older owner wrote is read, or refused.
+                        let fence = self
+                            .storage()
+                            .claim_facility(id)
+                            .await?
+                            .ok_or_else(|| ActorError::UnknownFacility(id.to_string()))?;
                         let record = self.stored_record(id).await?;
-                        self.spawn_facility(record).await?;
+                        self.spawn_facility(record, Some(fence)).await?;
                         self.handle(id)?
                     }
                 }
@@ -492,7 +506,9 @@ impl Node {
         }
         let now = self.inner.clock.now();
         let record = self.new_record(layout, now);
-        self.storage().put_facility(&id, record.encode()).await?;
+        self.storage()
+            .put_facility(&id, record.encode(), None)
+            .await?;
         self.inner
             .known
             .write()
@@ -532,8 +548,15 @@ impl Node {
             return self.replace_facility(&id, &handle, layout, now).await;
         }
         let record = self.new_record(layout, now);
-        self.storage().put_facility(&id, record.encode()).await?;
-        self.spawn_facility(record).await?;
+        self.storage()
+            .put_facility(&id, record.encode(), None)
+            .await?;
+        // A cluster node serves a facility only under a claimed fence.
+        let fence = match self.inner.config.cluster {
+            true => self.storage().claim_facility(&id).await?,
+            false => None,
+        };
+        self.spawn_facility(record, fence).await?;
         Ok((self.facility(&id).await?, true))
     }
 

@@ -462,7 +462,7 @@ async fn finish_facility(
 ) -> Result<(), BackupError> {
     batch.flush().await?;
     if let Some((id, record)) = pending {
-        storage.put_facility(&id, record).await?;
+        storage.put_facility(&id, record, None).await?;
         restored.facilities += 1;
     }
     Ok(())

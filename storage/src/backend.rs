@@ -103,7 +103,24 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     async fn drop_zone(&self, zone: &ZoneKey) -> Result<(), StorageError>;
 
     /// Creates or replaces a facility record (layout, sensor key hash, ...).
-    async fn put_facility(&self, id: &FacilityId, bytes: Vec<u8>) -> Result<(), StorageError>;
+    /// `fence`: cluster mode, the fence the owner claimed with
+    /// [`Storage::claim_facility`]; the write lands only while it is still
+    /// the record's newest fence ([`StorageError::Fenced`] otherwise:
+    /// nothing was written). `None`: unconditional (one node, or the first
+    /// record of a facility no node serves yet).
+    async fn put_facility(
+        &self,
+        id: &FacilityId,
+        bytes: Vec<u8>,
+        fence: Option<Epoch>,
+    ) -> Result<(), StorageError>;
+
+    /// Makes the caller the only writer of an existing facility record:
+    /// returns a fence greater than every fence handed out before for it,
+    /// after which a write under an older fence is refused. Claim before
+    /// reading the record: what an older owner wrote is then either read
+    /// or refused. `UnknownFacility`-like absence is `Ok(None)`.
+    async fn claim_facility(&self, id: &FacilityId) -> Result<Option<Epoch>, StorageError>;
 
     /// Every facility record.
     async fn facilities(&self) -> Result<Vec<(FacilityId, Vec<u8>)>, StorageError>;

@@ -278,10 +278,10 @@ pub async fn idempotency_keys_are_scoped_to_their_owner_and_expire(s: &dyn Stora
 
 pub async fn facility_records_round_trip(s: &dyn Storage) {
     let id = unique_facility("fac");
-    s.put_facility(&id, b"layout-1".to_vec())
+    s.put_facility(&id, b"layout-1".to_vec(), None)
         .await
         .expect("put");
-    s.put_facility(&id, b"layout-2".to_vec())
+    s.put_facility(&id, b"layout-2".to_vec(), None)
         .await
         .expect("put");
     let all = s.facilities().await.expect("list");
@@ -298,6 +298,62 @@ pub async fn facility_records_round_trip(s: &dyn Storage) {
     );
     let never = unique_facility("never");
     assert_eq!(s.facility(&never).await.expect("read"), None);
+}
+
+pub async fn a_facility_record_takes_writes_only_under_its_newest_fence(s: &dyn Storage) {
+    let id = unique_facility("fenced");
+    assert_eq!(
+        s.claim_facility(&id).await.expect("claim"),
+        None,
+        "no record, nothing to claim"
+    );
+    assert_eq!(
+        s.facility(&id).await.expect("read"),
+        None,
+        "a claim makes no record"
+    );
+    s.put_facility(&id, b"first".to_vec(), None)
+        .await
+        .expect("the first record");
+    let old = s
+        .claim_facility(&id)
+        .await
+        .expect("claim")
+        .expect("a fence");
+    s.put_facility(&id, b"by-old".to_vec(), Some(old))
+        .await
+        .expect("the owner writes");
+    let new = s
+        .claim_facility(&id)
+        .await
+        .expect("claim")
+        .expect("a fence");
+    assert!(new.0 > old.0, "fences grow: {old:?} then {new:?}");
+    match s.put_facility(&id, b"late".to_vec(), Some(old)).await {
+        Err(StorageError::Fenced { current, ours, .. }) => {
+            assert_eq!((current, ours), (new.0, old.0));
+        }
+        other => panic!("a deposed owner's write must be fenced: {other:?}"),
+    }
+    assert_eq!(
+        s.facility(&id).await.expect("read"),
+        Some(b"by-old".to_vec())
+    );
+    s.put_facility(&id, b"by-new".to_vec(), Some(new))
+        .await
+        .expect("the new owner writes");
+    assert_eq!(
+        s.facility(&id).await.expect("read"),
+        Some(b"by-new".to_vec())
+    );
+    let listed: Vec<_> = s
+        .facilities()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|(f, _)| f == &id)
+        .collect();
+    assert_eq!(listed.len(), 1);
 }
 
 pub async fn dropping_a_zone_forgets_its_journal_and_snapshot(s: &dyn Storage) {
@@ -637,7 +693,7 @@ pub async fn clearing_forgets_every_record_but_keeps_fencing(s: &dyn Storage) {
     ])
     .await
     .expect("commit");
-    s.put_facility(&z.facility, b"layout".to_vec())
+    s.put_facility(&z.facility, b"layout".to_vec(), None)
         .await
         .expect("put");
 
@@ -693,6 +749,7 @@ macro_rules! conformance_suite {
             booking_records_are_found_by_id,
             idempotency_keys_are_scoped_to_their_owner_and_expire,
             facility_records_round_trip,
+            a_facility_record_takes_writes_only_under_its_newest_fence,
             dropping_a_zone_forgets_its_journal_and_snapshot,
             a_healthy_backend_answers_ping,
             a_commit_across_a_bucket_boundary_lands_whole,

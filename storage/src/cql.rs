@@ -78,7 +78,8 @@ use scylla::errors::ExecutionError;
 use scylla::response::query_result::QueryResult;
 
 use self::driver::{
-    all_rows, exec_error, first_row, from_i64, pager_error, rows_error, session_error,
+    all_rows, exec_error, first_row, from_i64, lwt_answer, lwt_error, pager_error, rows_error,
+    session_error, to_i64,
 };
 use self::fence::Fences;
 use self::plan::{bucket_of, first_failure, forget_ttl, idempotency_ttl};
@@ -265,6 +266,9 @@ impl CqlStorage {
     }
 }
 
+/// Claims of one facility record that may lose a race before giving up.
+const FACILITY_CLAIM_ATTEMPTS: usize = 8;
+
 /// Which records of a group [`CqlStorage::write_records`] sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Records {
@@ -435,12 +439,82 @@ impl Storage for CqlStorage {
         self.forget_zone(zone).await
     }
 
-    async fn put_facility(&self, id: &FacilityId, bytes: Vec<u8>) -> Result<(), StorageError> {
-        self.session
-            .execute_unpaged(&self.st.upsert_facility, (id.as_str(), bytes.as_slice()))
+    async fn put_facility(
+        &self,
+        id: &FacilityId,
+        bytes: Vec<u8>,
+        fence: Option<Epoch>,
+    ) -> Result<(), StorageError> {
+        let Some(fence) = fence else {
+            self.session
+                .execute_unpaged(&self.st.upsert_facility, (id.as_str(), bytes.as_slice()))
+                .await
+                .map_err(|e| exec_error("writing a facility", &e))?;
+            return Ok(());
+        };
+        let ours = to_i64(fence.0, "facility fence")?;
+        let result = self
+            .session
+            .execute_unpaged(
+                &self.st.fenced_put_facility,
+                (bytes.as_slice(), id.as_str(), ours),
+            )
             .await
-            .map_err(|e| exec_error("writing a facility", &e))?;
-        Ok(())
+            .map_err(|e| lwt_error("writing a facility record", &e))?;
+        let answer = lwt_answer(result)?;
+        if answer.applied {
+            return Ok(());
+        }
+        Err(StorageError::Fenced {
+            zone: format!("facility record {id}"),
+            current: answer
+                .bigint("owner_epoch")
+                .and_then(|c| u64::try_from(c).ok())
+                .unwrap_or(0),
+            ours: fence.0,
+        })
+    }
+
+    async fn claim_facility(&self, id: &FacilityId) -> Result<Option<Epoch>, StorageError> {
+        for _ in 0..FACILITY_CLAIM_ATTEMPTS {
+            let read = self
+                .session
+                .execute_unpaged(&self.st.read_facility_fence, (id.as_str(),))
+                .await
+                .map_err(|e| exec_error("reading a facility fence", &e))?;
+            let Some((current, Some(_payload))) =
+                first_row::<(Option<i64>, Option<Vec<u8>>)>(read, "facility fence")?
+            else {
+                // No record: nothing to fence (and no row is made here).
+                return Ok(None);
+            };
+            let (sent, next) = match current {
+                None => (
+                    self.session
+                        .execute_unpaged(&self.st.first_facility_claim, (id.as_str(),))
+                        .await,
+                    1,
+                ),
+                Some(current) => {
+                    let next = current.checked_add(1).ok_or_else(|| {
+                        StorageError::Corrupt(format!("fence of facility {id} overflows"))
+                    })?;
+                    let values = (next, id.as_str(), current);
+                    let sent = self
+                        .session
+                        .execute_unpaged(&self.st.next_facility_claim, values)
+                        .await;
+                    (sent, next)
+                }
+            };
+            let sent = sent.map_err(|e| lwt_error("claiming a facility record", &e))?;
+            if lwt_answer(sent)?.applied {
+                return Ok(Some(Epoch(from_i64(next, "facility fence")?)));
+            }
+        }
+        Err(StorageError::Unavailable(format!(
+            "claiming facility {id} lost {FACILITY_CLAIM_ATTEMPTS} races in a row"
+        )))
     }
 
     async fn facilities(&self) -> Result<Vec<(FacilityId, Vec<u8>)>, StorageError> {
@@ -449,7 +523,7 @@ impl Storage for CqlStorage {
             .execute_iter(self.st.select_facilities.clone(), ())
             .await
             .map_err(|e| pager_error("listing facilities", &e))?
-            .rows_stream::<(String, Vec<u8>)>()
+            .rows_stream::<(String, Option<Vec<u8>>)>()
             .map_err(|e| rows_error("facility", e))?;
         let mut facilities = Vec::new();
         while let Some((id, bytes)) = rows
@@ -457,6 +531,8 @@ impl Storage for CqlStorage {
             .await
             .map_err(|e| StorageError::Unavailable(format!("listing facilities: {e}")))?
         {
+            // A row with a fence and no record is not a facility.
+            let Some(bytes) = bytes else { continue };
             let id = FacilityId::parse(&id)
                 .map_err(|e| StorageError::Corrupt(format!("stored facility id {id:?}: {e}")))?;
             facilities.push((id, bytes));
@@ -471,7 +547,7 @@ impl Storage for CqlStorage {
             .execute_unpaged(&self.st.select_facility, (id.as_str(),))
             .await
             .map_err(|e| exec_error("reading a facility", &e))?;
-        Ok(first_row::<(Vec<u8>,)>(result, "facility")?.map(|(bytes,)| bytes))
+        Ok(first_row::<(Option<Vec<u8>>,)>(result, "facility")?.and_then(|(bytes,)| bytes))
     }
 
     async fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError> {

@@ -31,6 +31,7 @@ pub mod group_commit;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+mod record_fence;
 
 pub use backend::Storage;
 pub use error::StorageError;

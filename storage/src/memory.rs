@@ -18,6 +18,7 @@ struct Inner {
     snapshots: HashMap<ZoneKey, (Seq, Vec<u8>)>,
     epochs: HashMap<ZoneKey, Epoch>,
     facilities: BTreeMap<FacilityId, Vec<u8>>,
+    fences: crate::record_fence::RecordFences,
     /// Booking records and the time after which each may be forgotten.
     bookings: HashMap<BookingId, (Vec<u8>, Option<Millis>)>,
     idempotency: HashMap<(UserId, String), (BookingId, Millis)>,
@@ -156,9 +157,24 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    async fn put_facility(&self, id: &FacilityId, bytes: Vec<u8>) -> Result<(), StorageError> {
-        self.lock().facilities.insert(id.clone(), bytes);
+    async fn put_facility(
+        &self,
+        id: &FacilityId,
+        bytes: Vec<u8>,
+        fence: Option<Epoch>,
+    ) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        inner.fences.admit(id, fence)?;
+        inner.facilities.insert(id.clone(), bytes);
         Ok(())
+    }
+
+    async fn claim_facility(&self, id: &FacilityId) -> Result<Option<Epoch>, StorageError> {
+        let mut inner = self.lock();
+        if !inner.facilities.contains_key(id) {
+            return Ok(None);
+        }
+        Ok(Some(inner.fences.claim(id)))
     }
 
     async fn facilities(&self) -> Result<Vec<(FacilityId, Vec<u8>)>, StorageError> {

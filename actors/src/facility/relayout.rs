@@ -181,7 +181,12 @@ pub(super) async fn run(
             .sum::<u64>();
     if let Err(e) = commit_record(state, &record).await {
         stop_started(state, started);
-        settle_failed_commit(myself, state, prepared, token).await;
+        if fenced(&e) {
+            // Refused, so not written: a newer owner holds the record.
+            abort(&prepared, token);
+        } else {
+            settle_failed_commit(myself, state, prepared, token).await;
+        }
         return Err(e);
     }
     let acks = commit_zones(state, &prepared, token).await;
@@ -311,7 +316,13 @@ fn stop_started(state: &mut FacilityState, started: Vec<(ZoneLayout, ActorRef<Zo
 
 async fn write_record(state: &FacilityState, bytes: Vec<u8>) -> Result<(), ActorError> {
     let storage = state.context.commit.storage();
-    match timeout(STORAGE_TIMEOUT, storage.put_facility(&state.id, bytes)).await {
+    let fence = state.shared.fence;
+    match timeout(
+        STORAGE_TIMEOUT,
+        storage.put_facility(&state.id, bytes, fence),
+    )
+    .await
+    {
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(timed_out("writing the facility record")),
     }
@@ -329,9 +340,17 @@ async fn commit_record(state: &FacilityState, record: &FacilityRecord) -> Result
     Ok(())
 }
 
+/// A record write refused because a newer owner claimed the record: it
+/// did not land, and no later write of this start will.
+fn fenced(e: &ActorError) -> bool {
+    matches!(e, ActorError::Storage(StorageError::Fenced { .. }))
+}
+
 /// The record write failed and may or may not have landed: write the old
 /// record back, and only then release the zones. If storage refuses that
-/// too, the zones keep holding while a background task keeps trying.
+/// too, the zones keep holding while a background task keeps trying. A
+/// write-back refused as fenced ends it too: the newer owner claimed the
+/// record after whatever landed, and reads it as the layout.
 async fn settle_failed_commit(
     myself: &ActorRef<FacilityMsg>,
     state: &mut FacilityState,
@@ -341,6 +360,7 @@ async fn settle_failed_commit(
     let old = state.record.encode();
     match write_record(state, old.clone()).await {
         Ok(()) => abort(&prepared, token),
+        Err(e) if fenced(&e) => abort(&prepared, token),
         Err(e) => {
             tracing::warn!(facility = %state.id, error = %e, "layout change failed and its outcome is unknown; its zones hold until the old layout is written back");
             state.unresolved = Some(Unresolved {
@@ -351,7 +371,7 @@ async fn settle_failed_commit(
             write_back_in_background(
                 myself.clone(),
                 Arc::clone(state.context.commit.storage()),
-                state.id.clone(),
+                (state.id.clone(), state.shared.fence),
                 old,
                 token,
             );
@@ -362,7 +382,7 @@ async fn settle_failed_commit(
 fn write_back_in_background(
     myself: ActorRef<FacilityMsg>,
     storage: Arc<dyn Storage>,
-    id: FacilityId,
+    (id, fence): (FacilityId, Option<parkme_storage::Epoch>),
     old: Vec<u8>,
     token: LayoutToken,
 ) {
@@ -376,8 +396,9 @@ fn write_back_in_background(
             ) {
                 return;
             }
-            match timeout(STORAGE_TIMEOUT, storage.put_facility(&id, old.clone())).await {
-                Ok(Ok(())) => {
+            let written = storage.put_facility(&id, old.clone(), fence);
+            match timeout(STORAGE_TIMEOUT, written).await {
+                Ok(Ok(()) | Err(StorageError::Fenced { .. })) => {
                     let _ = myself.send_message(FacilityMsg::RelayoutResolved { token });
                     return;
                 }

@@ -157,7 +157,12 @@ impl Storage for GatedStorage {
         self.inner.drop_zone(zone)
     }
 
-    fn put_facility<'s, 'i, 'f>(&'s self, id: &'i FacilityId, bytes: Vec<u8>) -> Fut<'f, ()>
+    fn put_facility<'s, 'i, 'f>(
+        &'s self,
+        id: &'i FacilityId,
+        bytes: Vec<u8>,
+        fence: Option<Epoch>,
+    ) -> Fut<'f, ()>
     where
         's: 'f,
         'i: 'f,
@@ -170,7 +175,16 @@ impl Storage for GatedStorage {
                 ))
             });
         }
-        self.inner.put_facility(id, bytes)
+        self.inner.put_facility(id, bytes, fence)
+    }
+
+    fn claim_facility<'s, 'i, 'f>(&'s self, id: &'i FacilityId) -> Fut<'f, Option<Epoch>>
+    where
+        's: 'f,
+        'i: 'f,
+        Self: 'f,
+    {
+        self.inner.claim_facility(id)
     }
 
     fn facilities<'s, 'f>(&'s self) -> Fut<'f, Vec<(FacilityId, Vec<u8>)>>

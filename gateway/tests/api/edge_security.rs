@@ -329,7 +329,7 @@ async fn a_facility_stored_before_key_rotation_keeps_its_sensor_key_after_the_up
         let bytes = encode_stored(&(layout, hash, 0u64, Millis(1), Millis(2)));
         let storage = EmbeddedStorage::open(dir.path()).expect("embedded storage");
         storage
-            .put_facility(&FacilityId::parse("legacy").expect("id"), bytes)
+            .put_facility(&FacilityId::parse("legacy").expect("id"), bytes, None)
             .await
             .expect("old record stored");
     }

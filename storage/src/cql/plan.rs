@@ -24,6 +24,10 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 const IDEMPOTENCY_GRACE_SECS: i64 = 3600;
 /// Cassandra's and Scylla's largest TTL (20 years).
 const MAX_TTL_SECS: i64 = 630_720_000;
+/// The latest expiry Cassandra accepts under its default overflow policy
+/// (`REJECT`, CASSANDRA-14092): 2038-01-19T03:14:06Z, less a day of margin
+/// for clock skew between this host and the server.
+const LATEST_EXPIRY_SECS: i64 = i32::MAX as i64 - 86_400;
 
 /// One event as bound to `append_event`:
 /// `(epoch, payload, facility, zone, bucket, seq, expected owner_epoch)`.
@@ -175,23 +179,30 @@ pub fn chunks<'r, 'a>(rows: &'r [EventRow<'a>]) -> Vec<&'r [EventRow<'a>]> {
     out
 }
 
-fn ttl_secs(remaining_ms: i64, extra_secs: i64) -> i32 {
+fn ttl_secs(remaining_ms: i64, extra_secs: i64, now: Millis) -> i32 {
     let remaining_ms = remaining_ms.max(0);
     let secs =
         (remaining_ms / 1000 + i64::from(remaining_ms % 1000 != 0)).saturating_add(extra_secs);
-    i32::try_from(secs.clamp(1, MAX_TTL_SECS)).unwrap_or(i32::MAX)
+    let until_latest = LATEST_EXPIRY_SECS.saturating_sub(now.0.div_euclid(1000));
+    let cap = MAX_TTL_SECS.min(until_latest).max(1);
+    i32::try_from(secs.clamp(1, cap)).unwrap_or(i32::MAX)
 }
 
 /// An idempotency record's TTL: until `expires_at` plus a grace period,
 /// clamped to what the server accepts.
 pub fn idempotency_ttl(expires_at: Millis, now: Millis) -> i32 {
-    ttl_secs(expires_at.0.saturating_sub(now.0), IDEMPOTENCY_GRACE_SECS).max(3600)
+    ttl_secs(
+        expires_at.0.saturating_sub(now.0),
+        IDEMPOTENCY_GRACE_SECS,
+        now,
+    )
+    .max(3600)
 }
 
 /// A booking record's TTL: until its `forget_after` (at least a second: a
 /// TTL of 0 would mean "forever").
 pub fn forget_ttl(forget_after: Millis, now: Millis) -> i32 {
-    ttl_secs(forget_after.0.saturating_sub(now.0), 0)
+    ttl_secs(forget_after.0.saturating_sub(now.0), 0, now)
 }
 
 /// The first `Fenced` error if any (the most telling), else the first error.
@@ -331,6 +342,11 @@ mod tests {
         assert_eq!(idempotency_ttl(now.plus_secs(86_400), now), 86_400 + 3600);
         assert_eq!(idempotency_ttl(Millis(now.0 + 1), now), 3601, "rounded up");
         assert_eq!(idempotency_ttl(Millis(i64::MAX), now), 630_720_000);
+        // Found by the fencing test on Cassandra 5: from late 2026, 20
+        // years would expire after 2038, which the server refuses.
+        let late_2026 = Millis(1_796_000_000_000);
+        let ttl = i64::from(idempotency_ttl(Millis(i64::MAX), late_2026));
+        assert_eq!(ttl, LATEST_EXPIRY_SECS - 1_796_000_000);
     }
 
     #[test]
@@ -340,6 +356,11 @@ mod tests {
         assert_eq!(forget_ttl(Millis(0), now), 1, "already due: gone at once");
         assert_eq!(forget_ttl(Millis(now.0 + 1), now), 1);
         assert_eq!(forget_ttl(Millis(i64::MAX), now), 630_720_000);
+        let late_2026 = Millis(1_796_000_000_000);
+        assert!(
+            1_796_000_000 + i64::from(forget_ttl(Millis(i64::MAX), late_2026))
+                <= i64::from(i32::MAX)
+        );
     }
 
     #[test]

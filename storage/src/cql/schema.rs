@@ -66,7 +66,7 @@ pub fn ddl(target: &CqlUri) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.facilities (
-                facility text PRIMARY KEY, payload blob
+                facility text PRIMARY KEY, payload blob, owner_epoch bigint
             )"
         ),
         format!(
@@ -83,15 +83,34 @@ pub fn ddl(target: &CqlUri) -> Vec<String> {
     ]
 }
 
-/// Creates the keyspace and tables that are missing.
+/// Creates the keyspace and tables that are missing, and the columns a
+/// table of an earlier version lacks (`facilities.owner_epoch`).
 pub async fn create(session: &Session, target: &CqlUri) -> Result<(), StorageError> {
-    for text in ddl(target) {
+    let run = |text: String| async move {
         let mut statement = Statement::new(text);
         statement.set_request_timeout(Some(DDL_TIMEOUT));
         session
             .query_unpaged(statement, ())
             .await
-            .map_err(|e| super::driver::exec_error("creating the schema", &e))?;
+            .map_err(|e| super::driver::exec_error("creating the schema", &e))
+    };
+    for text in ddl(target) {
+        run(text).await?;
+    }
+    let ks = target.keyspace.as_str();
+    let columns = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = 'facilities'",
+            (ks,),
+        )
+        .await
+        .map_err(|e| super::driver::exec_error("reading the schema", &e))?;
+    let columns = super::driver::all_rows::<(String,)>(columns, "schema column")?;
+    if !columns.iter().any(|(name,)| name == "owner_epoch") {
+        run(format!(
+            "ALTER TABLE {ks}.facilities ADD owner_epoch bigint"
+        ))
+        .await?;
     }
     Ok(())
 }
@@ -135,6 +154,14 @@ pub struct Statements {
     pub upsert_facility: PreparedStatement,
     pub select_facilities: PreparedStatement,
     pub select_facility: PreparedStatement,
+    /// `owner_epoch` and whether the record exists.
+    pub read_facility_fence: PreparedStatement,
+    /// `SET owner_epoch = 1 IF owner_epoch = null`.
+    pub first_facility_claim: PreparedStatement,
+    /// `SET owner_epoch = e + 1 IF owner_epoch = e`.
+    pub next_facility_claim: PreparedStatement,
+    /// `SET payload = ? IF owner_epoch = E`: the owner's record write.
+    pub fenced_put_facility: PreparedStatement,
     /// Every zone head (paged): the zones with state are listed from it.
     pub select_zone_heads: PreparedStatement,
     /// Every booking record with its remaining TTL (paged).
@@ -172,6 +199,12 @@ impl Statements {
             ))
             .await?;
         read_head.set_consistency(serial_read);
+        let mut read_facility_fence = p
+            .idempotent(&format!(
+                "SELECT owner_epoch, payload FROM {ks}.facilities WHERE facility = ?"
+            ))
+            .await?;
+        read_facility_fence.set_consistency(serial_read);
         let mut ping = p
             .idempotent("SELECT release_version FROM system.local")
             .await?;
@@ -310,6 +343,31 @@ impl Statements {
                 .idempotent(&format!(
                     "SELECT payload FROM {ks}.facilities WHERE facility = ?"
                 ))
+                .await?,
+            read_facility_fence,
+            first_facility_claim: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.facilities SET owner_epoch = 1 WHERE facility = ? IF owner_epoch = null"
+                    ),
+                    serial,
+                )
+                .await?,
+            next_facility_claim: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.facilities SET owner_epoch = ? WHERE facility = ? IF owner_epoch = ?"
+                    ),
+                    serial,
+                )
+                .await?,
+            fenced_put_facility: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.facilities SET payload = ? WHERE facility = ? IF owner_epoch = ?"
+                    ),
+                    serial,
+                )
                 .await?,
             select_zone_heads: p
                 .idempotent(&format!(

@@ -70,6 +70,8 @@ struct Inner {
     mem: Mutex<MemTable>,
     /// Current epoch of every claimed zone (mirrors the redb table).
     epochs: Mutex<HashMap<ZoneKey, u64>>,
+    /// Facility record fences (in memory: see `record_fence`).
+    fences: Mutex<crate::record_fence::RecordFences>,
     /// Serializes redb writers that touch journal rows (checkpoint,
     /// snapshot, drop).
     writer: Mutex<()>,
@@ -252,6 +254,7 @@ impl EmbeddedStorage {
                 wal: Mutex::new(wal),
                 mem: Mutex::new(mem),
                 epochs: Mutex::new(epochs),
+                fences: Mutex::default(),
                 writer: Mutex::new(()),
                 checkpointing: AtomicBool::new(false),
                 last_checkpoint: Mutex::new(Instant::now()),
@@ -562,10 +565,28 @@ impl Storage for EmbeddedStorage {
         .await
     }
 
-    async fn put_facility(&self, id: &FacilityId, bytes: Vec<u8>) -> Result<(), StorageError> {
+    async fn put_facility(
+        &self,
+        id: &FacilityId,
+        bytes: Vec<u8>,
+        fence: Option<Epoch>,
+    ) -> Result<(), StorageError> {
         let id = id.clone();
-        self.blocking(move |inner| inner.tables.put_facility(&id, &bytes))
-            .await
+        self.blocking(move |inner| {
+            let fences = lock(&inner.fences);
+            fences.admit(&id, fence)?;
+            inner.tables.put_facility(&id, &bytes)
+        })
+        .await
+    }
+
+    async fn claim_facility(&self, id: &FacilityId) -> Result<Option<Epoch>, StorageError> {
+        let id = id.clone();
+        self.blocking(move |inner| {
+            let mut fences = lock(&inner.fences);
+            Ok(inner.tables.facility(&id)?.map(|_| fences.claim(&id)))
+        })
+        .await
     }
 
     async fn facilities(&self) -> Result<Vec<(FacilityId, Vec<u8>)>, StorageError> {
