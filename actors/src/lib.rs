@@ -29,6 +29,7 @@
 pub mod clock;
 pub mod error;
 mod facility;
+pub mod history;
 pub mod metrics;
 pub mod node;
 pub mod probe;

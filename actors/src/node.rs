@@ -28,6 +28,7 @@ use crate::record::{FacilityRecord, hash_key};
 use crate::zone::{self, ZoneContext, ZoneMsg};
 
 mod booking;
+mod history;
 mod keys;
 
 pub use booking::{BookParams, Booked, new_booking_id};
@@ -50,6 +51,11 @@ pub struct NodeConfig {
     /// Sensor staleness, reservation lead time and overstay grace of every
     /// zone (contract §2.1–2.3).
     pub zone_params: ZoneParams,
+    /// How often each served facility's counts are sampled into the
+    /// history (contract §3.1: each minute).
+    pub history_every: std::time::Duration,
+    /// Days a history sample is kept (`PARKME_HISTORY_DAYS`).
+    pub history_days: u32,
     /// Cluster mode: the node starts no facility by itself; the cluster's
     /// ownership decides which it serves ([`Node::acquire`],
     /// [`Node::release`], [`Node::drop_facility`]).
@@ -76,6 +82,8 @@ impl Default for NodeConfig {
             booking_retention_days: 400,
             upkeep_every: std::time::Duration::from_secs(3600),
             zone_params: ZoneParams::default(),
+            history_every: std::time::Duration::from_secs(60),
+            history_days: 35,
             cluster: false,
             fenced: None,
         }
@@ -122,7 +130,8 @@ struct Inner {
     /// Stops the periodic upkeep.
     stopping: CancellationToken,
     /// The upkeep task, awaited at stop so nothing holds the store after.
-    upkeep: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The upkeep and history sampler tasks.
+    upkeep: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// Ends the upkeep task if the node is dropped without a stop.
     _upkeep_guard: tokio_util::sync::DropGuard,
 }
@@ -202,7 +211,7 @@ impl Node {
                 close_commits,
                 _upkeep_guard: stopping.clone().drop_guard(),
                 stopping,
-                upkeep: std::sync::Mutex::new(None),
+                upkeep: std::sync::Mutex::new(Vec::new()),
             }),
         };
         let task = tokio::spawn(upkeep(
@@ -211,7 +220,12 @@ impl Node {
             node.inner.config.upkeep_every,
             node.inner.stopping.clone(),
         ));
-        *node.inner.upkeep.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        let sampler = tokio::spawn(history::sampler(
+            Arc::downgrade(&node.inner),
+            node.inner.config.history_every,
+            node.inner.stopping.clone(),
+        ));
+        *node.inner.upkeep.lock().unwrap_or_else(|e| e.into_inner()) = vec![task, sampler];
         if node.inner.config.cluster {
             return Ok((node, committer));
         }
@@ -719,13 +733,9 @@ impl Node {
     /// committer drain what is queued and stop.
     pub async fn stop(&self) {
         self.inner.stopping.cancel();
-        let upkeep = self
-            .inner
-            .upkeep
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(task) = upkeep {
+        let tasks =
+            std::mem::take(&mut *self.inner.upkeep.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
             let _ = task.await;
         }
         let handles: Vec<Arc<FacilityHandle>> = self

@@ -164,6 +164,8 @@ impl Application {
             snapshot_every: config.snapshot_every,
             booking_retention_days: config.booking_retention_days,
             zone_params: config.zone_params(),
+            history_days: config.history_days,
+            history_every: std::time::Duration::from_secs(u64::from(config.history_sample_secs)),
             cluster: cluster_settings.is_some(),
             fenced: cluster_settings.as_ref().map(|_| fenced_tx),
             ..NodeConfig::default()

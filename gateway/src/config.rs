@@ -177,6 +177,25 @@ pub struct Config {
     #[arg(long, env = "PARKME_GRACE_SECS", default_value_t = parkme_engine::zone::DEFAULT_GRACE_SECS)]
     pub grace_secs: u32,
 
+    /// Days an occupancy history sample is kept (contract §3.1).
+    #[arg(
+        long,
+        env = "PARKME_HISTORY_DAYS",
+        default_value_t = 35,
+        value_parser = clap::value_parser!(u32).range(1..=3650)
+    )]
+    pub history_days: u32,
+
+    /// Seconds between two occupancy samples of a facility (the contract
+    /// samples each minute; shorter for tests).
+    #[arg(
+        long,
+        env = "PARKME_HISTORY_SAMPLE_SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(1..=3600)
+    )]
+    pub history_sample_secs: u32,
+
     /// Load a demo city (when empty) and run a sensor simulator.
     #[arg(long, env = "PARKME_DEMO")]
     pub demo: bool,

@@ -42,6 +42,9 @@ const CITY: [&str; 20] = [
 ];
 const SPOT_ZONES: [&str; 4] = ["A", "B", "C", "D"];
 const SPOTS_PER_ZONE: usize = 625;
+/// Spots of each demo zone promised to advance reservations (half in the
+/// counted garage).
+const DEMO_RESERVABLE: u32 = 20;
 
 fn kind_for(i: usize) -> SpotKind {
     match i % 50 {
@@ -74,7 +77,7 @@ pub fn city() -> Vec<FacilityLayout> {
                         id: ZoneId::parse(z).ok()?,
                         name: format!("Level {z}"),
                         shape: ZoneShape::Spots(spots),
-                        reservable: 0,
+                        reservable: DEMO_RESERVABLE,
                     })
                 })
                 .collect();
@@ -85,7 +88,7 @@ pub fn city() -> Vec<FacilityLayout> {
                     capacity: 200,
                     kind: SpotKind::Standard,
                 },
-                reservable: 0,
+                reservable: DEMO_RESERVABLE / 2,
             });
             let location = Location {
                 lat: 48.85 + n as f64 * 0.004,
@@ -112,12 +115,86 @@ pub async fn start(app: &AppState) -> Vec<JoinHandle<()>> {
                 tracing::warn!(error = %e, "demo facility not created");
             }
         }
+        reserve_some(app).await;
+        synthetic_day(app).await;
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
             "demo city loaded"
         );
     }
     vec![tokio::spawn(simulate(app.clone()))]
+}
+
+/// A few advance reservations per facility over the next hours.
+async fn reserve_some(app: &AppState) {
+    let Ok(owner) = parkme_engine::UserId::parse("demo-planner") else {
+        return;
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    for facility in app.node().facility_ids() {
+        for (i, plate) in ["RES-1", "RES-2", "RES-3"].iter().enumerate() {
+            let Ok(plate) = parkme_engine::Plate::parse(plate) else {
+                continue;
+            };
+            let start = now + (i as i64 + 1) * 3_600_000;
+            let params = parkme_actors::BookParams {
+                owner: owner.clone(),
+                plate,
+                zone: ZoneId::parse("A").ok(),
+                kind: None,
+                spot: None,
+                hold_seconds: 900,
+                starts_at: Some(parkme_engine::Millis(start)),
+                ends_at: Some(parkme_engine::Millis(start + 2 * 3_600_000)),
+                idempotency_key: None,
+            };
+            if let Err(e) = app.node().book(&facility, params).await {
+                tracing::warn!(facility = %facility, error = %e, "demo reservation not made");
+            }
+        }
+    }
+}
+
+/// A day of synthetic history (every 5 minutes, a daily curve) so the
+/// dashboard's chart is not empty on first start.
+async fn synthetic_day(app: &AppState) {
+    use parkme_actors::history::{Sample, SampleCounts};
+    let now = chrono::Utc::now().timestamp_millis();
+    let step = 5 * 60_000;
+    let mut samples = Vec::new();
+    for (n, facility) in app.node().facility_ids().into_iter().enumerate() {
+        let Ok(view) = app.node().facility(&facility).await else {
+            continue;
+        };
+        for k in (1..=288).rev() {
+            let at = now - k * step;
+            let hour = (at.rem_euclid(86_400_000) as f64) / 3_600_000.0;
+            // Busy from morning to evening, a little different per place.
+            let phase = (hour - 7.0 - (n % 4) as f64) / 12.0 * std::f64::consts::PI;
+            let share = (0.25 + 0.55 * phase.sin().max(0.0)).clamp(0.0, 0.95);
+            let scaled = |total: u32| {
+                let occupied = ((f64::from(total) * share).round() as u32).min(total);
+                SampleCounts {
+                    total,
+                    available: total - occupied,
+                    occupied,
+                    ..SampleCounts::default()
+                }
+            };
+            let sample = Sample {
+                totals: scaled(view.totals.overall.total),
+                zones: view
+                    .zones
+                    .iter()
+                    .map(|z| (z.id.to_string(), scaled(z.counts.overall.total)))
+                    .collect(),
+            };
+            samples.push((facility.clone(), parkme_engine::Millis(at), sample));
+        }
+    }
+    if let Err(e) = app.node().record_history(samples).await {
+        tracing::warn!(error = %e, "demo history not written");
+    }
 }
 
 struct SimZone {

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/facilities/{fid}/bookings",
             post(http::bookings::create),
         )
+        .route("/v1/facilities/{fid}/history", get(http::history::get))
         .route(
             "/v1/bookings/{id}",
             get(http::bookings::get)

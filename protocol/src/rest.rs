@@ -222,6 +222,23 @@ impl From<&parkme_engine::Booking> for Booking {
     }
 }
 
+/// One point of `GET /v1/facilities/{fid}/history`: the counts as of the
+/// end of its step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    pub at: String,
+    pub totals: Counts,
+    pub zones: BTreeMap<String, Counts>,
+}
+
+/// `GET /v1/facilities/{fid}/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub facility: String,
+    pub step: String,
+    pub points: Vec<HistoryPoint>,
+}
+
 /// `POST /v1/facilities/{fid}/sensor-key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensorKey {

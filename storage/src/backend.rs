@@ -36,7 +36,7 @@ use futures_util::stream::BoxStream;
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 
 use crate::error::StorageError;
-use crate::model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
+use crate::model::{Epoch, HistorySample, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
 
 /// A listing: items one by one, fetched page by page.
 pub type Listing<'a, T> = BoxStream<'a, Result<T, StorageError>>;
@@ -139,6 +139,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         key: &str,
         now: Millis,
     ) -> Result<Option<BookingId>, StorageError>;
+
+    /// Stores occupancy samples (contract §3.1), all in one write where the
+    /// backend can. A second sample of a facility at the same `at` replaces
+    /// the first.
+    async fn put_history(&self, samples: Vec<HistorySample>) -> Result<(), StorageError>;
+
+    /// The samples of a facility taken in `[from, to]`, oldest first.
+    async fn history(
+        &self,
+        id: &FacilityId,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, Vec<u8>)>, StorageError>;
+
+    /// Forgets samples taken before `before` (backends that expire rows by
+    /// TTL do nothing); returns how many went.
+    async fn purge_history(&self, before: Millis) -> Result<u64, StorageError>;
 
     /// Housekeeping, run periodically by the node: forgets idempotency keys
     /// that expired before `now` and booking records whose `forget_after`

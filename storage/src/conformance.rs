@@ -18,7 +18,7 @@ use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId, ZoneId};
 
 use crate::backend::Storage;
 use crate::error::StorageError;
-use crate::model::{Epoch, StoredBooking, StoredKey, Write, ZoneKey};
+use crate::model::{Epoch, HistorySample, StoredBooking, StoredKey, Write, ZoneKey};
 
 /// A facility id no other test run has used.
 pub fn unique_facility(tag: &str) -> FacilityId {
@@ -354,6 +354,67 @@ pub async fn a_facility_record_takes_writes_only_under_its_newest_fence(s: &dyn 
         .filter(|(f, _)| f == &id)
         .collect();
     assert_eq!(listed.len(), 1);
+}
+
+pub async fn history_samples_read_back_by_range_across_days_and_purge_by_age(s: &dyn Storage) {
+    let id = unique_facility("hist");
+    let other = unique_facility("hist-other");
+    let day = 86_400_000;
+    // Three days apart, and one of another facility between them.
+    let ats = [
+        Millis(10 * day + 5),
+        Millis(11 * day + 7),
+        Millis(12 * day + 9),
+    ];
+    let keep = Millis(i64::MAX / 2);
+    let sample = |facility: &FacilityId, at: Millis, byte: u8| HistorySample {
+        facility: facility.clone(),
+        at,
+        bytes: vec![byte],
+        keep_until: keep,
+    };
+    let mut batch: Vec<HistorySample> = ats
+        .iter()
+        .enumerate()
+        .map(|(i, at)| sample(&id, *at, i as u8))
+        .collect();
+    batch.push(sample(&other, Millis(11 * day), 9));
+    s.put_history(batch).await.expect("samples");
+    // Written again at the same instant: replaced.
+    s.put_history(vec![sample(&id, ats[1], 7)])
+        .await
+        .expect("sample");
+    let all = s
+        .history(&id, Millis(0), Millis(20 * day))
+        .await
+        .expect("read");
+    assert_eq!(
+        all,
+        vec![(ats[0], vec![0]), (ats[1], vec![7]), (ats[2], vec![2])]
+    );
+    let middle = s
+        .history(&id, Millis(11 * day), Millis(12 * day + 9))
+        .await
+        .expect("read");
+    assert_eq!(
+        middle,
+        vec![(ats[1], vec![7]), (ats[2], vec![2])],
+        "bounds are inclusive"
+    );
+    assert!(
+        s.history(&id, Millis(5), Millis(4))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    s.purge_history(Millis(11 * day)).await.expect("purge");
+    let kept = s
+        .history(&id, Millis(0), Millis(20 * day))
+        .await
+        .expect("read");
+    // A store that expires samples by TTL keeps them until then.
+    assert!(kept.len() == 2 || kept.len() == 3, "{kept:?}");
+    assert_eq!(kept.last(), Some(&(ats[2], vec![2])));
 }
 
 pub async fn dropping_a_zone_forgets_its_journal_and_snapshot(s: &dyn Storage) {
@@ -750,6 +811,7 @@ macro_rules! conformance_suite {
             idempotency_keys_are_scoped_to_their_owner_and_expire,
             facility_records_round_trip,
             a_facility_record_takes_writes_only_under_its_newest_fence,
+            history_samples_read_back_by_range_across_days_and_purge_by_age,
             dropping_a_zone_forgets_its_journal_and_snapshot,
             a_healthy_backend_answers_ping,
             a_commit_across_a_bucket_boundary_lands_whole,

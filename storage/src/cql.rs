@@ -68,8 +68,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use futures_util::future::{BoxFuture, FutureExt, join_all};
+use futures_util::{StreamExt, TryStreamExt};
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
@@ -88,7 +88,7 @@ use self::schema::Statements;
 pub use self::uri::{CqlOptions, CqlUri, CqlUriError, Replication};
 use crate::backend::{Listing, Storage};
 use crate::error::StorageError;
-use crate::model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
+use crate::model::{Epoch, HistorySample, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
 
 /// One in-flight write of a commit.
 type InFlight<'a> = BoxFuture<'a, Result<QueryResult, ExecutionError>>;
@@ -264,6 +264,14 @@ impl CqlStorage {
                 .collect(),
         )
     }
+}
+
+/// Day partitions of history read at once.
+const HISTORY_PARALLEL: usize = 8;
+
+/// The day partition of a sample taken at `at` (days since the epoch).
+fn history_day(at: Millis) -> i64 {
+    at.0.div_euclid(86_400_000)
 }
 
 /// Claims of one facility record that may lose a race before giving up.
@@ -473,6 +481,70 @@ impl Storage for CqlStorage {
                 .unwrap_or(0),
             ours: fence.0,
         })
+    }
+
+    async fn put_history(&self, samples: Vec<HistorySample>) -> Result<(), StorageError> {
+        let now = wall_clock();
+        let mut outcomes = Vec::with_capacity(samples.len());
+        for chunk in samples.chunks(HISTORY_PARALLEL) {
+            let mut sends: Vec<InFlight<'_>> = Vec::with_capacity(chunk.len());
+            for s in chunk {
+                let values = (
+                    s.facility.as_str(),
+                    history_day(s.at),
+                    s.at.0,
+                    s.bytes.as_slice(),
+                    forget_ttl(s.keep_until, now),
+                );
+                let send = self
+                    .session
+                    .execute_unpaged(&self.st.insert_history, values);
+                sends.push(send.boxed());
+            }
+            for outcome in join_all(sends).await {
+                outcomes.push(
+                    outcome
+                        .map(drop)
+                        .map_err(|e| exec_error("writing a history sample", &e)),
+                );
+            }
+        }
+        first_failure(outcomes)
+    }
+
+    async fn history(
+        &self,
+        id: &FacilityId,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, Vec<u8>)>, StorageError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let days = history_day(from)..=history_day(to);
+        let reads = days.map(|day| async move {
+            let values = (id.as_str(), day, from.0, to.0);
+            let result = self
+                .session
+                .execute_unpaged(&self.st.select_history, values)
+                .await
+                .map_err(|e| exec_error("reading history", &e))?;
+            all_rows::<(i64, Vec<u8>)>(result, "history sample")
+        });
+        let mut samples = Vec::new();
+        for day in futures_util::stream::iter(reads)
+            .buffered(HISTORY_PARALLEL)
+            .collect::<Vec<_>>()
+            .await
+        {
+            samples.extend(day?.into_iter().map(|(at, bytes)| (Millis(at), bytes)));
+        }
+        Ok(samples)
+    }
+
+    async fn purge_history(&self, _before: Millis) -> Result<u64, StorageError> {
+        // Samples expire by TTL.
+        Ok(0)
     }
 
     async fn claim_facility(&self, id: &FacilityId) -> Result<Option<Epoch>, StorageError> {

@@ -36,4 +36,4 @@ mod record_fence;
 pub use backend::Storage;
 pub use error::StorageError;
 pub use group_commit::GroupCommit;
-pub use model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
+pub use model::{Epoch, HistorySample, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};

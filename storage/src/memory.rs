@@ -10,7 +10,7 @@ use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 
 use crate::backend::{Listing, Storage};
 use crate::error::StorageError;
-use crate::model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
+use crate::model::{Epoch, HistorySample, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -19,6 +19,7 @@ struct Inner {
     epochs: HashMap<ZoneKey, Epoch>,
     facilities: BTreeMap<FacilityId, Vec<u8>>,
     fences: crate::record_fence::RecordFences,
+    history: BTreeMap<(FacilityId, i64), Vec<u8>>,
     /// Booking records and the time after which each may be forgotten.
     bookings: HashMap<BookingId, (Vec<u8>, Option<Millis>)>,
     idempotency: HashMap<(UserId, String), (BookingId, Millis)>,
@@ -169,6 +170,38 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn put_history(&self, samples: Vec<HistorySample>) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        for s in samples {
+            inner.history.insert((s.facility, s.at.0), s.bytes);
+        }
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        id: &FacilityId,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, Vec<u8>)>, StorageError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .lock()
+            .history
+            .range((id.clone(), from.0)..=(id.clone(), to.0))
+            .map(|((_, at), bytes)| (Millis(*at), bytes.clone()))
+            .collect())
+    }
+
+    async fn purge_history(&self, before: Millis) -> Result<u64, StorageError> {
+        let mut inner = self.lock();
+        let was = inner.history.len();
+        inner.history.retain(|(_, at), _| *at >= before.0);
+        Ok((was - inner.history.len()) as u64)
+    }
+
     async fn claim_facility(&self, id: &FacilityId) -> Result<Option<Epoch>, StorageError> {
         let mut inner = self.lock();
         if !inner.facilities.contains_key(id) {
@@ -274,6 +307,7 @@ impl Storage for MemoryStorage {
         inner.facilities.clear();
         inner.bookings.clear();
         inner.idempotency.clear();
+        inner.history.clear();
         Ok(())
     }
 

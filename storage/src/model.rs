@@ -118,6 +118,16 @@ impl StoredBooking {
     }
 }
 
+/// One occupancy sample of a facility (contract §3.1), opaque to storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySample {
+    pub facility: FacilityId,
+    pub at: Millis,
+    pub bytes: Vec<u8>,
+    /// Kept at least until then.
+    pub keep_until: Millis,
+}
+
 /// An idempotency key as a listing returns it
 /// ([`crate::Storage::idempotency_keys`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 use parkme_storage::backend::Listing;
 use parkme_storage::memory::MemoryStorage;
 use parkme_storage::{
-    Epoch, Storage, StorageError, StoredBooking, StoredKey, Upkeep, Write, ZoneKey,
+    Epoch, HistorySample, Storage, StorageError, StoredBooking, StoredKey, Upkeep, Write, ZoneKey,
 };
 use tokio::sync::watch;
 
@@ -176,6 +176,36 @@ impl Storage for GatedStorage {
             });
         }
         self.inner.put_facility(id, bytes, fence)
+    }
+
+    fn put_history<'s, 'f>(&'s self, samples: Vec<HistorySample>) -> Fut<'f, ()>
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        self.inner.put_history(samples)
+    }
+
+    fn history<'s, 'i, 'f>(
+        &'s self,
+        id: &'i FacilityId,
+        from: Millis,
+        to: Millis,
+    ) -> Fut<'f, Vec<(Millis, Vec<u8>)>>
+    where
+        's: 'f,
+        'i: 'f,
+        Self: 'f,
+    {
+        self.inner.history(id, from, to)
+    }
+
+    fn purge_history<'s, 'f>(&'s self, before: Millis) -> Fut<'f, u64>
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        self.inner.purge_history(before)
     }
 
     fn claim_facility<'s, 'i, 'f>(&'s self, id: &'i FacilityId) -> Fut<'f, Option<Epoch>>

@@ -7,4 +7,5 @@ pub mod backup;
 pub mod bookings;
 pub mod cluster;
 pub mod facilities;
+pub mod history;
 pub mod ops;

@@ -10,6 +10,7 @@ mod cluster;
 mod cql_backend;
 mod dashboard;
 mod edge_security;
+mod history;
 mod http_api;
 mod http_errors;
 mod http_fuzz;

@@ -115,14 +115,14 @@ impl CqlStorage {
     }
 
     /// Drops every zone with state (claim first, counter kept), then
-    /// truncates the facility, booking and idempotency tables.
+    /// truncates the facility, booking, idempotency and history tables.
     pub(super) async fn clear_all(&self) -> Result<(), StorageError> {
         self.list_zones()
             .try_for_each_concurrent(CLEAR_PARALLEL, |zone| async move {
                 self.forget_zone(&zone).await
             })
             .await?;
-        for table in ["facilities", "bookings", "idempotency"] {
+        for table in ["facilities", "bookings", "idempotency", "history"] {
             let mut statement = Statement::new(format!("TRUNCATE {}.{table}", self.keyspace()));
             statement.set_request_timeout(Some(TRUNCATE_TIMEOUT));
             self.session

@@ -70,6 +70,12 @@ pub fn ddl(target: &CqlUri) -> Vec<String> {
             )"
         ),
         format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.history (
+                facility text, day bigint, at bigint, payload blob,
+                PRIMARY KEY ((facility, day), at)
+            )"
+        ),
+        format!(
             "CREATE TABLE IF NOT EXISTS {ks}.bookings (
                 id text PRIMARY KEY, payload blob
             )"
@@ -171,6 +177,10 @@ pub struct Statements {
     pub upsert_booking: PreparedStatement,
     pub upsert_booking_ttl: PreparedStatement,
     pub select_booking: PreparedStatement,
+    /// One sample `USING TTL ?`.
+    pub insert_history: PreparedStatement,
+    /// One day partition's samples in `[from, to]`.
+    pub select_history: PreparedStatement,
     pub upsert_idempotency: PreparedStatement,
     pub select_idempotency: PreparedStatement,
     pub ping: PreparedStatement,
@@ -392,6 +402,16 @@ impl Statements {
             upsert_booking_ttl: p
                 .idempotent(&format!(
                     "INSERT INTO {ks}.bookings (id, payload) VALUES (?, ?) USING TTL ?"
+                ))
+                .await?,
+            insert_history: p
+                .idempotent(&format!(
+                    "INSERT INTO {ks}.history (facility, day, at, payload) VALUES (?, ?, ?, ?) USING TTL ?"
+                ))
+                .await?,
+            select_history: p
+                .idempotent(&format!(
+                    "SELECT at, payload FROM {ks}.history WHERE facility = ? AND day = ? AND at >= ? AND at <= ?"
                 ))
                 .await?,
             select_booking: p

@@ -47,7 +47,7 @@ use self::tables::{Tables, unavailable};
 use self::wal::Wal;
 use crate::backend::{Listing, Storage};
 use crate::error::StorageError;
-use crate::model::{Epoch, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
+use crate::model::{Epoch, HistorySample, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
 
 /// The file whose lock marks a data directory as in use.
 pub const LOCK_FILE: &str = "parkme.lock";
@@ -578,6 +578,29 @@ impl Storage for EmbeddedStorage {
             inner.tables.put_facility(&id, &bytes)
         })
         .await
+    }
+
+    async fn put_history(&self, samples: Vec<HistorySample>) -> Result<(), StorageError> {
+        self.blocking(move |inner| inner.tables.put_history(&samples))
+            .await
+    }
+
+    async fn history(
+        &self,
+        id: &FacilityId,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, Vec<u8>)>, StorageError> {
+        let id = id.clone();
+        let rows = self
+            .blocking(move |inner| inner.tables.history(&id, from.0, to.0))
+            .await?;
+        Ok(rows.into_iter().map(|(at, b)| (Millis(at), b)).collect())
+    }
+
+    async fn purge_history(&self, before: Millis) -> Result<u64, StorageError> {
+        self.blocking(move |inner| inner.tables.purge_history(before.0))
+            .await
     }
 
     async fn claim_facility(&self, id: &FacilityId) -> Result<Option<Epoch>, StorageError> {

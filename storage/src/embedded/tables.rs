@@ -30,6 +30,8 @@ const JOURNAL: TableDefinition<(&str, &str, u64, u64), &[u8]> =
 const SNAPSHOTS: TableDefinition<ZoneTuple, (u64, &[u8])> = TableDefinition::new("snapshots");
 const EPOCHS: TableDefinition<ZoneTuple, u64> = TableDefinition::new("epochs");
 const FACILITIES: TableDefinition<&str, &[u8]> = TableDefinition::new("facilities");
+/// Occupancy samples: `(facility, at)` -> sample (contract §3.1).
+const HISTORY: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("history");
 const BOOKINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bookings");
 /// When a booking record may be forgotten (only records that may).
 const BOOKING_FORGET: TableDefinition<&str, i64> = TableDefinition::new("booking_forget_after");
@@ -78,6 +80,7 @@ impl Tables {
             txn.open_table(SNAPSHOTS).map_err(unavailable)?;
             txn.open_table(EPOCHS).map_err(unavailable)?;
             txn.open_table(FACILITIES).map_err(unavailable)?;
+            txn.open_table(HISTORY).map_err(unavailable)?;
             txn.open_table(BOOKINGS).map_err(unavailable)?;
             txn.open_table(BOOKING_FORGET).map_err(unavailable)?;
             txn.open_table(FORGET_QUEUE).map_err(unavailable)?;
@@ -291,6 +294,68 @@ impl Tables {
             out.push((id, value.value().to_vec()));
         }
         Ok(out)
+    }
+
+    pub fn put_history(&self, samples: &[crate::model::HistorySample]) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        {
+            let mut table = txn.open_table(HISTORY).map_err(unavailable)?;
+            for s in samples {
+                table
+                    .insert((s.facility.as_str(), s.at.0), s.bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
+        }
+        txn.commit().map_err(unavailable)
+    }
+
+    pub fn history(
+        &self,
+        id: &FacilityId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(HISTORY).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for item in table
+            .range((id.as_str(), from)..=(id.as_str(), to))
+            .map_err(unavailable)?
+        {
+            let (key, value) = item.map_err(unavailable)?;
+            out.push((key.value().1, value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Drops every facility's samples before `before`, one range per
+    /// facility (no scan of what is kept).
+    pub fn purge_history(&self, before: i64) -> Result<u64, StorageError> {
+        let facilities: Vec<FacilityId> =
+            self.facilities()?.into_iter().map(|(id, _)| id).collect();
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        let mut purged = 0;
+        {
+            let mut table = txn.open_table(HISTORY).map_err(unavailable)?;
+            for id in &facilities {
+                let range = (id.as_str(), i64::MIN)..(id.as_str(), before);
+                let old: Vec<i64> = table
+                    .range(range)
+                    .map_err(unavailable)?
+                    .map(|item| item.map(|(key, _)| key.value().1))
+                    .collect::<Result<_, _>>()
+                    .map_err(unavailable)?;
+                for at in old {
+                    table.remove((id.as_str(), at)).map_err(unavailable)?;
+                    purged += 1;
+                }
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(purged)
     }
 
     pub fn facility(&self, id: &FacilityId) -> Result<Option<Vec<u8>>, StorageError> {
@@ -525,7 +590,9 @@ impl Tables {
         txn.delete_table(BOOKING_FORGET).map_err(unavailable)?;
         txn.delete_table(FORGET_QUEUE).map_err(unavailable)?;
         txn.delete_table(IDEMPOTENCY).map_err(unavailable)?;
+        txn.delete_table(HISTORY).map_err(unavailable)?;
         {
+            txn.open_table(HISTORY).map_err(unavailable)?;
             txn.open_table(JOURNAL).map_err(unavailable)?;
             txn.open_table(SNAPSHOTS).map_err(unavailable)?;
             txn.open_table(FACILITIES).map_err(unavailable)?;
