@@ -218,3 +218,94 @@ async fn the_dashboard_shows_a_spot_change_live_in_headless_chromium() {
     assert!(await_ack(&mut sensor_ws, 2).await.is_empty());
     page.wait_for(SPOT_STATE, json!("AVAILABLE")).await;
 }
+
+impl Page {
+    /// A PNG of the page as it is drawn now.
+    async fn screenshot(&mut self) -> Vec<u8> {
+        use base64::Engine;
+        self.next_id += 1;
+        let id = self.next_id;
+        let call =
+            json!({"id": id, "method": "Page.captureScreenshot", "params": {"format": "png"}});
+        self.ws
+            .send(Message::text(call.to_string()))
+            .await
+            .expect("DevTools send");
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("DevTools answers")
+                .expect("DevTools socket open")
+                .expect("DevTools frame");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(&text).expect("DevTools JSON");
+            if value["id"] == id {
+                let data = value["result"]["data"].as_str().expect("screenshot data");
+                return base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .expect("base64 PNG");
+            }
+        }
+    }
+}
+
+/// Pixels of the facility's 24 h chart that are drawn (not background).
+const TREND_INK: &str = r#"(() => {
+  const c = document.querySelector('canvas.trend[data-facility="f1"]');
+  if (!c || !c.width) return 0;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let ink = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ink++;
+  return ink;
+})()"#;
+
+#[tokio::test]
+async fn the_dashboard_draws_the_occupancy_history_from_real_samples() {
+    let mut env = NO_LIMITS.to_vec();
+    env.push(("PARKME_HISTORY_SAMPLE_SECS", "1"));
+    let server = TestServer::start(&env).await;
+    let spots: Vec<Value> = (1..=4).map(|i| json!({"id": format!("s{i}")})).collect();
+    let key = put_facility(
+        &server,
+        "f1",
+        vec![json!({"id": "A", "name": "Level A", "spots": spots})],
+    )
+    .await;
+    let mut sensor_ws = sensor(&server, "f1", &key, JSON).await;
+    send_sensor(
+        &mut sensor_ws,
+        JSON,
+        &[spot(1, "s1", true), spot(2, "s2", true)],
+    )
+    .await;
+    assert!(await_ack(&mut sensor_ws, 2).await.is_empty());
+    // Two samples at least (one a second) before the page asks.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let url = format!("{}/?facility=f1&zone=A&history_every_ms=1000", server.url());
+    let browser = Browser::launch(&url);
+    let mut page = browser.page(&server.url()).await;
+    page.wait_for(
+        r#"(document.querySelector('canvas.trend[data-facility="f1"]') || {dataset: {}}).dataset.lastOccupied || null"#,
+        json!("2"),
+    )
+    .await;
+    page.wait_for(
+        r#"Number((document.querySelector('.zone[data-zone="A"] canvas.spark') || {dataset: {}}).dataset.points || 0) > 0"#,
+        json!(true),
+    )
+    .await;
+    let ink = page.eval(TREND_INK).await.as_u64().unwrap_or(0);
+    assert!(ink > 20, "the chart is drawn: {ink} pixels");
+    let png = page.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-history.png");
+    std::fs::write(&out, &png).expect("screenshot written");
+    println!(
+        "screenshot of the chart: {} ({} bytes)",
+        out.display(),
+        png.len()
+    );
+}
