@@ -98,11 +98,21 @@ impl ZoneContext {
 
 pub type Reply<T> = oneshot::Sender<Result<T, ActorError>>;
 
+/// An idempotency key a booking claims: until `expires_at`, and only if the
+/// key is still as the caller read it (`replaces`, see
+/// [`parkme_storage::Write::Idempotency`]).
+#[derive(Debug, Clone)]
+pub struct KeyClaim {
+    pub key: String,
+    pub expires_at: Millis,
+    pub replaces: Option<(BookingId, Millis)>,
+}
+
 pub enum ZoneMsg {
     Book {
         request: BookingRequest,
-        /// `(key, expires_at)` of the caller's idempotency key.
-        idempotency: Option<(String, Millis)>,
+        /// The caller's idempotency key.
+        idempotency: Option<KeyClaim>,
         reply: Reply<Booking>,
     },
     Cancel {

@@ -400,6 +400,7 @@ async fn restore_records(
                         key: key.key,
                         booking: key.booking,
                         expires_at: key.expires_at,
+                        replaces: None,
                     })
                     .await?;
             }

@@ -138,7 +138,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         owner: &UserId,
         key: &str,
         now: Millis,
-    ) -> Result<Option<BookingId>, StorageError>;
+    ) -> Result<Option<BookingId>, StorageError> {
+        Ok(self
+            .idempotency_binding(owner, key)
+            .await?
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(id, _)| id))
+    }
+
+    /// An idempotency key as stored, expired or not: the booking it names
+    /// and when it expires. What a new claim of the key must still find
+    /// there ([`Write::Idempotency`]'s `replaces`).
+    async fn idempotency_binding(
+        &self,
+        owner: &UserId,
+        key: &str,
+    ) -> Result<Option<(BookingId, Millis)>, StorageError>;
 
     /// Stores occupancy samples (contract §3.1), all in one write where the
     /// backend can. A second sample of a facility at the same `at` replaces

@@ -181,6 +181,7 @@ pub async fn a_second_writer_for_the_same_zone_is_refused(s: &dyn Storage) {
             key: "k".into(),
             booking: booking.clone(),
             expires_at: Millis(i64::MAX),
+            replaces: None,
         },
         event(&z, old, 3, payload(3)),
     ];
@@ -251,6 +252,7 @@ pub async fn idempotency_keys_are_scoped_to_their_owner_and_expire(s: &dyn Stora
         key: "retry-1".into(),
         booking: booking.clone(),
         expires_at: Millis(10_000),
+        replaces: None,
     }])
     .await
     .expect("commit");
@@ -699,6 +701,7 @@ pub async fn every_idempotency_key_is_listed_once(s: &dyn Storage) {
             key: format!("key-{i}"),
             booking: BookingId::parse(&format!("b-{i}")).expect("valid"),
             expires_at,
+            replaces: None,
         })
         .collect();
     s.commit(&writes).await.expect("commit");
@@ -750,6 +753,7 @@ pub async fn clearing_forgets_every_record_but_keeps_fencing(s: &dyn Storage) {
             key: "k".into(),
             booking: booking.clone(),
             expires_at: wall_now().plus_secs(3600),
+            replaces: None,
         },
     ])
     .await

@@ -206,8 +206,8 @@ impl CqlStorage {
         for write in group {
             let wanted = match write {
                 Write::Event { .. } => false,
-                Write::Booking { .. } => which != Records::Keys,
-                Write::Idempotency { .. } => which != Records::Bookings,
+                Write::Booking { .. } => true,
+                Write::Idempotency { .. } => which == Records::All,
             };
             if !wanted {
                 continue;
@@ -241,6 +241,7 @@ impl CqlStorage {
                     key,
                     booking,
                     expires_at,
+                    ..
                 } => {
                     let values = (
                         owner.as_str(),
@@ -277,13 +278,77 @@ fn history_day(at: Millis) -> i64 {
 /// Claims of one facility record that may lose a race before giving up.
 const FACILITY_CLAIM_ATTEMPTS: usize = 8;
 
+impl CqlStorage {
+    /// Claims the idempotency keys of a group that has events: each lands
+    /// only if the key is still as its caller read it (absent, or the
+    /// binding in `replaces`). A key taken meanwhile (a concurrent attempt,
+    /// or the successor of a replaced owner) fails the group, retryably:
+    /// the retry finds the winner's booking.
+    async fn claim_keys(&self, group: &[Write]) -> Result<(), StorageError> {
+        let now = wall_clock();
+        let mut claims: Vec<BoxFuture<'_, Result<(), StorageError>>> = Vec::new();
+        for write in group {
+            let Write::Idempotency {
+                owner,
+                key,
+                booking,
+                expires_at,
+                replaces,
+            } = write
+            else {
+                continue;
+            };
+            let ttl = idempotency_ttl(*expires_at, now);
+            let claim = async move {
+                let sent = match replaces {
+                    None => {
+                        let values = (
+                            owner.as_str(),
+                            key.as_str(),
+                            booking.as_str(),
+                            expires_at.0,
+                            ttl,
+                        );
+                        self.session
+                            .execute_unpaged(&self.st.claim_new_key, values)
+                            .await
+                    }
+                    Some((seen, seen_expiry)) => {
+                        let values = (
+                            ttl,
+                            booking.as_str(),
+                            expires_at.0,
+                            owner.as_str(),
+                            key.as_str(),
+                            seen.as_str(),
+                            seen_expiry.0,
+                        );
+                        self.session
+                            .execute_unpaged(&self.st.claim_seen_key, values)
+                            .await
+                    }
+                };
+                let sent = sent.map_err(|e| lwt_error("claiming an idempotency key", &e))?;
+                if lwt_answer(sent)?.applied {
+                    Ok(())
+                } else {
+                    Err(StorageError::Unavailable(format!(
+                        "idempotency key {key:?} was claimed by a concurrent attempt; retry"
+                    )))
+                }
+            };
+            claims.push(claim.boxed());
+        }
+        first_failure(join_all(claims).await)
+    }
+}
+
 /// Which records of a group [`CqlStorage::write_records`] sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Records {
     All,
-    /// Idempotency keys only (before the group's events).
-    Keys,
-    /// Booking records only (after them).
+    /// Booking records only (after the group's events; its keys were
+    /// claimed before them).
     Bookings,
 }
 
@@ -314,12 +379,14 @@ impl Storage for CqlStorage {
             plan::plan(groups, |zone| fences.newest(zone))
         };
         let gated = |i: usize| plan.refused[i].is_none() && !plan.zones_of[i].is_empty();
-        // Keys before events; a zone whose groups' keys failed is not sent.
+        // Keys before events, each claimed only if it is still what its
+        // booking's caller read; a zone whose groups' keys failed is not
+        // sent.
         let keys = join_all(groups.iter().enumerate().map(|(i, group)| async move {
-            if !gated(i) || !group.iter().any(|w| matches!(w, Write::Idempotency { .. })) {
+            if !gated(i) {
                 return Ok(());
             }
-            self.write_records(group, Records::Keys).await
+            self.claim_keys(group).await
         }))
         .await;
         let mut unsent: Vec<Option<StorageError>> = vec![None; plan.zones.len()];
@@ -631,12 +698,11 @@ impl Storage for CqlStorage {
         Ok(first_row::<(Vec<u8>,)>(result, "booking")?.map(|(bytes,)| bytes))
     }
 
-    async fn idempotent_booking(
+    async fn idempotency_binding(
         &self,
         owner: &UserId,
         key: &str,
-        now: Millis,
-    ) -> Result<Option<BookingId>, StorageError> {
+    ) -> Result<Option<(BookingId, Millis)>, StorageError> {
         let result = self
             .session
             .execute_unpaged(&self.st.select_idempotency, (owner.as_str(), key))
@@ -646,11 +712,8 @@ impl Storage for CqlStorage {
         else {
             return Ok(None);
         };
-        if expires_at <= now.0 {
-            return Ok(None);
-        }
         BookingId::parse(&booking)
-            .map(Some)
+            .map(|id| Some((id, Millis(expires_at))))
             .map_err(|e| StorageError::Corrupt(format!("stored booking id {booking:?}: {e}")))
     }
 

@@ -56,6 +56,7 @@ impl Inner {
                     key,
                     booking,
                     expires_at,
+                    ..
                 } => {
                     self.idempotency
                         .insert((owner.clone(), key.clone()), (booking.clone(), *expires_at));
@@ -227,18 +228,16 @@ impl Storage for MemoryStorage {
         Ok(self.lock().bookings.get(id).map(|(bytes, _)| bytes.clone()))
     }
 
-    async fn idempotent_booking(
+    async fn idempotency_binding(
         &self,
         owner: &UserId,
         key: &str,
-        now: Millis,
-    ) -> Result<Option<BookingId>, StorageError> {
-        let inner = self.lock();
-        Ok(inner
+    ) -> Result<Option<(BookingId, Millis)>, StorageError> {
+        Ok(self
+            .lock()
             .idempotency
             .get(&(owner.clone(), key.to_owned()))
-            .filter(|(_, expires_at)| *expires_at > now)
-            .map(|(id, _)| id.clone()))
+            .cloned())
     }
 
     async fn upkeep(&self, now: Millis) -> Result<Upkeep, StorageError> {

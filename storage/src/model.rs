@@ -77,6 +77,13 @@ pub enum Write {
         key: String,
         booking: BookingId,
         expires_at: Millis,
+        /// Written with the events of its booking: what the key must still
+        /// be for this claim to land (`None`: absent; else the binding the
+        /// caller read, expired or naming a booking that never landed).
+        /// A store with other writers (CQL) refuses the commit otherwise,
+        /// so a claim made by an owner that was replaced meanwhile cannot
+        /// overwrite the key of a retry its successor already booked.
+        replaces: Option<(BookingId, Millis)>,
     },
 }
 
@@ -146,6 +153,7 @@ impl StoredKey {
             key: self.key,
             booking: self.booking,
             expires_at: self.expires_at,
+            replaces: None,
         }
     }
 }

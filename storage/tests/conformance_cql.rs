@@ -318,6 +318,7 @@ async fn idempotency_keys_expire_by_ttl_after_their_deadline() {
         key: "k".into(),
         booking: BookingId::parse("b-ttl").expect("booking id"),
         expires_at: Millis(now_ms + 86_400_000),
+        replaces: None,
     }])
     .await
     .expect("commit");

@@ -176,6 +176,7 @@ async fn a_deposed_writers_commit_is_refused_with_none_of_its_events_or_bookings
         key: "retry".into(),
         booking: booking.clone(),
         expires_at: Millis(i64::MAX),
+        replaces: None,
     });
     match old.commit(&late).await {
         Err(StorageError::Fenced { current, ours, .. }) => {
@@ -202,6 +203,61 @@ async fn a_deposed_writers_commit_is_refused_with_none_of_its_events_or_bookings
         .await
         .expect("the new owner writes");
     assert_eq!(seqs(new, 5).await, vec![6, 7, 8]);
+    drop_keyspace(new).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_writers_late_key_claim_never_overwrites_its_successors_booking() {
+    let nodes = processes(2).await;
+    let (old, new) = (&nodes[0], &nodes[1]);
+    let owner = UserId::parse("u-retry").expect("id");
+    let claim = |booking: &BookingId, replaces| Write::Idempotency {
+        owner: owner.clone(),
+        key: "order-7".into(),
+        booking: booking.clone(),
+        expires_at: Millis(4_102_444_800_000),
+        replaces,
+    };
+    let e1 = old.claim_zone(&zone()).await.expect("claim");
+    old.commit(&events(e1, 1..=2)).await.expect("commit");
+    let e2 = new.claim_zone(&zone()).await.expect("takeover");
+    // The successor books the retry of "order-7" first...
+    let retried = BookingId::parse("b-retried").expect("id");
+    let mut first = events(e2, 3..=3);
+    first.push(claim(&retried, None));
+    new.commit(&first).await.expect("the successor books");
+    // ...then the replaced owner wakes with its own attempt of the key, read
+    // as absent before it paused.
+    let late = BookingId::parse("b-late").expect("id");
+    let mut stale = events(e1, 3..=3);
+    stale.push(claim(&late, None));
+    assert!(
+        old.commit(&stale).await.is_err(),
+        "the late claim is refused"
+    );
+    let bound = new
+        .idempotency_binding(&owner, "order-7")
+        .await
+        .expect("read");
+    assert_eq!(
+        bound.map(|(b, _)| b),
+        Some(retried.clone()),
+        "the key still names the successor's booking"
+    );
+    // A claim that read the key as it is now lands.
+    let next = BookingId::parse("b-next").expect("id");
+    let seen = new
+        .idempotency_binding(&owner, "order-7")
+        .await
+        .expect("read");
+    let mut then = events(e2, 4..=4);
+    then.push(claim(&next, seen));
+    new.commit(&then).await.expect("a claim of what it read");
+    let bound = new
+        .idempotency_binding(&owner, "order-7")
+        .await
+        .expect("read");
+    assert_eq!(bound.map(|(b, _)| b), Some(next));
     drop_keyspace(new).await;
 }
 

@@ -307,6 +307,7 @@ async fn upkeep_purges_expired_idempotency_keys_and_due_bookings_for_good() {
                     key: "k".into(),
                     booking: booking_id("b1"),
                     expires_at: Millis(1_000),
+                    replaces: None,
                 },
                 Write::Booking {
                     id: booking_id("b1"),

@@ -67,31 +67,39 @@ impl Node {
     pub async fn book(&self, id: &FacilityId, params: BookParams) -> Result<Booked, ActorError> {
         let handle = self.handle(id)?;
         let now = self.inner.clock.now();
-        let _guard = match &params.idempotency_key {
+        let (_guard, replaces) = match &params.idempotency_key {
             Some(key) => {
                 let stripe = stripe(&params.owner, key, self.inner.idempotency_locks.len());
                 let guard = self.inner.idempotency_locks[stripe].lock().await;
                 let found = self
                     .storage()
-                    .idempotent_booking(&params.owner, key, now)
+                    .idempotency_binding(&params.owner, key)
                     .await?;
-                if let Some(existing) = found {
-                    if let Some(booking) = self.booking(&existing).await? {
+                if let Some((existing, expires_at)) = &found
+                    && *expires_at > now
+                {
+                    if let Some(booking) = self.booking(existing).await? {
                         return Ok(Booked::Replayed(booking));
                     }
-                    if let Some(booking) = self.held_by_a_zone(&handle, &existing).await? {
+                    if let Some(booking) = self.held_by_a_zone(&handle, existing).await? {
                         return Ok(Booked::Replayed(booking));
                     }
                 }
-                Some(guard)
+                // Expired, or naming a booking that never landed: the new
+                // booking claims the key only if it is still so.
+                (Some(guard), found)
             }
-            None => None,
+            None => (None, None),
         };
         let routes = handle.shared.routes();
         let zones = self.booking_zones(&handle, &routes, &params).await?;
         let idempotency = params.idempotency_key.clone().map(|key| {
             let ttl = self.inner.config.idempotency_ttl_secs;
-            (key, now.plus_secs(ttl))
+            zone::KeyClaim {
+                key,
+                expires_at: now.plus_secs(ttl),
+                replaces: replaces.clone(),
+            }
         });
         let request = BookingRequest {
             id: new_booking_id(now),

@@ -34,7 +34,7 @@ impl ZoneActorState {
     pub(super) async fn book(
         &mut self,
         request: BookingRequest,
-        idempotency: Option<(String, Millis)>,
+        idempotency: Option<super::KeyClaim>,
         reply: Reply<Booking>,
     ) {
         let owner = request.owner.clone();
@@ -44,11 +44,12 @@ impl ZoneActorState {
         };
         let booking = last_booking(&applied);
         let extra = match (idempotency, &booking) {
-            (Some((key, expires_at)), Some(booking)) => vec![Write::Idempotency {
+            (Some(claim), Some(booking)) => vec![Write::Idempotency {
                 owner,
-                key,
+                key: claim.key,
                 booking: booking.id.clone(),
-                expires_at,
+                expires_at: claim.expires_at,
+                replaces: claim.replaces,
             }],
             _ => Vec::new(),
         };

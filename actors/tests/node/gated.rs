@@ -243,19 +243,18 @@ impl Storage for GatedStorage {
         self.inner.booking(id)
     }
 
-    fn idempotent_booking<'s, 'o, 'k, 'f>(
+    fn idempotency_binding<'s, 'o, 'k, 'f>(
         &'s self,
         owner: &'o UserId,
         key: &'k str,
-        now: Millis,
-    ) -> Fut<'f, Option<BookingId>>
+    ) -> Fut<'f, Option<(BookingId, Millis)>>
     where
         's: 'f,
         'o: 'f,
         'k: 'f,
         Self: 'f,
     {
-        self.inner.idempotent_booking(owner, key, now)
+        self.inner.idempotency_binding(owner, key)
     }
 
     fn upkeep<'s, 'f>(&'s self, now: Millis) -> Fut<'f, Upkeep>

@@ -393,6 +393,7 @@ fn wal_seed(events: &[Vec<u8>]) -> Vec<u8> {
                 key: "k-1".into(),
                 booking: id(BookingId::parse, "bk_0001"),
                 expires_at: Millis(86_400_000),
+                replaces: None,
             },
         ],
         vec![Write::Booking {

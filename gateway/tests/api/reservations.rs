@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::http::{Api, NO_LIMITS, in_secs, layout, millis, spot_zone};
+use crate::helpers::http::{Api, NO_LIMITS, in_secs, layout, millis, secs_after, spot_zone};
 use crate::helpers::ws::{self, JSON, await_ack, send_sensor, sensor, spot};
 use crate::helpers::{TestServer, poll_until};
 
@@ -35,7 +35,8 @@ async fn server_with(extra: &[(&str, &str)]) -> (TestServer, Api, String) {
 }
 
 fn window(zone: Option<&str>, from: i64, to: i64) -> Value {
-    let mut body = json!({"plate": "RES-1", "starts_at": in_secs(from), "ends_at": in_secs(to)});
+    let now = chrono::Utc::now();
+    let mut body = json!({"plate": "RES-1", "starts_at": secs_after(now, from), "ends_at": secs_after(now, to)});
     if let Some(zone) = zone {
         body["zone"] = json!(zone);
     }
@@ -165,14 +166,13 @@ async fn a_reservation_survives_kill_9_and_a_lead_time_passed_while_down_is_hono
         .as_str()
         .expect("id")
         .to_owned();
-    let soon = api.book("f1", &token, window(Some("B"), 3, HOUR)).await;
-    let soon = soon.assert_status(201)["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    // Its lead time comes 2 s from now, while the process is down.
+    let soon = api.book("f1", &token, window(Some("B"), 4, HOUR)).await;
+    let soon = soon.assert_status(201).clone();
+    assert_eq!(soon["status"], "SCHEDULED");
+    let soon = soon["id"].as_str().expect("id").to_owned();
     server.kill9();
-    // The lead time of `soon` passes while the process is down.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     server.restart().await;
     let api = Api::new(&server);
     assert_eq!(booking(&api, &token, &later).await["status"], "SCHEDULED");

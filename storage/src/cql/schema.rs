@@ -182,6 +182,11 @@ pub struct Statements {
     /// One day partition's samples in `[from, to]`.
     pub select_history: PreparedStatement,
     pub upsert_idempotency: PreparedStatement,
+    /// `INSERT ... IF NOT EXISTS`: a key's first claim.
+    pub claim_new_key: PreparedStatement,
+    /// `UPDATE ... IF booking = ? AND expires_at = ?`: a claim of a key
+    /// found expired, or naming a booking that never landed.
+    pub claim_seen_key: PreparedStatement,
     pub select_idempotency: PreparedStatement,
     pub ping: PreparedStatement,
 }
@@ -422,6 +427,24 @@ impl Statements {
                     "INSERT INTO {ks}.idempotency (owner, idem_key, booking, expires_at)
                      VALUES (?, ?, ?, ?) USING TTL ?"
                 ))
+                .await?,
+            claim_new_key: p
+                .conditional(
+                    &format!(
+                        "INSERT INTO {ks}.idempotency (owner, idem_key, booking, expires_at)
+                         VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+                    ),
+                    serial,
+                )
+                .await?,
+            claim_seen_key: p
+                .conditional(
+                    &format!(
+                        "UPDATE {ks}.idempotency USING TTL ? SET booking = ?, expires_at = ?
+                         WHERE owner = ? AND idem_key = ? IF booking = ? AND expires_at = ?"
+                    ),
+                    serial,
+                )
                 .await?,
             select_idempotency: p
                 .idempotent(&format!(

@@ -69,6 +69,7 @@ impl From<&Write> for Logged {
                 key,
                 booking,
                 expires_at,
+                replaces: _,
             } => Logged::Idempotency {
                 owner,
                 key,
@@ -117,6 +118,7 @@ impl From<Logged> for Write {
                 key,
                 booking,
                 expires_at,
+                replaces: None,
             },
         }
     }

@@ -41,6 +41,7 @@ impl Generation {
                     key,
                     booking,
                     expires_at,
+                    ..
                 } => {
                     self.idempotency
                         .insert((owner.clone(), key.clone()), (booking.clone(), *expires_at));

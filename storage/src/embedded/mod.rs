@@ -629,25 +629,18 @@ impl Storage for EmbeddedStorage {
         self.blocking(move |inner| inner.tables.booking(&id)).await
     }
 
-    async fn idempotent_booking(
+    async fn idempotency_binding(
         &self,
         owner: &UserId,
         key: &str,
-        now: Millis,
-    ) -> Result<Option<BookingId>, StorageError> {
-        let found = lock(&self.inner.mem).idempotency(owner, key);
-        let found = match found {
-            Some(found) => Some(found),
-            None => {
-                let owner = owner.clone();
-                let key = key.to_owned();
-                self.blocking(move |inner| inner.tables.idempotent_booking(&owner, &key))
-                    .await?
-            }
-        };
-        Ok(found
-            .filter(|(_, expires_at)| *expires_at > now)
-            .map(|(id, _)| id))
+    ) -> Result<Option<(BookingId, Millis)>, StorageError> {
+        if let Some(found) = lock(&self.inner.mem).idempotency(owner, key) {
+            return Ok(Some(found));
+        }
+        let owner = owner.clone();
+        let key = key.to_owned();
+        self.blocking(move |inner| inner.tables.idempotent_booking(&owner, &key))
+            .await
     }
 
     async fn upkeep(&self, now: Millis) -> Result<Upkeep, StorageError> {

@@ -199,7 +199,13 @@ impl Api {
 
 /// RFC 3339 (UTC) of now plus `secs` (negative: the past).
 pub fn in_secs(secs: i64) -> String {
-    let at = chrono::Utc::now() + chrono::Duration::seconds(secs);
+    secs_after(chrono::Utc::now(), secs)
+}
+
+/// RFC 3339 (UTC) of `base` plus `secs`: two times of one window from one
+/// reading of the clock are exactly as far apart as asked.
+pub fn secs_after(base: chrono::DateTime<chrono::Utc>, secs: i64) -> String {
+    let at = base + chrono::Duration::seconds(secs);
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
