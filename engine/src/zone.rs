@@ -357,7 +357,11 @@ impl ZoneState {
         zone
     }
 
-    /// Rebuilds a zone from its snapshot.
+    /// Rebuilds a zone from its snapshot. Total like `apply`: a snapshot
+    /// the engine would not have written (a damaged or foreign one) never
+    /// yields two live bookings on one spot, a booking on a spot the
+    /// layout lacks, a scheduled booking holding a spot or a window that
+    /// ends before it starts; such bookings are left out, oldest kept.
     pub fn restore(snapshot: ZoneSnapshot) -> Self {
         let mut zone = Self::new(snapshot.facility, snapshot.layout);
         zone.seq = snapshot.seq;
@@ -372,11 +376,33 @@ impl ZoneState {
             }
             Shape::Counter(counter) => counter.occupied = snapshot.counter_occupied,
         }
-        zone.live = snapshot
-            .live
-            .into_iter()
-            .map(|b| (b.id.clone(), b))
-            .collect();
+        let spots: Option<std::collections::HashSet<&SpotId>> = match &zone.layout.shape {
+            crate::layout::ZoneShape::Spots(spots) => Some(spots.iter().map(|s| &s.id).collect()),
+            crate::layout::ZoneShape::Counter { .. } => None,
+        };
+        let mut held: std::collections::HashSet<SpotId> = std::collections::HashSet::new();
+        let mut live = snapshot.live;
+        live.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let mut kept = HashMap::with_capacity(live.len());
+        for booking in live {
+            let fits = match (&spots, booking.status, &booking.spot) {
+                (_, BookingStatus::Scheduled, spot) => spot.is_none() && booking.window().is_some(),
+                (Some(spots), _, Some(spot)) => spots.contains(spot) && !held.contains(spot),
+                (None, _, None) => true,
+                _ => false,
+            };
+            let admissible = booking.status.is_live()
+                && fits
+                && booking.window().is_none_or(|(s, e)| s < e)
+                && !kept.contains_key(&booking.id);
+            if admissible {
+                if let Some(spot) = &booking.spot {
+                    held.insert(spot.clone());
+                }
+                kept.insert(booking.id.clone(), booking);
+            }
+        }
+        zone.live = kept;
         zone.rebuild_derived();
         zone
     }

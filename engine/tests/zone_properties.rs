@@ -2534,3 +2534,59 @@ fn a_journal_giving_a_held_spot_to_a_second_booking_is_skipped() {
         Some(booking_id("b1"))
     );
 }
+
+#[test]
+fn a_damaged_snapshot_never_restores_two_live_bookings_on_one_spot() {
+    let mut zone = spots_zone(&[SpotKind::Standard, SpotKind::Standard], 1);
+    zone.execute(&book("b1", 0, EPOCH)).expect("spot 0 is free");
+    zone.execute(&reserve("r1", hours(2), hours(3)))
+        .expect("the quota has room");
+    let mut snapshot = zone.snapshot();
+    let first = snapshot
+        .live
+        .iter()
+        .find(|b| b.id == booking_id("b1"))
+        .cloned()
+        .expect("b1 is live");
+    // A second booking on the same spot, created later; one on a spot the
+    // layout lacks; a reservation holding a spot; a window ending first.
+    snapshot.live.push(Booking {
+        id: booking_id("b2"),
+        created_at: Millis(first.created_at.0 + 1),
+        ..first.clone()
+    });
+    snapshot.live.push(Booking {
+        id: booking_id("b3"),
+        spot: Some(SpotId::parse("nowhere").expect("id")),
+        ..first.clone()
+    });
+    let scheduled = snapshot
+        .live
+        .iter()
+        .find(|b| b.id == booking_id("r1"))
+        .cloned()
+        .expect("r1 is live");
+    snapshot.live.push(Booking {
+        id: booking_id("r2"),
+        spot: Some(spot_id(0, 1)),
+        ..scheduled.clone()
+    });
+    snapshot.live.push(Booking {
+        id: booking_id("r3"),
+        ends_at: scheduled.starts_at,
+        ..scheduled
+    });
+    let restored = ZoneState::restore(snapshot);
+    for dropped in ["b2", "b3", "r2", "r3"] {
+        assert_eq!(status(&restored, dropped), None, "{dropped} is left out");
+    }
+    assert_eq!(status(&restored, "b1"), Some(BookingStatus::Confirmed));
+    assert_eq!(status(&restored, "r1"), Some(BookingStatus::Scheduled));
+    assert_eq!(
+        restored.spot(&spot_id(0, 0)).and_then(|s| s.booking),
+        Some(booking_id("b1"))
+    );
+    assert_eq!(restored.counts(), &restored.recount());
+    // What is left is a state the engine writes: it round-trips.
+    assert_eq!(ZoneState::restore(restored.snapshot()), restored);
+}
