@@ -786,9 +786,10 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
         .await;
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let rotation: Arc<Mutex<Vec<Api>>> = Arc::new(Mutex::new(
-        cluster.live().into_iter().map(|i| cluster.api(i)).collect(),
-    ));
+    let rotation = Arc::new(Mutex::new(Rotation {
+        apis: cluster.live().into_iter().map(|i| cluster.api(i)).collect(),
+        in_flight: BTreeMap::new(),
+    }));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let token = cluster.node(0).user_token("rolling");
     let mut load = Vec::new();
@@ -805,10 +806,7 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
             let mut i = 0usize;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 i += 1;
-                let api = {
-                    let rotation = rotation.lock().expect("lock");
-                    rotation[i % rotation.len()].clone()
-                };
+                let api = rotation.lock().expect("lock").pick(i);
                 let reply = api
                     .book(
                         &facility,
@@ -816,6 +814,7 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
                         json!({"plate": format!("R{worker}-{i}")}),
                     )
                     .await;
+                rotation.lock().expect("lock").done(&api);
                 if reply.status != 201 {
                     failures.lock().expect("lock").push(format!(
                         "book via {}: {} {}",
@@ -824,13 +823,11 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
                     continue;
                 }
                 let id = reply.json["id"].as_str().expect("id").to_owned();
-                let api = {
-                    let rotation = rotation.lock().expect("lock");
-                    rotation[(i + 1) % rotation.len()].clone()
-                };
+                let api = rotation.lock().expect("lock").pick(i + 1);
                 let cancel = api
                     .delete(&format!("/v1/bookings/{id}"), Some(&token))
                     .await;
+                rotation.lock().expect("lock").done(&api);
                 if cancel.status != 200 {
                     failures.lock().expect("lock").push(format!(
                         "cancel via {}: {} {}",
@@ -850,10 +847,18 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
         rotation
             .lock()
             .expect("lock")
+            .apis
             .retain(|api| api.base != base);
         // What Kubernetes' preStop wait gives: requests that picked the node
-        // just before it left the rotation reach it before it stops.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // just before it left the rotation reach it before it stops. Here
+        // the wait lasts until they were answered (a fixed wait is not
+        // enough on a loaded machine, where a request may be picked well
+        // before it is sent).
+        let quiet = Instant::now() + Duration::from_secs(30);
+        while rotation.lock().expect("lock").busy(&base) {
+            assert!(Instant::now() < quiet, "requests to n{index} never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let started = Instant::now();
         let mut node = cluster.nodes[index].take().expect("running");
         let pid = node.pid().to_string();
@@ -875,7 +880,7 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
         drop(exit.0);
         let server = cluster.spawn(index).await;
         cluster.nodes[index] = Some(server);
-        rotation.lock().expect("lock").push(cluster.api(index));
+        rotation.lock().expect("lock").apis.push(cluster.api(index));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -889,6 +894,31 @@ async fn sigterm_hands_facilities_over_and_a_rolling_restart_fails_no_request() 
         failures.len()
     );
     assert!(failures.is_empty(), "failed requests: {failures:#?}");
+}
+
+/// The nodes a load balancer sends to, and the requests each has in flight.
+struct Rotation {
+    apis: Vec<Api>,
+    in_flight: BTreeMap<String, usize>,
+}
+
+impl Rotation {
+    /// The `i`-th node of the rotation, counted in flight until [`Rotation::done`].
+    fn pick(&mut self, i: usize) -> Api {
+        let api = self.apis[i % self.apis.len()].clone();
+        *self.in_flight.entry(api.base.clone()).or_default() += 1;
+        api
+    }
+
+    fn done(&mut self, api: &Api) {
+        if let Some(n) = self.in_flight.get_mut(&api.base) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn busy(&self, base: &str) -> bool {
+        self.in_flight.get(base).is_some_and(|n| *n > 0)
+    }
 }
 
 /// Deletes every Redis key of the cluster: members, leases, epochs — what
