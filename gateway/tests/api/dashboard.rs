@@ -116,15 +116,11 @@ struct Page {
 }
 
 impl Page {
-    /// Evaluates a JavaScript expression in the page; its value as JSON.
-    async fn eval(&mut self, expression: &str) -> Value {
+    /// Sends one DevTools command; its `result` once answered.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
-        let call = json!({
-            "id": id,
-            "method": "Runtime.evaluate",
-            "params": {"expression": expression, "returnByValue": true},
-        });
+        let call = json!({"id": id, "method": method, "params": params});
         self.ws
             .send(Message::text(call.to_string()))
             .await
@@ -140,9 +136,15 @@ impl Page {
             };
             let value: Value = serde_json::from_str(&text).expect("DevTools JSON");
             if value["id"] == id {
-                return value["result"]["result"]["value"].clone();
+                return value["result"].clone();
             }
         }
+    }
+
+    /// Evaluates a JavaScript expression in the page; its value as JSON.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let params = json!({"expression": expression, "returnByValue": true});
+        self.call("Runtime.evaluate", params).await["result"]["value"].clone()
     }
 
     /// Polls `expression` until it evaluates to `want`.
@@ -223,31 +225,13 @@ impl Page {
     /// A PNG of the page as it is drawn now.
     async fn screenshot(&mut self) -> Vec<u8> {
         use base64::Engine;
-        self.next_id += 1;
-        let id = self.next_id;
-        let call =
-            json!({"id": id, "method": "Page.captureScreenshot", "params": {"format": "png"}});
-        self.ws
-            .send(Message::text(call.to_string()))
-            .await
-            .expect("DevTools send");
-        loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("DevTools answers")
-                .expect("DevTools socket open")
-                .expect("DevTools frame");
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let value: Value = serde_json::from_str(&text).expect("DevTools JSON");
-            if value["id"] == id {
-                let data = value["result"]["data"].as_str().expect("screenshot data");
-                return base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .expect("base64 PNG");
-            }
-        }
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let data = shot["data"].as_str().expect("screenshot data");
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("base64 PNG")
     }
 }
 

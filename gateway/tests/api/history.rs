@@ -8,25 +8,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::http::{Api, NO_LIMITS, in_secs, layout, millis, spot_zone};
+use crate::helpers::http::{Api, in_secs, millis, server_with_facility, spot_zone};
 use crate::helpers::ws::{JSON, await_ack, send_sensor, sensor, spot};
 use crate::helpers::{TestServer, poll_until};
 
 async fn sampled_server() -> (TestServer, String) {
-    let mut env = NO_LIMITS.to_vec();
-    env.push(("PARKME_HISTORY_SAMPLE_SECS", "1"));
-    let server = TestServer::start(&env).await;
-    let created = Api::new(&server)
-        .put_facility(
-            server.admin_token(),
-            "f1",
-            layout(vec![spot_zone("A", "A-", 3, "standard")]),
-        )
-        .await;
-    let key = created["sensor_key"]
-        .as_str()
-        .expect("sensor key")
-        .to_owned();
+    let (server, _, key) = server_with_facility(
+        &[("PARKME_HISTORY_SAMPLE_SECS", "1")],
+        vec![spot_zone("A", "A-", 3, "standard")],
+    )
+    .await;
     (server, key)
 }
 

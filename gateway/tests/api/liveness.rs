@@ -8,29 +8,18 @@ use std::time::{Duration, Instant};
 use parkme_protocol::sensor::SensorMessage;
 use serde_json::{Value, json};
 
-use crate::helpers::http::{Api, NO_LIMITS, layout, spot_zone};
+use crate::helpers::http::{Api, NO_LIMITS, layout, server_with_facility, spot_zone};
 use crate::helpers::ws::{JSON, await_ack, send_sensor, sensor, spot};
 use crate::helpers::{TestServer, poll_until};
 
 const STALE_SECS: &str = "2";
 
 async fn stale_server() -> (TestServer, Api, String) {
-    let mut env = NO_LIMITS.to_vec();
-    env.push(("PARKME_SENSOR_STALE_SECS", STALE_SECS));
-    let server = TestServer::start(&env).await;
-    let api = Api::new(&server);
-    let created = api
-        .put_facility(
-            server.admin_token(),
-            "f1",
-            layout(vec![spot_zone("A", "A-", 3, "standard")]),
-        )
-        .await;
-    let key = created["sensor_key"]
-        .as_str()
-        .expect("sensor key")
-        .to_owned();
-    (server, api, key)
+    server_with_facility(
+        &[("PARKME_SENSOR_STALE_SECS", STALE_SECS)],
+        vec![spot_zone("A", "A-", 3, "standard")],
+    )
+    .await
 }
 
 async fn state(api: &Api, spot: &str) -> String {

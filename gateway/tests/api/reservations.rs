@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::http::{Api, NO_LIMITS, in_secs, layout, millis, secs_after, spot_zone};
+use crate::helpers::http::{
+    Api, in_secs, layout, millis, secs_after, server_with_facility, spot_zone,
+};
 use crate::helpers::ws::{self, JSON, await_ack, send_sensor, sensor, spot};
 use crate::helpers::{TestServer, poll_until};
 
@@ -16,22 +18,11 @@ const HOUR: i64 = 3600;
 /// A server with `extra` settings and facility `f1`: zone `A` of 3 spots
 /// with `reservable` 1, and zone `B` of 2 spots with `reservable` 1.
 async fn server_with(extra: &[(&str, &str)]) -> (TestServer, Api, String) {
-    let mut env = NO_LIMITS.to_vec();
-    env.extend_from_slice(extra);
-    let server = TestServer::start(&env).await;
-    let api = Api::new(&server);
     let mut a = spot_zone("A", "A-", 3, "standard");
     a["reservable"] = json!(1);
     let mut b = spot_zone("B", "B-", 2, "standard");
     b["reservable"] = json!(1);
-    let created = api
-        .put_facility(server.admin_token(), "f1", layout(vec![a, b]))
-        .await;
-    let key = created["sensor_key"]
-        .as_str()
-        .expect("sensor key")
-        .to_owned();
-    (server, api, key)
+    server_with_facility(extra, vec![a, b]).await
 }
 
 fn window(zone: Option<&str>, from: i64, to: i64) -> Value {

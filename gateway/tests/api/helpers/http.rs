@@ -197,6 +197,26 @@ impl Api {
     }
 }
 
+/// A server started with [`NO_LIMITS`] plus `extra`, holding facility
+/// `f1` of `zones`; its API and the facility's sensor key.
+pub async fn server_with_facility(
+    extra: &[(&str, &str)],
+    zones: Vec<Value>,
+) -> (TestServer, Api, String) {
+    let mut env = NO_LIMITS.to_vec();
+    env.extend_from_slice(extra);
+    let server = TestServer::start(&env).await;
+    let api = Api::new(&server);
+    let created = api
+        .put_facility(server.admin_token(), "f1", layout(zones))
+        .await;
+    let key = created["sensor_key"]
+        .as_str()
+        .expect("sensor key")
+        .to_owned();
+    (server, api, key)
+}
+
 /// RFC 3339 (UTC) of now plus `secs` (negative: the past).
 pub fn in_secs(secs: i64) -> String {
     secs_after(chrono::Utc::now(), secs)
