@@ -130,7 +130,7 @@ async fn reserve_some(app: &AppState) {
     let Ok(owner) = parkme_engine::UserId::parse("demo-planner") else {
         return;
     };
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = app.node().now().0;
     for facility in app.node().facility_ids() {
         for (i, plate) in ["RES-1", "RES-2", "RES-3"].iter().enumerate() {
             let Ok(plate) = parkme_engine::Plate::parse(plate) else {
@@ -159,7 +159,7 @@ async fn reserve_some(app: &AppState) {
 /// dashboard's chart is not empty on first start.
 async fn synthetic_day(app: &AppState) {
     use parkme_actors::history::{Sample, SampleCounts};
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = app.node().now().0;
     let step = 5 * 60_000;
     let mut samples = Vec::new();
     for (n, facility) in app.node().facility_ids().into_iter().enumerate() {

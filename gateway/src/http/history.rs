@@ -60,7 +60,7 @@ pub async fn get(
             )
         })?,
     };
-    let now = Millis(chrono::Utc::now().timestamp_millis());
+    let now = app.node().now();
     let to = query
         .to
         .as_deref()
