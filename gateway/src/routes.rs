@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(http::cluster::ready))
         .route("/v1/cluster", get(http::cluster::info))
         .route("/metrics", get(http::ops::metrics))
+        .route("/openapi.json", get(http::openapi::document))
         .route("/v1/facilities", get(http::facilities::list))
         .route(
             "/v1/facilities/{fid}",

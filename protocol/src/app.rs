@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::rest::{Booking, BookingInput, Spot, Zone};
 
@@ -15,7 +16,7 @@ use crate::rest::{Booking, BookingInput, Spot, Zone};
 pub const JSON_PROTOCOL: &str = crate::sensor::JSON_PROTOCOL;
 
 /// How much of a facility a subscriber follows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Detail {
     /// Zone counts only.
@@ -32,7 +33,7 @@ impl Detail {
 }
 
 /// A client → server op.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ClientOp {
     Subscribe {
@@ -99,7 +100,7 @@ pub fn parse_op(text: &str) -> Result<ClientOp, Unreadable> {
 }
 
 /// A server → client message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// A facility's full state at `seq` (spots only with `detail: spots`).
@@ -131,6 +132,7 @@ pub enum ServerMessage {
         req: Option<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         facility: Option<String>,
+        #[schema(value_type = String)]
         code: Cow<'static, str>,
         message: String,
     },

@@ -15,6 +15,7 @@ use parkme_engine::{
     SpotLayout, SpotView, ZoneId, ZoneLayout, ZoneShape,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// RFC 3339 UTC with milliseconds.
 pub fn rfc3339(at: Millis) -> String {
@@ -25,7 +26,7 @@ pub fn rfc3339(at: Millis) -> String {
 
 /// `{total, available, reserved, occupied, out_of_service, unknown}`;
 /// `total` is the sum of the others (contract §2.1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Counts {
     pub total: u32,
     pub available: u32,
@@ -52,7 +53,7 @@ impl From<&parkme_engine::Counts> for Counts {
 }
 
 /// Counts overall, and `by_kind` for each kind present.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ZoneCounts {
     #[serde(flatten)]
     pub overall: Counts,
@@ -73,7 +74,7 @@ impl From<&parkme_engine::ZoneCounts> for ZoneCounts {
 }
 
 /// One zone: `{id, name, capacity?, reservable, ...counts, by_kind}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Zone {
     pub id: String,
     pub name: String,
@@ -106,9 +107,11 @@ impl Zone {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Location {
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
+    #[schema(minimum = -180, maximum = 180)]
     pub lon: f64,
 }
 
@@ -122,7 +125,7 @@ impl From<EngineLocation> for Location {
 }
 
 /// A facility at one seq, without spots.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Facility {
     pub id: String,
     pub name: String,
@@ -134,7 +137,7 @@ pub struct Facility {
 }
 
 /// The answer to a layout `PUT`: the facility and its current sensor key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FacilityWithKey {
     #[serde(flatten)]
     pub facility: Facility,
@@ -142,18 +145,20 @@ pub struct FacilityWithKey {
 }
 
 /// `GET /v1/facilities`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FacilityList {
     pub facilities: Vec<Facility>,
 }
 
 /// One spot: `{id, zone, kind, state, booking?, overstay?}` (`overstay`
 /// only while the booking holding it overstays, contract §2.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Spot {
     pub id: String,
     pub zone: String,
+    #[schema(value_type = SpotKindName)]
     pub kind: Cow<'static, str>,
+    #[schema(value_type = SpotStateName)]
     pub state: Cow<'static, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking: Option<String>,
@@ -175,28 +180,35 @@ impl From<&SpotView> for Spot {
 }
 
 /// `GET .../zones/{zid}/spots`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SpotList {
     pub spots: Vec<Spot>,
 }
 
 /// A booking as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Booking {
     pub id: String,
     pub facility: String,
     pub zone: String,
     pub spot: Option<String>,
     /// `null` while a `SCHEDULED` reservation asked for any kind.
+    #[schema(value_type = Option<SpotKindName>)]
     pub kind: Option<Cow<'static, str>>,
     pub plate: String,
+    #[schema(value_type = BookingStatusName)]
     pub status: Cow<'static, str>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     /// The start of an advance reservation's window (`null` otherwise).
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
     /// The end of the stay, when one was given.
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
     /// Still `ACTIVE` the grace period after `ends_at` (contract §2.3).
     pub overstay: bool,
@@ -224,15 +236,16 @@ impl From<&parkme_engine::Booking> for Booking {
 
 /// One point of `GET /v1/facilities/{fid}/history`: the counts as of the
 /// end of its step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HistoryPoint {
+    #[schema(format = DateTime)]
     pub at: String,
     pub totals: Counts,
     pub zones: BTreeMap<String, Counts>,
 }
 
 /// `GET /v1/facilities/{fid}/history`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct History {
     pub facility: String,
     pub step: String,
@@ -240,35 +253,45 @@ pub struct History {
 }
 
 /// `POST /v1/facilities/{fid}/sensor-key`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SensorKey {
     pub facility: String,
     pub sensor_key: String,
 }
 
 /// `POST /v1/facilities/{fid}/bookings` body (and the app socket's `book`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BookingInput {
+    /// 1–16 of `[A-Z0-9-]` after upper-casing.
+    #[schema(pattern = "^[A-Za-z0-9-]{1,16}$")]
     pub plate: String,
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub zone: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<SpotKindName>)]
     pub kind: Option<String>,
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub spot: Option<String>,
+    /// How long a booking for now holds its spot (default 900).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
     pub hold_seconds: Option<i64>,
     /// RFC 3339: makes the request an advance reservation (§2.2).
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
     /// RFC 3339: the end of the stay (§2.3).
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
 }
 
 /// `PATCH /v1/bookings/{id}` body: the stay's new end (RFC 3339).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExtendInput {
+    #[schema(format = DateTime)]
     pub ends_at: String,
 }
 
@@ -284,19 +307,21 @@ pub fn parse_time(field: &'static str, raw: &str) -> Result<Millis, Invalid> {
 }
 
 /// `PUT .../spots/{sid}/service` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceInput {
     pub out_of_service: bool,
 }
 
 /// `{"error":{"code","message"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
+    /// snake_case, stable: what clients match on.
+    #[schema(value_type = String, example = "no_spot_available")]
     pub code: Cow<'static, str>,
     pub message: String,
 }
@@ -313,13 +338,15 @@ impl ErrorBody {
 }
 
 /// `GET /health/`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
+    /// `healthy` or `unhealthy`.
+    #[schema(value_type = String)]
     pub status: Cow<'static, str>,
     pub checks: HealthChecks,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthChecks {
     pub facilities: FacilitiesCheck,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,8 +360,10 @@ pub struct HealthChecks {
 /// A cluster node's part of `/health/`: whether it takes part (Redis
 /// read on the last tick), how many facilities it owns, and why it owns
 /// none when Redis or the store cannot be reached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterCheck {
+    /// `up` or `down`.
+    #[schema(value_type = String)]
     pub status: Cow<'static, str>,
     pub node: String,
     pub owned: usize,
@@ -343,23 +372,34 @@ pub struct ClusterCheck {
     pub note: Option<String>,
 }
 
+/// `GET /health/ready`: `ready` or `not_ready`, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    #[schema(value_type = String)]
+    pub status: Cow<'static, str>,
+    #[schema(value_type = String)]
+    pub detail: Cow<'static, str>,
+}
+
 /// `GET /v1/cluster` (admin).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterInfo {
     pub node: String,
     pub nodes: Vec<ClusterMember>,
     pub facilities: Vec<ClusterFacility>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterMember {
     pub id: String,
     pub url: String,
     pub facilities: usize,
+    #[schema(value_type = String)]
     pub status: Cow<'static, str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterFacility {
     pub id: String,
     /// The owner node's id; `null` while the facility moves.
@@ -367,21 +407,62 @@ pub struct ClusterFacility {
     pub epoch: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Check {
+    /// `up` or `down`.
+    #[schema(value_type = String)]
     pub status: Cow<'static, str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FacilitiesCheck {
+    /// `up` or `down`.
+    #[schema(value_type = String)]
     pub status: Cow<'static, str>,
     pub count: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StorageCheck {
+    /// `up` or `down`.
+    #[schema(value_type = String)]
     pub status: Cow<'static, str>,
+    #[schema(value_type = String)]
     pub backend: Cow<'static, str>,
+}
+
+/// The spot kinds of the contract, as the OpenAPI document names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpotKindName {
+    Standard,
+    Ev,
+    Accessible,
+    Motorcycle,
+    Compact,
+}
+
+/// The spot states of the contract (§2, §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SpotStateName {
+    Available,
+    Reserved,
+    Occupied,
+    OutOfService,
+    Unknown,
+}
+
+/// The booking statuses of the contract (§2, §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BookingStatusName {
+    Scheduled,
+    Confirmed,
+    Active,
+    Completed,
+    Expired,
+    Cancelled,
 }
 
 /// `"up"` or `"down"`.
@@ -435,29 +516,44 @@ fn invalid_layout(message: impl Into<String>) -> Invalid {
 }
 
 /// A layout as an operator sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct LayoutInput {
+    /// At most 200 characters (default: the facility id).
     pub name: Option<String>,
+    /// At most 200 characters (default `UTC`).
     pub timezone: Option<String>,
     pub location: Option<Location>,
+    /// At most 1,000 zones with distinct ids; at most 200,000 spots in all.
     pub zones: Vec<ZoneInput>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// A spot zone (`spots`) or a counter zone (`capacity`, with one `kind`):
+/// exactly one of the two.
 pub struct ZoneInput {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub id: String,
+    /// At most 200 characters (default: the zone id).
     pub name: Option<String>,
+    /// Spot ids are distinct within the facility.
     pub spots: Option<Vec<SpotInput>>,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub capacity: Option<i64>,
+    /// A counter zone's kind (default `standard`).
+    #[schema(value_type = Option<SpotKindName>)]
     pub kind: Option<String>,
     /// At most this many spots (units) promised to advance reservations
-    /// at one instant (default 0).
+    /// at one instant (default 0; at most the zone's size).
+    #[schema(minimum = 0)]
     pub reservable: Option<i64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct SpotInput {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub id: String,
+    /// Default `standard`.
+    #[schema(value_type = Option<SpotKindName>)]
     pub kind: Option<String>,
 }
 
@@ -588,6 +684,68 @@ mod tests {
             parse_layout(id, twice),
             Err(LayoutError::Engine(_))
         ));
+    }
+
+    fn name<T: Serialize>(value: &T) -> String {
+        serde_json::to_value(value)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// The names the OpenAPI document lists are the engine's own: each
+    /// match below is exhaustive, so a variant added on either side
+    /// without the other does not compile.
+    #[test]
+    fn the_documented_names_are_the_engines_names() {
+        use parkme_engine::BookingStatus as B;
+        let kind = |k: SpotKind| match k {
+            SpotKind::Standard => SpotKindName::Standard,
+            SpotKind::Ev => SpotKindName::Ev,
+            SpotKind::Accessible => SpotKindName::Accessible,
+            SpotKind::Motorcycle => SpotKindName::Motorcycle,
+            SpotKind::Compact => SpotKindName::Compact,
+        };
+        let state = |s: SpotState| match s {
+            SpotState::Available => SpotStateName::Available,
+            SpotState::Reserved => SpotStateName::Reserved,
+            SpotState::Occupied => SpotStateName::Occupied,
+            SpotState::OutOfService => SpotStateName::OutOfService,
+            SpotState::Unknown => SpotStateName::Unknown,
+        };
+        let status = |s: B| match s {
+            B::Scheduled => BookingStatusName::Scheduled,
+            B::Confirmed => BookingStatusName::Confirmed,
+            B::Active => BookingStatusName::Active,
+            B::Completed => BookingStatusName::Completed,
+            B::Expired => BookingStatusName::Expired,
+            B::Cancelled => BookingStatusName::Cancelled,
+        };
+        for k in SpotKind::ALL {
+            assert_eq!(name(&kind(k)), k.as_str());
+        }
+        for s in SpotState::ALL {
+            assert_eq!(name(&state(s)), s.as_str());
+        }
+        let documented = |d: BookingStatusName| match d {
+            BookingStatusName::Scheduled => B::Scheduled,
+            BookingStatusName::Confirmed => B::Confirmed,
+            BookingStatusName::Active => B::Active,
+            BookingStatusName::Completed => B::Completed,
+            BookingStatusName::Expired => B::Expired,
+            BookingStatusName::Cancelled => B::Cancelled,
+        };
+        for d in [
+            BookingStatusName::Scheduled,
+            BookingStatusName::Confirmed,
+            BookingStatusName::Active,
+            BookingStatusName::Completed,
+            BookingStatusName::Expired,
+            BookingStatusName::Cancelled,
+        ] {
+            assert_eq!(status(documented(d)), d);
+            assert_eq!(name(&d), documented(d).as_str());
+        }
     }
 
     #[test]

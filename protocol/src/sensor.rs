@@ -11,12 +11,13 @@ use bincode::{Decode, Encode};
 use parkme_engine::{Plate, PlateDirection, Reading, SpotId, ZoneId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::codec::{decode_wire, decode_wire_batch, encode_wire};
 
 /// The direction of a plate read, as the wire spells it (`"in"`, `"out"`;
 /// bincode variants 0 and 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     In,
@@ -40,7 +41,7 @@ pub const BINCODE_PROTOCOL: &str = "parkme.v1.bincode";
 /// A sensor → server message. The same type is the JSON shape
 /// (`{"t":"spot",...}`) and the bincode layout (variants and fields in
 /// declaration order), so both encodings carry exactly the same messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum SensorMessage {
     Spot {
@@ -70,7 +71,7 @@ pub enum SensorMessage {
 }
 
 /// A server → sensor message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum SensorReply {
     /// Every message up to `seq` on this connection is durable or was

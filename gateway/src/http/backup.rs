@@ -21,11 +21,18 @@ use tokio::io::AsyncReadExt;
 use crate::extract::Admin;
 use crate::state::AppState;
 
+/// The media type of a backup stream (documented in `/openapi.json`).
+pub const CONTENT_TYPE: &str = "application/vnd.parkme.backup-body";
+
 /// Bytes in flight between the export and the socket.
 const PIPE: usize = 256 << 10;
 /// Bytes per chunk of the response.
 const CHUNK: usize = 64 << 10;
 
+#[utoipa::path(get, path = "/v1/admin/backup", operation_id = "download_backup", tag = "operations",
+    summary = "A backup stream (contract §8), as `parkme backup` writes it",
+    security(("admin" = [])),
+    responses((status = 200, description = "The backup file, streamed", content_type = "application/vnd.parkme.backup-body", body = Vec<u8>)))]
 pub async fn download(_admin: Admin, State(app): State<AppState>) -> Response {
     let storage = Arc::clone(app.node().storage());
     let options = ExportOptions {
@@ -65,7 +72,7 @@ pub async fn download(_admin: Admin, State(app): State<AppState>) -> Response {
     });
     (
         [
-            (header::CONTENT_TYPE, "application/vnd.parkme.backup-body"),
+            (header::CONTENT_TYPE, CONTENT_TYPE),
             (header::CACHE_CONTROL, "no-store"),
         ],
         Body::from_stream(chunks),

@@ -26,6 +26,17 @@ pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 }
 
 /// `POST /v1/facilities/{fid}/bookings`: 201 created, 200 replayed.
+#[utoipa::path(post, path = "/v1/facilities/{fid}/bookings", operation_id = "create_booking", tag = "bookings",
+    summary = "Book a spot (now, or in advance with starts_at)",
+    description = "With `Idempotency-Key` (scoped to the user, kept 24 h or more) a retry returns the same booking with 200. 409 `no_spot_available` when none fits.",
+    params(("fid" = String, Path, description = "The facility id: `[A-Za-z0-9._-]{1,64}`.", example = "city-01"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters.")),
+    request_body = BookingInput,
+    security(("user" = [])),
+    responses(
+        (status = 200, description = "A retry of an earlier request with the same Idempotency-Key: the same booking", body = Booking),
+        (status = 201, description = "Booked", body = Booking),
+    ))]
 pub async fn create(
     State(app): State<AppState>,
     SignedIn(caller): SignedIn,
@@ -42,6 +53,11 @@ pub async fn create(
     )
 }
 
+#[utoipa::path(get, path = "/v1/bookings/{id}", operation_id = "get_booking", tag = "bookings",
+    summary = "A booking (its owner or the admin)",
+    params(("id" = String, Path, description = "The booking id (opaque; any id that is not a booking is 404).")),
+    security(("user" = []), ("admin" = [])),
+    responses((status = 200, description = "The booking", body = Booking)))]
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
@@ -51,6 +67,12 @@ pub async fn get(
     Ok(Json((&booking).into()))
 }
 
+#[utoipa::path(delete, path = "/v1/bookings/{id}", operation_id = "cancel_booking", tag = "bookings",
+    summary = "Cancel a booking (its owner or the admin)",
+    description = "409 unless the booking is `CONFIRMED` or `SCHEDULED`.",
+    params(("id" = String, Path, description = "The booking id (opaque; any id that is not a booking is 404).")),
+    security(("user" = []), ("admin" = [])),
+    responses((status = 200, description = "The cancelled booking", body = Booking)))]
 pub async fn cancel(
     State(app): State<AppState>,
     caller: Caller,
@@ -61,6 +83,12 @@ pub async fn cancel(
 }
 
 /// `PATCH /v1/bookings/{id}` with `{"ends_at": ...}`.
+#[utoipa::path(patch, path = "/v1/bookings/{id}", operation_id = "extend_booking", tag = "bookings",
+    summary = "Move the end of a stay (contract §2.3)",
+    params(("id" = String, Path, description = "The booking id (opaque; any id that is not a booking is 404).")),
+    request_body = ExtendInput,
+    security(("user" = []), ("admin" = [])),
+    responses((status = 200, description = "The booking with its new end", body = Booking)))]
 pub async fn extend(
     State(app): State<AppState>,
     caller: Caller,

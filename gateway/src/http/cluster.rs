@@ -11,13 +11,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use parkme_protocol::rest::{ClusterFacility, ClusterInfo, ClusterMember};
+use parkme_protocol::rest::{ClusterFacility, ClusterInfo, ClusterMember, Readiness};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Admin;
 use crate::state::AppState;
 
 /// `GET /v1/cluster`.
+#[utoipa::path(get, path = "/v1/cluster", operation_id = "get_cluster", tag = "operations",
+    summary = "The cluster: nodes, and each facility's owner and epoch",
+    description = "404 `not_a_cluster` on a single node.",
+    security(("admin" = [])),
+    responses((status = 200, description = "The cluster view of this node", body = ClusterInfo)))]
 pub async fn info(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json<ClusterInfo>> {
     let Some(cluster) = app.cluster() else {
         return Err(ApiError::not_found(
@@ -58,6 +63,12 @@ pub async fn info(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json<
 }
 
 /// `GET /health/ready`: whether a load balancer should send traffic here.
+#[utoipa::path(get, path = "/health/ready", operation_id = "get_readiness", tag = "operations",
+    summary = "Readiness: false while joining or draining",
+    responses(
+        (status = 200, description = "Serving", body = Readiness),
+        (status = 503, description = "Joining, draining or stopping", body = Readiness),
+    ))]
 pub async fn ready(State(app): State<AppState>) -> Response {
     let (ready, why) = match app.cluster() {
         None if app.shutdown().is_cancelled() => (false, "stopping"),
@@ -73,7 +84,10 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     };
     (
         status,
-        Json(serde_json::json!({ "status": if ready { "ready" } else { "not_ready" }, "detail": why })),
+        Json(Readiness {
+            status: Cow::Borrowed(if ready { "ready" } else { "not_ready" }),
+            detail: Cow::Borrowed(why),
+        }),
     )
         .into_response()
 }

@@ -16,6 +16,16 @@ use crate::wire;
 
 /// `PUT /v1/facilities/{fid}`: 201 created, 200 replaced. An id that is
 /// not valid is the operator's mistake here (400), not an unknown one.
+#[utoipa::path(put, path = "/v1/facilities/{fid}", operation_id = "put_facility", tag = "facilities",
+    summary = "Create or replace a facility's layout",
+    description = "All or nothing: either the whole new layout is served, or the old one stays. 409 if it would drop a spot with a live booking. The answer carries the facility's sensor key.",
+    params(("fid" = String, Path, description = "The facility id: `[A-Za-z0-9._-]{1,64}`.", example = "city-01")),
+    request_body = LayoutInput,
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Replaced", body = FacilityWithKey),
+        (status = 201, description = "Created", body = FacilityWithKey),
+    ))]
 pub async fn put(
     State(app): State<AppState>,
     _admin: Admin,
@@ -53,6 +63,11 @@ pub async fn put(
     Ok((status, Json(body)))
 }
 
+#[utoipa::path(get, path = "/v1/facilities/{fid}", operation_id = "get_facility", tag = "facilities",
+    summary = "A facility's zones and counts, at one seq",
+    params(("fid" = String, Path, description = "The facility id: `[A-Za-z0-9._-]{1,64}`.", example = "city-01")),
+    security((), ("user" = []), ("admin" = [])),
+    responses((status = 200, description = "The facility", body = Facility)))]
 pub async fn get(
     State(app): State<AppState>,
     _caller: Caller,
@@ -62,6 +77,10 @@ pub async fn get(
     Ok(Json(wire::facility(&view)))
 }
 
+#[utoipa::path(get, path = "/v1/facilities", operation_id = "list_facilities", tag = "facilities",
+    summary = "Every facility with its per-zone counts",
+    security((), ("user" = []), ("admin" = [])),
+    responses((status = 200, description = "The facilities", body = FacilityList)))]
 pub async fn list(State(app): State<AppState>, _caller: Caller) -> ApiResult<Json<FacilityList>> {
     let mut facilities = Vec::new();
     for id in app.node().facility_ids() {
@@ -73,6 +92,11 @@ pub async fn list(State(app): State<AppState>, _caller: Caller) -> ApiResult<Jso
     Ok(Json(FacilityList { facilities }))
 }
 
+#[utoipa::path(get, path = "/v1/facilities/{fid}/zones/{zid}/spots", operation_id = "list_spots", tag = "facilities",
+    summary = "Every spot of a zone with its state",
+    params(("fid" = String, Path, description = "The facility id: `[A-Za-z0-9._-]{1,64}`.", example = "city-01"), ("zid" = String, Path, description = "The zone id: `[A-Za-z0-9._-]{1,64}`.", example = "A")),
+    security((), ("user" = []), ("admin" = [])),
+    responses((status = 200, description = "The spots", body = SpotList)))]
 pub async fn spots(
     State(app): State<AppState>,
     _caller: Caller,
@@ -84,6 +108,12 @@ pub async fn spots(
     }))
 }
 
+#[utoipa::path(put, path = "/v1/facilities/{fid}/spots/{sid}/service", operation_id = "set_spot_service", tag = "facilities",
+    summary = "Take a spot out of service, or back in",
+    params(("fid" = String, Path, description = "The facility id: `[A-Za-z0-9._-]{1,64}`.", example = "city-01"), ("sid" = String, Path, description = "The spot id: `[A-Za-z0-9._-]{1,64}`.", example = "A-001")),
+    request_body = ServiceInput,
+    security(("admin" = [])),
+    responses((status = 200, description = "The spot", body = Spot)))]
 pub async fn service(
     State(app): State<AppState>,
     _admin: Admin,
@@ -99,6 +129,12 @@ pub async fn service(
 
 /// `POST /v1/facilities/{fid}/sensor-key`: a new key; the old one is
 /// refused from now on and sockets that came with it are closed.
+#[utoipa::path(post, path = "/v1/facilities/{fid}/sensor-key", operation_id = "rotate_sensor_key", tag = "facilities",
+    summary = "Rotate the facility's sensor key",
+    description = "Returns a new key; the old one is refused from now on and sensor sockets opened with it are closed.",
+    params(("fid" = String, Path, description = "The facility id: `[A-Za-z0-9._-]{1,64}`.", example = "city-01")),
+    security(("admin" = [])),
+    responses((status = 200, description = "The new key", body = SensorKey)))]
 pub async fn rotate_sensor_key(
     State(app): State<AppState>,
     _admin: Admin,

@@ -19,6 +19,22 @@ use crate::state::AppState;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The steps of `?step=`, as the OpenAPI document lists them (each one
+/// is [`Step::parse`]'s, unit-tested).
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub enum StepName {
+    #[serde(rename = "1m")]
+    Minute,
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    #[serde(rename = "15m")]
+    QuarterHour,
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "1d")]
+    Day,
+}
+
 #[derive(Debug, Deserialize)]
 struct HistoryQuery {
     from: Option<String>,
@@ -42,6 +58,15 @@ fn time(field: &'static str, raw: &str) -> ApiResult<Millis> {
     Ok(parse_time(field, &raw.trim().replace(' ', "+"))?)
 }
 
+#[utoipa::path(get, path = "/v1/facilities/{fid}/history", operation_id = "get_history", tag = "facilities",
+    summary = "Occupancy over time",
+    description = "Each point holds the counts as of the end of its step. More than 2,000 points (from `from`, `to` and `step` together) is 400 `too_many_points`; `from` after `to` is 400 `invalid_range`.",
+    params(("fid" = String, Path, description = "The facility id: `[A-Za-z0-9._-]{1,64}`.", example = "city-01"),
+        ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339; default 24 h before `to`."),
+        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339; default now."),
+        ("step" = Option<StepName>, Query, description = "The step between points (default `5m`).")),
+    security((), ("user" = []), ("admin" = [])),
+    responses((status = 200, description = "The points", body = History)))]
 pub async fn get(
     State(app): State<AppState>,
     _caller: Caller,
@@ -110,4 +135,23 @@ pub async fn get(
         step: step.as_str().to_owned(),
         points,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_steps_are_the_steps_the_route_reads() {
+        for (name, step) in [
+            (StepName::Minute, Step::Minute),
+            (StepName::FiveMinutes, Step::FiveMinutes),
+            (StepName::QuarterHour, Step::QuarterHour),
+            (StepName::Hour, Step::Hour),
+            (StepName::Day, Step::Day),
+        ] {
+            let json = serde_json::to_value(name).expect("json");
+            assert_eq!(json.as_str().and_then(Step::parse), Some(step), "{name:?}");
+        }
+    }
 }

@@ -17,6 +17,13 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/health", operation_id = "get_health", tag = "operations",
+    summary = "Health of the node, its storage and (when configured) Redis",
+    description = "Also served at `/health/`.",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "Storage (or configured Redis) down", body = Health),
+    ))]
 pub async fn health(State(app): State<AppState>) -> Response {
     let storage = tokio::time::timeout(Duration::from_secs(2), app.node().health()).await;
     let storage_ok = matches!(storage, Ok(Ok(())));
@@ -73,6 +80,9 @@ pub async fn health(State(app): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "operations",
+    summary = "Prometheus text exposition (families prefixed `parkme_`)",
+    responses((status = 200, description = "The metrics", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> Response {
     (
         [(
@@ -84,6 +94,9 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/", operation_id = "get_dashboard", tag = "operations",
+    summary = "The live occupancy dashboard",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 pub async fn dashboard() -> Response {
     (
         [(header::CACHE_CONTROL, "no-cache")],

@@ -104,6 +104,13 @@ fn authorize(
 }
 
 /// `GET /v1/sensors/{fid}`.
+#[utoipa::path(get, path = "/v1/sensors/{fid}", operation_id = "sensor_socket", tag = "websockets",
+    summary = "The sensor websocket (contract §4)",
+    description = "A websocket upgrade; its messages are described in this document's `x-websocket` section.",
+    params(("fid" = String, Path, description = "The facility id."),
+        ("key" = Option<String>, Query, description = "The sensor key, when no Authorization header can be sent.")),
+    security(("sensor" = [])),
+    responses((status = 101, description = "Switching protocols: the socket is open")))]
 pub async fn handshake(
     State(app): State<AppState>,
     fid: Result<Id<FacilityId>, ApiError>,

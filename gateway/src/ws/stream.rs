@@ -78,6 +78,12 @@ struct TokenQuery {
 }
 
 /// `GET /v1/stream`.
+#[utoipa::path(get, path = "/v1/stream", operation_id = "app_socket", tag = "websockets",
+    summary = "The app websocket (contract §5)",
+    description = "A websocket upgrade; its messages are described in this document's `x-websocket` section.",
+    params(("token" = Option<String>, Query, description = "A user token, when no Authorization header can be sent.")),
+    security((), ("user" = [])),
+    responses((status = 101, description = "Switching protocols: the socket is open")))]
 pub async fn handshake(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
