@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use jsonschema::{Retrieve, Uri, Validator};
 use serde_json::{Value, json};
 
-use crate::helpers::TestServer;
 use crate::helpers::http::{Api, NO_LIMITS, Reply, layout, server_with_facility, spot_zone};
 use crate::helpers::ws::{JSON, await_ack, send_sensor, sensor, spot};
+use crate::helpers::{TestServer, poll_until};
 
 const SDM_CONTEXT: &str =
     "https://raw.githubusercontent.com/smart-data-models/dataModel.Parking/master/context.jsonld";
@@ -99,9 +100,9 @@ fn assert_valid_entities(entities: &[Value]) {
     assert!(errors.is_empty(), "schema errors:\n{}", errors.join("\n"));
 }
 
-/// `xmllint --noout --nonet --schema DATEXII_3_D2Payload.xsd` on `xml`.
-#[track_caller]
-fn assert_valid_datex2(xml: &str) {
+/// What `xmllint --noout --nonet --schema DATEXII_3_D2Payload.xsd` says
+/// against `xml`, `None` when it validates.
+fn datex2_errors(xml: &str) -> Option<String> {
     let schema = data_dir("datex2-v3.6").join("DATEXII_3_D2Payload.xsd");
     let mut file = tempfile::NamedTempFile::new().expect("a temp file");
     file.write_all(xml.as_bytes()).expect("the XML is written");
@@ -116,11 +117,16 @@ fn assert_valid_datex2(xml: &str) {
                  (scripts/install-test-deps does); this test never skips"
             )
         });
-    assert!(
-        out.status.success(),
-        "the publication does not validate against the DATEX II v3.6 schemas:\n{}\n{xml}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[track_caller]
+fn assert_valid_datex2(xml: &str) {
+    if let Some(errors) = datex2_errors(xml) {
+        panic!(
+            "the publication does not validate against the DATEX II v3.6 schemas:\n{errors}\n{xml}"
+        );
+    }
 }
 
 #[track_caller]
@@ -262,6 +268,34 @@ async fn ngsi_ld_spot_status_follows_the_spot_state() {
 }
 
 #[tokio::test]
+async fn ngsi_ld_spot_status_of_a_silent_sensor_is_unknown() {
+    let (_server, api, _) = server_with_facility(
+        &[("PARKME_SENSOR_STALE_SECS", "1")],
+        vec![spot_zone("A", "A-", 1, "standard")],
+    )
+    .await;
+    let spot = "urn:ngsi-ld:ParkingSpot:f1:A-001";
+    poll_until(
+        "the silent spot shows as unknown",
+        Duration::from_secs(15),
+        || async { by_id(&ngsi_ld(&api, "f1").await, spot)["status"] == "unknown" },
+    )
+    .await;
+    let entities = ngsi_ld(&api, "f1").await;
+    assert_valid_entities(&entities);
+    let group = by_id(&entities, "urn:ngsi-ld:ParkingGroup:f1:A");
+    assert_eq!(
+        (
+            &group["totalSpotNumber"],
+            &group["availableSpotNumber"],
+            &group["occupiedSpotNumber"]
+        ),
+        (&json!(1), &json!(0), &json!(0)),
+        "UNKNOWN counts in the total only: {group}"
+    );
+}
+
+#[tokio::test]
 async fn ngsi_ld_of_an_unknown_facility_is_404() {
     let (_server, api, _) = server_with_facility(&[], a_spot_and_a_counter_zone()).await;
     api.get("/v1/facilities/nowhere/ngsi-ld", None)
@@ -312,6 +346,12 @@ async fn datex2_parking_status_validates_against_the_datex_ii_v3_schemas() {
         xml.contains("<prk:numberOfVacantSpaces>8</prk:numberOfVacantSpaces>"),
         "f1 has 8 vacant spaces: {xml}"
     );
+
+    // The validation is not vacuous: the schemas refuse what they should.
+    let without_lang = xml.replacen(" lang=\"en\"", "", 1);
+    assert!(datex2_errors(&without_lang).is_some(), "{without_lang}");
+    let bad_status = xml.replacen(">spacesAvailable<", ">roomy<", 1);
+    assert!(datex2_errors(&bad_status).is_some(), "{bad_status}");
 }
 
 #[tokio::test]
