@@ -29,14 +29,30 @@ fn typed(content_type: &'static str, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// What cannot come from any request: an encoder that failed in memory.
-fn encoding_failed(what: &'static str, error: &dyn std::fmt::Display) -> ApiError {
-    tracing::error!(error = %error, what, "encoding a read view failed");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "internal error",
-    )
+/// `encode` on a blocking thread. Its failure cannot come from any
+/// request (an encoder that failed in memory, or panicked): logged, and
+/// a 500 without details.
+async fn off_runtime<T, E>(
+    what: &'static str,
+    encode: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> ApiResult<T>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let failed = |error: &dyn std::fmt::Display| {
+        tracing::error!(error = %error, what, "encoding a read view failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        )
+    };
+    match tokio::task::spawn_blocking(encode).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(failed(&e)),
+        Err(e) => Err(failed(&e)),
+    }
 }
 
 /// `GET /v1/facilities/{fid}/ngsi-ld`: the facility's counts, then the
@@ -48,16 +64,22 @@ pub async fn ngsi_ld(
     Id(id): Id<FacilityId>,
 ) -> ApiResult<Response> {
     let view = app.node().facility(&id).await?;
-    let mut spots = Vec::new();
+    let mut spots = ngsi_ld::SpotsByZone::new();
     for zone in view.zones.iter().filter(|zone| zone.capacity.is_none()) {
         match app.node().spots(&id, &zone.id).await {
-            Ok(zone_spots) => spots.extend(zone_spots),
+            Ok(zone_spots) => {
+                spots.insert(zone.id.clone(), zone_spots);
+            }
             Err(ActorError::UnknownZone(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let entities = ngsi_ld::entities(&view, &spots, app.node().now());
-    let body = serde_json::to_vec(&entities).map_err(|e| encoding_failed("ngsi-ld", &e))?;
+    let at = app.node().now();
+    // A facility may hold 200,000 spots: map and encode off the runtime.
+    let body = off_runtime("ngsi-ld", move || {
+        serde_json::to_vec(&ngsi_ld::entities(&view, &spots, at))
+    })
+    .await?;
     Ok(typed(ngsi_ld::CONTENT_TYPE, body))
 }
 
@@ -73,9 +95,10 @@ pub async fn datex2_parking_status(
             facilities.push(view);
         }
     }
-    match datex2::parking_status(&facilities, app.node().now()) {
-        Ok(Some(body)) => Ok(typed(datex2::CONTENT_TYPE, body)),
-        Ok(None) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(e) => Err(encoding_failed("datex2", &e)),
-    }
+    let at = app.node().now();
+    let body = off_runtime("datex2", move || datex2::parking_status(&facilities, at)).await?;
+    Ok(match body {
+        Some(body) => typed(datex2::CONTENT_TYPE, body),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }

@@ -17,8 +17,10 @@
 //! This module must never do I/O nor read a clock: it maps views it is
 //! given, at the time it is given.
 
+use std::collections::BTreeMap;
+
 use parkme_actors::FacilityView;
-use parkme_engine::{Counts, FacilityId, Location, Millis, SpotState, SpotView};
+use parkme_engine::{Counts, FacilityId, Location, Millis, SpotState, SpotView, ZoneId};
 use parkme_protocol::rest::rfc3339;
 use serde::Serialize;
 
@@ -160,11 +162,13 @@ pub fn spot_id(facility: &FacilityId, spot: &impl std::fmt::Display) -> String {
     format!("urn:ngsi-ld:ParkingSpot:{facility}:{spot}")
 }
 
+/// The spots of each spot zone, by zone.
+pub type SpotsByZone = BTreeMap<ZoneId, Vec<SpotView>>;
+
 /// The facility's entities at `at`: the site, then each zone's group
-/// followed by the spots of that zone (in the order of `spots`). A spot
-/// of a zone the view does not hold (a layout change in between) is left
-/// out.
-pub fn entities(view: &FacilityView, spots: &[SpotView], at: Millis) -> Vec<Entity> {
+/// followed by that zone's spots (in their order in `spots`). Spots of a
+/// zone the view does not hold (a layout change in between) are left out.
+pub fn entities(view: &FacilityView, spots: &SpotsByZone, at: Millis) -> Vec<Entity> {
     let date_modified = rfc3339(at);
     let location = view.location.map(Point::from);
     let common = |id: String, name: String| Common {
@@ -175,7 +179,8 @@ pub fn entities(view: &FacilityView, spots: &[SpotView], at: Millis) -> Vec<Enti
         context: CONTEXT,
     };
     let site = site_id(&view.id);
-    let mut entities = Vec::with_capacity(1 + view.zones.len() + spots.len());
+    let spot_count: usize = spots.values().map(Vec::len).sum();
+    let mut entities = Vec::with_capacity(1 + view.zones.len() + spot_count);
     entities.push(Entity::OffStreetParking(Site {
         common: common(site.clone(), view.name.clone()),
         numbers: SpotNumbers::from(&view.totals.overall),
@@ -188,7 +193,7 @@ pub fn entities(view: &FacilityView, spots: &[SpotView], at: Millis) -> Vec<Enti
             ref_parking_site: site.clone(),
             numbers: SpotNumbers::from(&zone.counts.overall),
         }));
-        for spot in spots.iter().filter(|spot| spot.zone == zone.id) {
+        for spot in spots.get(&zone.id).into_iter().flatten() {
             entities.push(Entity::ParkingSpot(Spot {
                 common: common(spot_id(&view.id, &spot.id), spot.id.to_string()),
                 status: SpotStatus::from(spot.state),
@@ -204,7 +209,7 @@ pub fn entities(view: &FacilityView, spots: &[SpotView], at: Millis) -> Vec<Enti
 #[cfg(test)]
 mod tests {
     use parkme_actors::ZoneView;
-    use parkme_engine::{Seq, SpotId, SpotKind, ZoneCounts, ZoneId};
+    use parkme_engine::{Seq, SpotId, SpotKind, ZoneCounts};
     use serde_json::{Value, json};
 
     use super::*;
@@ -261,6 +266,17 @@ mod tests {
         }
     }
 
+    fn by_zone(spots: &[SpotView]) -> SpotsByZone {
+        let mut by_zone = SpotsByZone::new();
+        for spot in spots {
+            by_zone
+                .entry(spot.zone.clone())
+                .or_default()
+                .push(spot.clone());
+        }
+        by_zone
+    }
+
     fn as_json(entities: &[Entity]) -> Vec<Value> {
         entities
             .iter()
@@ -297,7 +313,11 @@ mod tests {
             counter.insert(SpotKind::Standard, state);
         }
         let view = facility(&spots, counter);
-        let json = as_json(&entities(&view, &spots, Millis(1_700_000_000_000)));
+        let json = as_json(&entities(
+            &view,
+            &by_zone(&spots),
+            Millis(1_700_000_000_000),
+        ));
         let types: Vec<&str> = json.iter().filter_map(|e| e["type"].as_str()).collect();
         assert_eq!(
             types,
@@ -347,7 +367,7 @@ mod tests {
     fn a_zone_of_no_spots_has_no_total_and_a_facility_without_location_no_location() {
         let mut view = facility(&[], ZoneCounts::default());
         view.location = None;
-        let json = as_json(&entities(&view, &[], Millis(0)));
+        let json = as_json(&entities(&view, &SpotsByZone::new(), Millis(0)));
         assert!(json.iter().all(|e| e.get("location").is_none()), "{json:?}");
         assert!(json[1].get("totalSpotNumber").is_none(), "{}", json[1]);
         assert_eq!(json[1]["availableSpotNumber"], 0);
@@ -357,6 +377,6 @@ mod tests {
     fn a_spot_of_a_zone_the_view_does_not_hold_is_left_out() {
         let spots = [spot("gone", "G-1", SpotState::Available)];
         let view = facility(&[], ZoneCounts::default());
-        assert_eq!(entities(&view, &spots, Millis(0)).len(), 3);
+        assert_eq!(entities(&view, &by_zone(&spots), Millis(0)).len(), 3);
     }
 }
