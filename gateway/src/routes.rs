@@ -70,6 +70,11 @@ pub fn router(state: AppState) -> Router {
             post(http::bookings::create),
         )
         .route("/v1/facilities/{fid}/history", get(http::history::get))
+        .route("/v1/facilities/{fid}/ngsi-ld", get(http::open::ngsi_ld))
+        .route(
+            "/v1/datex2/parking-status",
+            get(http::open::datex2_parking_status),
+        )
         .route(
             "/v1/bookings/{id}",
             get(http::bookings::get)

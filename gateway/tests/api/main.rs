@@ -17,6 +17,7 @@ mod http_fuzz;
 mod http_ops;
 mod layout_atomic;
 mod liveness;
+mod open_interfaces;
 mod openapi;
 mod redis_coordination;
 mod redis_faults;
