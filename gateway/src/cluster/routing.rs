@@ -15,7 +15,8 @@
 //!   that owner (201).
 //! - `DELETE` and `PATCH /v1/bookings/{id}` go to the owner of the booking's
 //!   facility; `GET /v1/bookings/{id}` reads the shared store here.
-//! - `GET /v1/facilities` merges this node's list with every owner's.
+//! - `GET /v1/facilities` merges this node's list with every owner's, and
+//!   `GET /v1/datex2/parking-status` publishes that merged list.
 //! - A sensor socket for a facility owned elsewhere gets 503 with
 //!   `Retry-After` and the owner's address (its readings must reach the
 //!   owner; sockets are not forwarded yet).
@@ -76,6 +77,7 @@ enum Target {
     Facility(FacilityId),
     ChangeBooking(BookingId),
     List,
+    Datex,
     Sensor(FacilityId),
 }
 
@@ -90,6 +92,9 @@ fn target(parts: &Parts, params: Option<&RawPathParams>) -> Target {
     };
     if path == "/v1/facilities" || path == "/v1/facilities/" {
         return Target::List;
+    }
+    if path == "/v1/datex2/parking-status" {
+        return Target::Datex;
     }
     if path.starts_with("/v1/facilities/") {
         return match param("fid").and_then(|f| FacilityId::parse(&f).ok()) {
@@ -152,6 +157,7 @@ pub async fn route(State(app): State<AppState>, request: Request, next: Next) ->
             _ => next.run(request).await,
         },
         Target::List => list(&app, &cluster, request, next).await,
+        Target::Datex => datex(&app, &cluster, request, next).await,
         Target::Sensor(fid) => {
             if app.node().serves(&fid) || !app.node().is_known(&fid).await {
                 return next.run(request).await;
@@ -446,28 +452,78 @@ async fn forward(
 }
 
 /// `GET /v1/facilities` on a cluster node: this node's facilities and
-/// every other owner's, merged in id order. Waits (up to twice the
-/// lease) for facilities that are moving, so none is left out.
+/// every other owner's ([`merged`]).
 async fn list(app: &AppState, cluster: &Cluster, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let body = match buffer(app, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let deadline = Instant::now() + wait_budget(cluster);
-    loop {
+    let local = || async {
         let local = next.clone().run(rebuild(&parts, &body)).await;
         if local.status() != StatusCode::OK {
-            return local;
+            return Err(local);
         }
-        let Ok(bytes) = axum::body::to_bytes(local.into_body(), usize::MAX).await else {
-            return ApiError::from(parkme_actors::ActorError::Unavailable("facility"))
-                .into_response();
-        };
-        let Ok(mut merged) = serde_json::from_slice::<FacilityList>(&bytes) else {
-            return ApiError::from(parkme_actors::ActorError::Unavailable("facility"))
-                .into_response();
-        };
+        let bytes = axum::body::to_bytes(local.into_body(), usize::MAX)
+            .await
+            .map_err(|_| unavailable())?;
+        serde_json::from_slice::<FacilityList>(&bytes).map_err(|_| unavailable())
+    };
+    match merged(app, cluster, &parts, &body, local).await {
+        Ok(merged) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::Json(merged),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `GET /v1/datex2/parking-status` on a cluster node: the publication of
+/// every facility of the cluster, from the same merged list as
+/// `GET /v1/facilities`. The node's own answer comes first, so a
+/// credential it refuses is refused here too.
+async fn datex(app: &AppState, cluster: &Cluster, request: Request, next: Next) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let local = next.run(rebuild(&parts, &Bytes::new())).await;
+    if !local.status().is_success() {
+        return local;
+    }
+    parts.method = Method::GET;
+    parts.uri = axum::http::Uri::from_static("/v1/facilities");
+    let body = Bytes::new();
+    let local = || async { Ok(crate::http::facilities::listed(app).await) };
+    match merged(app, cluster, &parts, &body, local).await {
+        Ok(merged) => crate::http::open::datex2_answer(app, merged.facilities)
+            .await
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+fn unavailable() -> Response {
+    ApiError::from(parkme_actors::ActorError::Unavailable("facility")).into_response()
+}
+
+/// This node's facilities (`local`) and every other owner's (`parts`, a
+/// `GET /v1/facilities`, forwarded to each), merged in id order. Waits
+/// (up to twice the lease) for facilities that are moving, so none is
+/// left out.
+async fn merged<F, Fut>(
+    app: &AppState,
+    cluster: &Cluster,
+    parts: &Parts,
+    body: &Bytes,
+    local: F,
+) -> Result<FacilityList, Response>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<FacilityList, Response>>,
+{
+    let deadline = Instant::now() + wait_budget(cluster);
+    loop {
+        let mut merged = local().await?;
         let view = cluster.view();
         let mut owners: Vec<&parkme_cluster::Member> = view
             .members
@@ -477,7 +533,7 @@ async fn list(app: &AppState, cluster: &Cluster, request: Request, next: Next) -
         owners.dedup_by(|a, b| a.id == b.id);
         let mut complete = true;
         for owner in owners {
-            match forward(cluster, &owner.url, &parts, &body).await {
+            match forward(cluster, &owner.url, parts, body).await {
                 Ok(answer) if answer.status() == StatusCode::OK => {
                     metrics::forwarded("list");
                     let bytes = axum::body::to_bytes(answer.into_body(), usize::MAX).await;
@@ -496,12 +552,7 @@ async fn list(app: &AppState, cluster: &Cluster, request: Request, next: Next) -
         merged.facilities.dedup_by(|a, b| a.id == b.id);
         let known = app.node().known_count();
         if (complete && merged.facilities.len() >= known) || Instant::now() >= deadline {
-            return (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                axum::Json(merged),
-            )
-                .into_response();
+            return Ok(merged);
         }
         tokio::time::sleep(POLL).await;
     }

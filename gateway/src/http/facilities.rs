@@ -82,14 +82,19 @@ pub async fn get(
     security((), ("user" = []), ("admin" = [])),
     responses((status = 200, description = "The facilities", body = FacilityList)))]
 pub async fn list(State(app): State<AppState>, _caller: Caller) -> ApiResult<Json<FacilityList>> {
+    Ok(Json(listed(&app).await))
+}
+
+/// The facilities this node serves, in its order (a facility removed
+/// meanwhile is simply not listed).
+pub async fn listed(app: &AppState) -> FacilityList {
     let mut facilities = Vec::new();
     for id in app.node().facility_ids() {
-        // A facility removed meanwhile is simply not listed.
         if let Ok(view) = app.node().facility(&id).await {
             facilities.push(wire::facility(&view));
         }
     }
-    Ok(Json(FacilityList { facilities }))
+    FacilityList { facilities }
 }
 
 #[utoipa::path(get, path = "/v1/facilities/{fid}/zones/{zid}/spots", operation_id = "list_spots", tag = "facilities",

@@ -23,7 +23,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
-use super::{backup, bookings, cluster, facilities, history, ops};
+use super::{backup, bookings, cluster, facilities, history, open, ops};
 use crate::ws;
 
 #[derive(OpenApi)]
@@ -52,6 +52,8 @@ use crate::ws;
         bookings::cancel,
         bookings::extend,
         backup::download,
+        open::ngsi_ld,
+        open::datex2_parking_status,
         ws::sensor::handshake,
         ws::stream::handshake,
     ),
@@ -67,6 +69,7 @@ use crate::ws;
         (name = "facilities", description = "Layouts, counts, spots, history (§3, §3.1)"),
         (name = "bookings", description = "Bookings and advance reservations (§2.2, §2.3, §3)"),
         (name = "operations", description = "Health, metrics, the dashboard, the cluster, backups (§3, §7, §8)"),
+        (name = "open interfaces", description = "FIWARE NGSI-LD and DATEX II views (§9)"),
         (name = "websockets", description = "The sensor and app sockets (§4, §5)"),
     ),
     modifiers(&Conventions),
@@ -318,6 +321,8 @@ mod tests {
             ("/v1/bookings/{id}", "delete"),
             ("/v1/bookings/{id}", "patch"),
             ("/v1/admin/backup", "get"),
+            ("/v1/facilities/{fid}/ngsi-ld", "get"),
+            ("/v1/datex2/parking-status", "get"),
             ("/v1/sensors/{fid}", "get"),
             ("/v1/stream", "get"),
         ] {
@@ -325,6 +330,19 @@ mod tests {
                 paths[path][method].is_object(),
                 "{method} {path} is not documented"
             );
+        }
+    }
+
+    #[test]
+    fn the_documented_media_types_are_the_ones_the_handlers_send() {
+        let doc = openapi();
+        for (path, media) in [
+            ("/v1/admin/backup", backup::CONTENT_TYPE),
+            ("/v1/facilities/{fid}/ngsi-ld", open::ngsi_ld::CONTENT_TYPE),
+            ("/v1/datex2/parking-status", open::datex2::CONTENT_TYPE),
+        ] {
+            let content = &doc["paths"][path]["get"]["responses"]["200"]["content"];
+            assert!(content[media].is_object(), "{path}: {content}");
         }
     }
 

@@ -348,6 +348,26 @@ async fn any_node_answers_every_facility_route_as_its_owner_would() {
             .map(|f| f["id"].as_str().expect("id").to_owned())
             .collect();
         assert_eq!(listed, facilities, "list on n{i}");
+        // The DATEX II publication of any node holds every facility of
+        // the cluster (§9 over §7), and NGSI-LD is the owner's.
+        let datex = cluster.api(i).get("/v1/datex2/parking-status", None).await;
+        assert_eq!(datex.status.as_u16(), 200, "datex on n{i}: {datex:?}");
+        for f in &facilities {
+            assert!(
+                datex.text.contains(&format!("id=\"{f}\"")),
+                "datex on n{i} lacks {f}: {}",
+                datex.text
+            );
+            let ngsi = cluster
+                .api(i)
+                .get(&format!("/v1/facilities/{f}/ngsi-ld"), None)
+                .await;
+            assert_eq!(
+                ngsi.assert_status(200)[0]["id"],
+                format!("urn:ngsi-ld:OffStreetParking:{f}"),
+                "ngsi-ld on n{i}"
+            );
+        }
     }
 }
 

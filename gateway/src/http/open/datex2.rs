@@ -28,9 +28,8 @@
 use std::borrow::Cow;
 use std::io;
 
-use parkme_actors::FacilityView;
-use parkme_engine::{Counts, Millis};
-use parkme_protocol::rest::rfc3339;
+use parkme_engine::Millis;
+use parkme_protocol::rest::{Counts, Facility, rfc3339};
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
@@ -114,7 +113,7 @@ pub fn xml_chars(text: &str) -> Cow<'_, str> {
 
 /// The publication of `facilities` at `at`, or `None` when there is no
 /// facility: DATEX II wants at least one status in a publication.
-pub fn parking_status(facilities: &[FacilityView], at: Millis) -> io::Result<Option<Vec<u8>>> {
+pub fn parking_status(facilities: &[Facility], at: Millis) -> io::Result<Option<Vec<u8>>> {
     if facilities.is_empty() {
         return Ok(None);
     }
@@ -138,7 +137,7 @@ pub fn parking_status(facilities: &[FacilityView], at: Millis) -> io::Result<Opt
                 })?;
             for facility in facilities {
                 let place = Status {
-                    id: facility.id.to_string(),
+                    id: facility.id.clone(),
                     name: &facility.name,
                     counts: &facility.totals.overall,
                     place: true,
@@ -220,7 +219,7 @@ fn text_element(w: &mut Writer<Vec<u8>>, name: &str, text: &str) -> io::Result<(
 
 #[cfg(test)]
 mod tests {
-    use parkme_actors::ZoneView;
+    use parkme_actors::{FacilityView, ZoneView};
     use parkme_engine::{FacilityId, Seq, SpotKind, SpotState, ZoneCounts, ZoneId};
 
     use super::*;
@@ -233,9 +232,9 @@ mod tests {
         counts
     }
 
-    fn facility(name: &str, zone_name: &str, states: &[SpotState]) -> FacilityView {
+    fn facility(name: &str, zone_name: &str, states: &[SpotState]) -> Facility {
         let zone = counts(states);
-        FacilityView {
+        crate::wire::facility(&FacilityView {
             id: FacilityId::parse("f1").expect("facility id"),
             name: name.into(),
             timezone: "UTC".into(),
@@ -249,10 +248,10 @@ mod tests {
                 reservable: 0,
                 counts: zone,
             }],
-        }
+        })
     }
 
-    fn publish(facilities: &[FacilityView]) -> String {
+    fn publish(facilities: &[Facility]) -> String {
         let bytes = parking_status(facilities, Millis(0))
             .expect("writes to memory")
             .expect("a publication");
@@ -308,15 +307,21 @@ mod tests {
     fn a_place_is_full_when_nothing_is_vacant_and_unknown_when_nothing_is_known() {
         use SpotState::*;
         assert_eq!(
-            PlaceState::of(&counts(&[Reserved]).overall),
+            PlaceState::of(&Counts::from(&counts(&[Reserved]).overall)),
             PlaceState::Full
         );
         assert_eq!(
-            PlaceState::of(&counts(&[OutOfService, Unknown]).overall),
+            PlaceState::of(&Counts::from(&counts(&[OutOfService, Unknown]).overall)),
             PlaceState::Unknown
         );
-        assert_eq!(occupancy_percent(&counts(&[Unknown]).overall), None);
-        assert_eq!(occupancy_percent(&counts(&[Occupied]).overall), Some(100.0));
+        assert_eq!(
+            occupancy_percent(&Counts::from(&counts(&[Unknown]).overall)),
+            None
+        );
+        assert_eq!(
+            occupancy_percent(&Counts::from(&counts(&[Occupied]).overall)),
+            Some(100.0)
+        );
     }
 
     #[test]

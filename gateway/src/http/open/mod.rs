@@ -5,7 +5,7 @@
 //! read the node; the two modules map, purely.
 //!
 //! This module must never map anything itself, nor list more than the
-//! facilities this node knows.
+//! facilities this node serves (the cluster routing merges the nodes').
 
 pub mod datex2;
 pub mod ngsi_ld;
@@ -15,6 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parkme_actors::ActorError;
 use parkme_engine::FacilityId;
+use parkme_protocol::rest::Facility;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Id};
@@ -58,6 +59,12 @@ where
 /// `GET /v1/facilities/{fid}/ngsi-ld`: the facility's counts, then the
 /// spots of each spot zone (each zone read after the counts; a zone
 /// removed in between is simply left out).
+#[utoipa::path(get, path = "/v1/facilities/{fid}/ngsi-ld", operation_id = "get_ngsi_ld", tag = "open interfaces",
+    summary = "The facility as FIWARE NGSI-LD entities (key-values, dataModel.Parking)",
+    description = "One `OffStreetParking` (the facility), one `ParkingGroup` per zone, one `ParkingSpot` per spot of a spot zone; each validates against its type's published Smart Data Models JSON Schema.",
+    params(("fid" = String, Path, description = "The facility id: `[A-Za-z0-9._-]{1,64}`.", example = "city-01")),
+    security((), ("user" = []), ("admin" = [])),
+    responses((status = 200, description = "The entities, each with its `@context`", content_type = "application/ld+json", body = [Object])))]
 pub async fn ngsi_ld(
     State(app): State<AppState>,
     _caller: Caller,
@@ -83,22 +90,27 @@ pub async fn ngsi_ld(
     Ok(typed(ngsi_ld::CONTENT_TYPE, body))
 }
 
-/// `GET /v1/datex2/parking-status`: every facility this node knows (a
-/// facility removed meanwhile is not listed), 204 when it knows none.
-pub async fn datex2_parking_status(
-    State(app): State<AppState>,
-    _caller: Caller,
-) -> ApiResult<Response> {
-    let mut facilities = Vec::new();
-    for id in app.node().facility_ids() {
-        if let Ok(view) = app.node().facility(&id).await {
-            facilities.push(view);
-        }
-    }
+/// `GET /v1/datex2/parking-status`: every facility this node serves (on a
+/// cluster node, the cluster routing publishes every node's instead).
+#[utoipa::path(get, path = "/v1/datex2/parking-status", operation_id = "get_datex2_parking_status", tag = "open interfaces",
+    summary = "Every facility's status as a DATEX II v3 ParkingStatusPublication",
+    description = "Per facility a `PlaceStatus`, per zone a `ParkingStatusInformation`, each with its vacant and occupied spaces; valid against the DATEX II v3.6 schemas. 204 when there is no facility (a publication holds at least one status).",
+    security((), ("user" = []), ("admin" = [])),
+    responses(
+        (status = 200, description = "The publication", content_type = "application/xml", body = String),
+        (status = 204, description = "No facility to publish"),
+    ))]
+pub async fn datex2_parking_status(State(app): State<AppState>, _caller: Caller) -> Response {
+    let listed = crate::http::facilities::listed(&app).await;
+    datex2_answer(&app, listed.facilities).await
+}
+
+/// The publication of `facilities`, 204 when there is none.
+pub async fn datex2_answer(app: &AppState, facilities: Vec<Facility>) -> Response {
     let at = app.node().now();
-    let body = off_runtime("datex2", move || datex2::parking_status(&facilities, at)).await?;
-    Ok(match body {
-        Some(body) => typed(datex2::CONTENT_TYPE, body),
-        None => StatusCode::NO_CONTENT.into_response(),
-    })
+    match off_runtime("datex2", move || datex2::parking_status(&facilities, at)).await {
+        Ok(Some(body)) => typed(datex2::CONTENT_TYPE, body),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
 }
