@@ -90,7 +90,40 @@ pub async fn document() -> Response {
 pub fn openapi() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     add_booking_links(&mut doc);
+    zone_shapes(&mut doc);
     doc
+}
+
+/// A layout zone is a spot zone (`spots`, no `capacity`, no zone `kind`)
+/// or a counter zone (`capacity`, no `spots`): exactly one, as
+/// `ZoneInput::into_layout` reads it. `null` counts as absent there, so
+/// each branch allows it for the fields it excludes.
+fn zone_shapes(doc: &mut serde_json::Value) {
+    let Some(zone) = doc["components"]["schemas"]["ZoneInput"].as_object_mut() else {
+        return;
+    };
+    zone.insert(
+        "oneOf".to_owned(),
+        serde_json::json!([
+            {
+                "title": "spot zone",
+                "required": ["spots"],
+                "properties": {
+                    "spots": {"type": "array"},
+                    "capacity": {"type": "null"},
+                    "kind": {"type": "null"},
+                },
+            },
+            {
+                "title": "counter zone",
+                "required": ["capacity"],
+                "properties": {
+                    "capacity": {"type": "integer"},
+                    "spots": {"type": "null"},
+                },
+            },
+        ]),
+    );
 }
 
 /// The shared responses, the security schemes, `/health/`, and the
@@ -330,6 +363,31 @@ mod tests {
                 paths[path][method].is_object(),
                 "{method} {path} is not documented"
             );
+        }
+    }
+
+    /// The document's spot-zone-or-counter-zone rule is the one the
+    /// layout reader applies.
+    #[test]
+    fn the_documented_zone_shapes_are_the_ones_a_layout_accepts() {
+        let doc = openapi();
+        let shapes =
+            serde_json::json!({"oneOf": doc["components"]["schemas"]["ZoneInput"]["oneOf"]});
+        let validator = jsonschema::validator_for(&shapes).expect("a valid schema");
+        for zone in [
+            serde_json::json!({"id": "A", "spots": [{"id": "A-1"}]}),
+            serde_json::json!({"id": "A", "spots": [], "capacity": null, "kind": null}),
+            serde_json::json!({"id": "G", "capacity": 5, "kind": "ev"}),
+            serde_json::json!({"id": "G", "capacity": 5, "spots": null}),
+            serde_json::json!({"id": "A", "spots": [], "capacity": 0}),
+            serde_json::json!({"id": "A", "spots": [], "kind": "ev"}),
+            serde_json::json!({"id": "A"}),
+            serde_json::json!({"id": "A", "spots": null, "capacity": null}),
+        ] {
+            let layout = serde_json::json!({"zones": [zone]}).to_string();
+            let id = parkme_engine::FacilityId::parse("f").expect("id");
+            let read = parkme_protocol::rest::parse_layout(id, layout.as_bytes()).is_ok();
+            assert_eq!(validator.is_valid(&zone), read, "{zone}");
         }
     }
 
