@@ -452,3 +452,126 @@ impl Config {
         .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use parkme_storage::cql::CqlUri;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let argv = std::iter::once("parkme").chain(args.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.config,
+            Err(e) => panic!("{args:?} should parse: {e}"),
+        }
+    }
+
+    fn resolve(config: &Config) -> Result<CqlUri, String> {
+        let mut target = CqlUri::parse(&config.storage).map_err(|e| e.to_string())?;
+        config.cql.apply(&mut target)?;
+        Ok(target)
+    }
+
+    #[test]
+    fn cql_secrets_never_appear_in_logs_or_debug_output() {
+        let config = parse(&[
+            "--storage",
+            "scylla://app:Uri%2FSecret-1@db1:9142/ks?tls=true",
+            "--cql-password",
+            "Flag-Secret-2",
+        ]);
+        let secrets = ["Uri%2FSecret-1", "Uri/Secret-1", "Flag-Secret-2"];
+        let target = resolve(&config).expect("valid settings");
+        let login = target.security.credentials.as_ref().expect("a login");
+        assert_eq!(login.password.expose(), "Flag-Secret-2");
+        // What `serve` logs at start (`config = ?config`), what the storage
+        // crate logs and prints (the target's Display and Debug).
+        let shown = [
+            format!("{config:?}"),
+            format!("{:?}", config.cql),
+            format!("{target:?}"),
+            target.to_string(),
+            format!("{login:?}"),
+        ];
+        for text in &shown {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        assert!(
+            shown[0].contains("scylla://***@db1:9142/ks"),
+            "{}",
+            shown[0]
+        );
+        // A malformed URI's error hides the login too.
+        let bad = parse(&["--storage", "scylla://app:Bad/Secret-3@db1/ks"]);
+        let e = resolve(&bad).err().unwrap_or_default();
+        assert!(
+            e.contains("invalid CQL storage URI") && !e.contains("Secret-3"),
+            "{e}"
+        );
+        assert!(!format!("{bad:?}").contains("Secret-3"));
+    }
+
+    #[test]
+    fn cql_settings_override_the_uri_and_refuse_half_a_login() {
+        let config = parse(&[
+            "--storage",
+            "scylla://u:p@db1/ks?tls=true&ca=/uri/ca.pem",
+            "--cql-username",
+            "env-user",
+            "--cql-ca-file",
+            "/env/ca.pem",
+            "--cql-tls-server-name",
+            "cql.example",
+        ]);
+        let target = resolve(&config).expect("valid");
+        let login = target.security.credentials.expect("login");
+        assert_eq!(
+            (login.username.as_str(), login.password.expose()),
+            ("env-user", "p")
+        );
+        let tls = target.security.tls.expect("tls");
+        assert_eq!(tls.ca_file, Some("/env/ca.pem".into()));
+        assert_eq!(tls.server_name.as_deref(), Some("cql.example"));
+
+        let off = parse(&[
+            "--storage",
+            "scylla://db1/ks?tls=true",
+            "--cql-tls",
+            "false",
+        ]);
+        assert_eq!(resolve(&off).expect("valid").security.tls, None);
+        let on = parse(&["--storage", "scylla://db1/ks", "--cql-tls"]);
+        assert!(resolve(&on).expect("valid").security.tls.is_some());
+
+        let half = parse(&["--storage", "scylla://db1/ks", "--cql-username", "u"]);
+        assert!(
+            resolve(&half)
+                .err()
+                .unwrap_or_default()
+                .contains("PARKME_CQL_PASSWORD")
+        );
+        let half = parse(&["--storage", "scylla://db1/ks", "--cql-password", "Pw-9"]);
+        let e = resolve(&half).err().unwrap_or_default();
+        assert!(
+            e.contains("PARKME_CQL_USERNAME") && !e.contains("Pw-9"),
+            "{e}"
+        );
+        let no_tls = parse(&["--storage", "scylla://db1/ks", "--cql-ca-file", "/ca.pem"]);
+        assert!(
+            resolve(&no_tls)
+                .err()
+                .unwrap_or_default()
+                .contains("PARKME_CQL_TLS=true")
+        );
+    }
+}
