@@ -88,10 +88,11 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, GatewayEr
         return Ok(Arc::new(MemoryStorage::new()));
     }
     if spec.starts_with("scylla://") {
-        return crate::cql::open(spec).await;
+        return crate::cql::open(spec, &config.cql).await;
     }
     Err(GatewayError::Storage(format!(
-        "unknown PARKME_STORAGE {spec:?}: use embedded, memory or scylla://host:port/keyspace"
+        "unknown PARKME_STORAGE {:?}: use embedded, memory or scylla://host:port/keyspace",
+        parkme_storage::cql::redact_uri(spec)
     )))
 }
 

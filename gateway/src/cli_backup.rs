@@ -20,16 +20,28 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use parkme_backup::{Bar, ExportOptions, FileWriter, FrameReader, Header, Progress};
+use parkme_gateway::config::CqlSettings;
 use parkme_storage::Storage;
+use parkme_storage::cql::redact_uri;
 use parkme_storage::embedded::{self, EmbeddedStorage};
 use tokio::io::AsyncWriteExt;
 
 /// Where the store is: the settings `serve` reads.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct StorageArgs {
-    /// `embedded` (under the data dir) or `scylla://host1:9042,host2/keyspace`.
-    #[arg(long, env = "PARKME_STORAGE", default_value = "embedded")]
+    /// `embedded` (under the data dir) or
+    /// `scylla://[user:password@]host1:9042,host2/keyspace[?tls=true&ca=PATH]`.
+    #[arg(
+        long,
+        env = "PARKME_STORAGE",
+        default_value = "embedded",
+        hide_env_values = true
+    )]
     pub storage: String,
+
+    /// Login and TLS to the CQL cluster, as `serve` has them.
+    #[command(flatten)]
+    pub cql: CqlSettings,
 
     /// Directory of the embedded store.
     #[arg(long, env = "PARKME_DATA_DIR", default_value = "./data")]
@@ -97,8 +109,18 @@ enum Source {
     Server(String),
 }
 
-async fn open_cql(spec: &str) -> anyhow::Result<Arc<dyn Storage>> {
-    parkme_gateway::cql::open(spec)
+impl std::fmt::Debug for StorageArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageArgs")
+            .field("storage", &redact_uri(&self.storage))
+            .field("cql", &self.cql)
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+async fn open_cql(store: &StorageArgs) -> anyhow::Result<Arc<dyn Storage>> {
+    parkme_gateway::cql::open(store.storage.trim(), &store.cql)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -135,8 +157,11 @@ async fn backup_source(args: &BackupArgs) -> anyhow::Result<Source> {
         "memory" => {
             bail!("PARKME_STORAGE=memory keeps nothing between processes: nothing to back up")
         }
-        _ if spec.starts_with("scylla://") => Ok(Source::Store(open_cql(spec).await?)),
-        _ => bail!("unknown PARKME_STORAGE {spec:?}: use embedded or scylla://host:port/keyspace"),
+        _ if spec.starts_with("scylla://") => Ok(Source::Store(open_cql(&args.store).await?)),
+        _ => bail!(
+            "unknown PARKME_STORAGE {:?}: use embedded or scylla://host:port/keyspace",
+            redact_uri(spec)
+        ),
     }
 }
 
@@ -282,8 +307,11 @@ async fn restore_target(store: &StorageArgs) -> anyhow::Result<Arc<dyn Storage>>
         "memory" => {
             bail!("PARKME_STORAGE=memory keeps nothing between processes: nothing to restore into")
         }
-        _ if spec.starts_with("scylla://") => open_cql(spec).await,
-        _ => bail!("unknown PARKME_STORAGE {spec:?}: use embedded or scylla://host:port/keyspace"),
+        _ if spec.starts_with("scylla://") => open_cql(store).await,
+        _ => bail!(
+            "unknown PARKME_STORAGE {:?}: use embedded or scylla://host:port/keyspace",
+            redact_uri(spec)
+        ),
     }
 }
 

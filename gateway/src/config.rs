@@ -2,13 +2,16 @@
 //! flags and their `PARKME_*` environment twins (clap).
 //!
 //! Secrets (admin token, JWT secret, sensor key secret, the Redis URL
-//! that may carry a password) are never printed by `Debug`.
+//! that may carry a password, the CQL password, in `PARKME_CQL_PASSWORD`
+//! or in the storage URI) are never printed by `Debug`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
+use parkme_storage::cql::{CqlCredentials, CqlUri, Password, redact_uri};
 
 use crate::peer::{AllowedOrigins, TrustedProxies};
 
@@ -28,9 +31,17 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// `embedded` (on-disk, under the data dir), `memory` (tests only) or
-    /// `scylla://host1:9042,host2:9042/keyspace`.
-    #[arg(long, env = "PARKME_STORAGE", default_value = "embedded")]
+    /// `scylla://[user:password@]host1:9042,host2:9042/keyspace[?tls=true&ca=PATH]`.
+    #[arg(
+        long,
+        env = "PARKME_STORAGE",
+        default_value = "embedded",
+        hide_env_values = true
+    )]
     pub storage: String,
+
+    #[command(flatten)]
+    pub cql: CqlSettings,
 
     /// Directory of the embedded store.
     #[arg(long, env = "PARKME_DATA_DIR", default_value = "./data")]
@@ -230,7 +241,8 @@ impl std::fmt::Debug for Config {
         let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("storage", &self.storage)
+            .field("storage", &redact_uri(&self.storage))
+            .field("cql", &self.cql)
             .field("data_dir", &self.data_dir)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
             .field("redis_prefix", &self.redis_prefix)
@@ -271,6 +283,119 @@ impl std::fmt::Debug for Config {
             .field("cluster_secret", &redacted(&self.cluster_secret))
             .field("lease_ms", &self.lease_ms)
             .finish()
+    }
+}
+
+/// Login and TLS to the CQL cluster (`PARKME_STORAGE=scylla://…`). Each
+/// one set overrides what the URI says; `Debug` never shows the password.
+#[derive(Clone, Default, Args)]
+pub struct CqlSettings {
+    /// User name for the cluster's PasswordAuthenticator (overrides the
+    /// URI's `user:…@`).
+    #[arg(long = "cql-username", env = "PARKME_CQL_USERNAME")]
+    pub username: Option<String>,
+
+    /// Its password (overrides the URI's `…:password@`). Prefer the
+    /// environment variable to the flag, which other local users can see.
+    #[arg(
+        long = "cql-password",
+        env = "PARKME_CQL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+
+    /// Encrypt every connection to the cluster (overrides the URI's `tls=`).
+    #[arg(
+        long = "cql-tls",
+        env = "PARKME_CQL_TLS",
+        value_parser = BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub tls: Option<bool>,
+
+    /// PEM file of the CA(s) the nodes' certificates must chain to
+    /// (default: the system's roots; overrides the URI's `ca=`).
+    #[arg(long = "cql-ca-file", env = "PARKME_CQL_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// The name every node's certificate must carry (default: each node's
+    /// IP address; overrides the URI's `tls_server_name=`).
+    #[arg(long = "cql-tls-server-name", env = "PARKME_CQL_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+}
+
+impl std::fmt::Debug for CqlSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CqlSettings")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("tls_server_name", &self.tls_server_name)
+            .finish()
+    }
+}
+
+fn set(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+impl CqlSettings {
+    /// Applies these settings over what `target`'s URI said (an empty
+    /// value counts as unset). Refuses a user name without a password (or
+    /// the reverse), and a CA file or server name with TLS off; the
+    /// reasons name settings, never values.
+    pub fn apply(&self, target: &mut CqlUri) -> Result<(), String> {
+        let security = &mut target.security;
+        let (uri_user, uri_password) = match security.credentials.take() {
+            Some(c) => (Some(c.username), Some(c.password)),
+            None => (None, None),
+        };
+        let username = set(&self.username).map(str::to_owned).or(uri_user);
+        let password = set(&self.password).map(Password::new).or(uri_password);
+        security.credentials = match (username, password) {
+            (Some(username), Some(password)) => Some(CqlCredentials { username, password }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(
+                    "a CQL user name is set but no password: set PARKME_CQL_PASSWORD \
+                     (or user:password@ in the URI)"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "a CQL password is set but no user name: set PARKME_CQL_USERNAME \
+                     (or user:password@ in the URI)"
+                        .into(),
+                );
+            }
+        };
+        match self.tls {
+            Some(false) => security.tls = None,
+            Some(true) => {
+                security.tls.get_or_insert_with(Default::default);
+            }
+            None => {}
+        }
+        let server_name = set(&self.tls_server_name);
+        if self.ca_file.is_some() || server_name.is_some() {
+            let Some(tls) = security.tls.as_mut() else {
+                return Err(
+                    "PARKME_CQL_CA_FILE or PARKME_CQL_TLS_SERVER_NAME is set but TLS \
+                     to the CQL cluster is off: set PARKME_CQL_TLS=true (or tls=true in the URI)"
+                        .into(),
+                );
+            };
+            if let Some(ca) = &self.ca_file {
+                tls.ca_file = Some(ca.clone());
+            }
+            if let Some(name) = server_name {
+                tls.server_name = Some(name.to_owned());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -325,5 +450,128 @@ impl Config {
         })
         .map(|(name, _)| name)
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use parkme_storage::cql::CqlUri;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let argv = std::iter::once("parkme").chain(args.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.config,
+            Err(e) => panic!("{args:?} should parse: {e}"),
+        }
+    }
+
+    fn resolve(config: &Config) -> Result<CqlUri, String> {
+        let mut target = CqlUri::parse(&config.storage).map_err(|e| e.to_string())?;
+        config.cql.apply(&mut target)?;
+        Ok(target)
+    }
+
+    #[test]
+    fn cql_secrets_never_appear_in_logs_or_debug_output() {
+        let config = parse(&[
+            "--storage",
+            "scylla://app:Uri%2FSecret-1@db1:9142/ks?tls=true",
+            "--cql-password",
+            "Flag-Secret-2",
+        ]);
+        let secrets = ["Uri%2FSecret-1", "Uri/Secret-1", "Flag-Secret-2"];
+        let target = resolve(&config).expect("valid settings");
+        let login = target.security.credentials.as_ref().expect("a login");
+        assert_eq!(login.password.expose(), "Flag-Secret-2");
+        // What `serve` logs at start (`config = ?config`), what the storage
+        // crate logs and prints (the target's Display and Debug).
+        let shown = [
+            format!("{config:?}"),
+            format!("{:?}", config.cql),
+            format!("{target:?}"),
+            target.to_string(),
+            format!("{login:?}"),
+        ];
+        for text in &shown {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        assert!(
+            shown[0].contains("scylla://***@db1:9142/ks"),
+            "{}",
+            shown[0]
+        );
+        // A malformed URI's error hides the login too.
+        let bad = parse(&["--storage", "scylla://app:Bad/Secret-3@db1/ks"]);
+        let e = resolve(&bad).err().unwrap_or_default();
+        assert!(
+            e.contains("invalid CQL storage URI") && !e.contains("Secret-3"),
+            "{e}"
+        );
+        assert!(!format!("{bad:?}").contains("Secret-3"));
+    }
+
+    #[test]
+    fn cql_settings_override_the_uri_and_refuse_half_a_login() {
+        let config = parse(&[
+            "--storage",
+            "scylla://u:p@db1/ks?tls=true&ca=/uri/ca.pem",
+            "--cql-username",
+            "env-user",
+            "--cql-ca-file",
+            "/env/ca.pem",
+            "--cql-tls-server-name",
+            "cql.example",
+        ]);
+        let target = resolve(&config).expect("valid");
+        let login = target.security.credentials.expect("login");
+        assert_eq!(
+            (login.username.as_str(), login.password.expose()),
+            ("env-user", "p")
+        );
+        let tls = target.security.tls.expect("tls");
+        assert_eq!(tls.ca_file, Some("/env/ca.pem".into()));
+        assert_eq!(tls.server_name.as_deref(), Some("cql.example"));
+
+        let off = parse(&[
+            "--storage",
+            "scylla://db1/ks?tls=true",
+            "--cql-tls",
+            "false",
+        ]);
+        assert_eq!(resolve(&off).expect("valid").security.tls, None);
+        let on = parse(&["--storage", "scylla://db1/ks", "--cql-tls"]);
+        assert!(resolve(&on).expect("valid").security.tls.is_some());
+
+        let half = parse(&["--storage", "scylla://db1/ks", "--cql-username", "u"]);
+        assert!(
+            resolve(&half)
+                .err()
+                .unwrap_or_default()
+                .contains("PARKME_CQL_PASSWORD")
+        );
+        let half = parse(&["--storage", "scylla://db1/ks", "--cql-password", "Pw-9"]);
+        let e = resolve(&half).err().unwrap_or_default();
+        assert!(
+            e.contains("PARKME_CQL_USERNAME") && !e.contains("Pw-9"),
+            "{e}"
+        );
+        let no_tls = parse(&["--storage", "scylla://db1/ks", "--cql-ca-file", "/ca.pem"]);
+        assert!(
+            resolve(&no_tls)
+                .err()
+                .unwrap_or_default()
+                .contains("PARKME_CQL_TLS=true")
+        );
     }
 }

@@ -51,6 +51,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // ring is the workspace's one crypto provider; the CQL driver's rustls
+    // feature also compiles aws-lc-rs, and with two compiled in rustls has
+    // no default until one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,16 +3,25 @@
 
     cql_probe.py HOST PORT [STATEMENT]
 
-Sends STARTUP (expects READY), then runs STATEMENT (default: the server's
-release_version from system.local) at consistency ONE and prints the result:
-rows as tab-separated text, or the result kind. Exit 0 on success, 1 on a
-CQL error, 2 when the server cannot be reached or does not speak CQL.
+Sends STARTUP (expects READY, or AUTHENTICATE and then logs in), then runs
+STATEMENT (default: the server's release_version from system.local) at
+consistency ONE and prints the result: rows as tab-separated text, or the
+result kind. Exit 0 on success, 1 on a CQL error, 2 when the server cannot be
+reached, does not speak CQL, or refuses the TLS handshake or the login.
+
+Environment (for a server with client encryption and PasswordAuthenticator):
+    CQL_PROBE_CA        PEM file of the CA to verify the server against: TLS on
+    CQL_PROBE_USER      user name for SASL PLAIN, when the server asks
+    CQL_PROBE_PASSWORD  its password
 """
+import os
 import socket
+import ssl
 import struct
 import sys
 
-OP_ERROR, OP_STARTUP, OP_READY, OP_QUERY, OP_RESULT = 0x00, 0x01, 0x02, 0x07, 0x08
+OP_ERROR, OP_STARTUP, OP_READY, OP_AUTHENTICATE = 0x00, 0x01, 0x02, 0x03
+OP_QUERY, OP_RESULT, OP_AUTH_RESPONSE, OP_AUTH_SUCCESS = 0x07, 0x08, 0x0F, 0x10
 
 
 def frame(stream, opcode, body):
@@ -96,11 +105,29 @@ def show(kind, raw):
 def main():
     host, port = sys.argv[1], int(sys.argv[2])
     stmt = sys.argv[3] if len(sys.argv) > 3 else "SELECT release_version FROM system.local"
+    ca = os.environ.get("CQL_PROBE_CA")
     try:
         sock = socket.create_connection((host, port), timeout=10)
+        if ca:
+            context = ssl.create_default_context(cafile=ca)
+            sock = context.wrap_socket(sock, server_hostname=host)
         sock.sendall(frame(1, OP_STARTUP, struct.pack(">H", 1) + string("CQL_VERSION") + string("3.0.0")))
         opcode, body = read_frame(sock)
-        if opcode != OP_READY:
+        if opcode == OP_AUTHENTICATE:
+            user = os.environ.get("CQL_PROBE_USER", "")
+            password = os.environ.get("CQL_PROBE_PASSWORD", "")
+            token = b"\0" + user.encode() + b"\0" + password.encode()
+            sock.sendall(frame(1, OP_AUTH_RESPONSE, struct.pack(">i", len(token)) + token))
+            opcode, body = read_frame(sock)
+            if opcode == OP_ERROR:
+                r = Reader(body)
+                code = r.int()
+                print("login refused (0x%04x): %s" % (code, r.string()), file=sys.stderr)
+                return 2
+            if opcode != OP_AUTH_SUCCESS:
+                print("no AUTH_SUCCESS to AUTH_RESPONSE (opcode 0x%02x)" % opcode, file=sys.stderr)
+                return 2
+        elif opcode != OP_READY:
             print("no READY to STARTUP (opcode 0x%02x)" % opcode, file=sys.stderr)
             return 2
     except (OSError, ConnectionError, struct.error) as e:

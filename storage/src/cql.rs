@@ -3,6 +3,9 @@
 //!
 //! - `uri`: the `scylla://` URI and [`CqlOptions`] (replication,
 //!   consistency, timeouts).
+//! - `secure`: login ([`CqlCredentials`], a [`Password`] that prints as
+//!   `***`) and TLS ([`CqlTls`]: rustls with ring, the server's certificate
+//!   verified against a CA file or the system's roots).
 //! - `schema`: the tables (created if missing) and prepared statements;
 //!   `storage/SCHEMA.md` documents the layout and why it is shaped so.
 //! - `plan`: what one group commit sends (groups refused outright, events
@@ -50,7 +53,10 @@
 //! [`StorageError::Corrupt`]. A lightweight transaction without an answer
 //! has an unknown outcome: the group fails (never acknowledged), the group
 //! committer poisons the zone, and its owner recovers through a new claim,
-//! whose Paxos rounds on every bucket settle what landed.
+//! whose Paxos rounds on every bucket settle what landed. A login the
+//! cluster refuses, or a TLS handshake that fails (a certificate from
+//! another CA, TLS against a plain-text port), is
+//! [`StorageError::Refused`], naming which, without the password.
 //!
 //! This module must never acknowledge a group before every one of its
 //! writes was acknowledged, and never range-delete inside a journal
@@ -61,6 +67,7 @@ mod fence;
 mod listing;
 mod plan;
 mod schema;
+mod secure;
 mod snapshot;
 mod uri;
 
@@ -85,7 +92,8 @@ use self::fence::Fences;
 use self::plan::{bucket_of, first_failure, forget_ttl, idempotency_ttl};
 pub use self::schema::BUCKET_SIZE;
 use self::schema::Statements;
-pub use self::uri::{CqlOptions, CqlUri, CqlUriError, Replication};
+pub use self::secure::{CqlCredentials, CqlSecurity, CqlTls, Password, redact_uri};
+pub use self::uri::{CqlOptions, CqlUri, CqlUriError, Replication, parse_bool, percent_decode};
 use crate::backend::{Listing, Storage};
 use crate::error::StorageError;
 use crate::model::{Epoch, HistorySample, StoredBooking, StoredKey, Upkeep, Write, ZoneKey};
@@ -142,10 +150,16 @@ impl CqlStorage {
             .serial_consistency(Some(options.serial_consistency))
             .request_timeout(Some(options.request_timeout))
             .build();
-        let builder = SessionBuilder::new()
+        let mut builder = SessionBuilder::new()
             .known_nodes(&target.hosts)
             .connection_timeout(options.connect_timeout)
             .default_execution_profile_handle(profile.into_handle());
+        if let Some(login) = &target.security.credentials {
+            builder = builder.user(login.username.clone(), login.password.expose());
+        }
+        if let Some(tls) = &target.security.tls {
+            builder = builder.tls_context(Some(secure::client_config(tls)?));
+        }
         // The driver bounds each connection attempt; this bounds the whole
         // start (name resolution, metadata fetch) as well.
         let bound = options.connect_timeout * 3;
@@ -159,7 +173,12 @@ impl CqlStorage {
             .map_err(|e| session_error(&target, &e))?;
         schema::create(&session, &target).await?;
         let st = Statements::prepare(&session, &target).await?;
-        tracing::info!(target_uri = %target, "connected to the CQL cluster");
+        tracing::info!(
+            target_uri = %target,
+            user = target.security.credentials.as_ref().map(|c| c.username.as_str()),
+            tls = target.security.tls.is_some(),
+            "connected to the CQL cluster"
+        );
         Ok(Self {
             session,
             st,

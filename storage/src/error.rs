@@ -19,6 +19,11 @@ pub enum StorageError {
     /// Stored bytes or schema are not what this version understands.
     #[error("storage is corrupt: {0}")]
     Corrupt(String),
+    /// The backend refused this client: its login failed or TLS could not
+    /// be established (the message names which, never a secret). Permanent
+    /// until the configuration or the cluster's certificates change.
+    #[error("storage refused the connection: {0}")]
+    Refused(String),
     /// The committer is shutting down.
     #[error("storage is shutting down")]
     Closed,

@@ -8,6 +8,7 @@ mod helpers;
 mod backup_restore;
 mod cluster;
 mod cql_backend;
+mod cql_secure;
 mod dashboard;
 mod edge_security;
 mod history;

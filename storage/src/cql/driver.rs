@@ -1,15 +1,19 @@
-//! Translating to and from the driver: errors to [`StorageError`] kinds,
-//! typed rows, lightweight-transaction answers, integer conversions.
+//! Translating to and from the driver: errors to [`StorageError`] kinds
+//! (a refused login or TLS handshake told from an outage), typed rows,
+//! lightweight-transaction answers, integer conversions.
+//!
+//! This module must never put a password in an error message.
 
 use scylla::deserialize::row::DeserializeRow;
 use scylla::errors::{
-    DbError, ExecutionError, NewSessionError, PagerExecutionError, PrepareError,
-    RequestAttemptError,
+    ConnectionError, ConnectionPoolError, ConnectionSetupRequestErrorKind, DbError, ExecutionError,
+    MetadataError, NewSessionError, PagerExecutionError, PrepareError, RequestAttemptError,
 };
 use scylla::response::query_result::QueryResult;
 use scylla::value::{CqlValue, Row};
 
 use super::CqlUri;
+use super::secure::scrub;
 use crate::error::StorageError;
 
 pub fn to_i64(value: u64, what: &str) -> Result<i64, StorageError> {
@@ -147,6 +151,86 @@ pub fn pager_error(context: &str, e: &PagerExecutionError) -> StorageError {
     StorageError::Unavailable(format!("{context}: {e}"))
 }
 
+/// Why a session could not be opened. A refused login and a failed TLS
+/// handshake are [`StorageError::Refused`] and say which; anything else is
+/// an outage. The password is scrubbed from every message.
 pub fn session_error(target: &CqlUri, e: &NewSessionError) -> StorageError {
-    StorageError::Unavailable(format!("connecting to {target}: {e}"))
+    let password = target.security.credentials.as_ref().map(|c| &c.password);
+    let text = scrub(e.to_string(), password);
+    let user = match &target.security.credentials {
+        Some(c) => format!(" as {:?}", c.username),
+        None => String::new(),
+    };
+    match refusal(e) {
+        Some(Refusal::Login) => StorageError::Refused(format!(
+            "CQL authentication failed{user} at {target}: {text}"
+        )),
+        Some(Refusal::LoginRequired) => StorageError::Refused(format!(
+            "CQL authentication failed: {target} requires a login and none is configured \
+             (PARKME_CQL_USERNAME and PARKME_CQL_PASSWORD, or user:password@ in the URI)"
+        )),
+        Some(Refusal::Tls) => StorageError::Refused(format!(
+            "CQL TLS could not be established with {target}: {text}"
+        )),
+        None if target.security.tls.is_none() && dropped(e) => StorageError::Unavailable(format!(
+            "connecting to {target}: {text} (the node closed the connection: if the \
+             cluster requires TLS, set PARKME_CQL_TLS=true or tls=true in the URI)"
+        )),
+        None => StorageError::Unavailable(format!("connecting to {target}: {text}")),
+    }
+}
+
+enum Refusal {
+    Login,
+    LoginRequired,
+    Tls,
+}
+
+/// The error of the last connection the driver tried, when that is why
+/// the session failed.
+fn last_connection_error(e: &NewSessionError) -> Option<&ConnectionError> {
+    match e {
+        NewSessionError::MetadataError(MetadataError::ConnectionPoolError(
+            ConnectionPoolError::Broken {
+                last_connection_error,
+            },
+        )) => Some(last_connection_error),
+        _ => None,
+    }
+}
+
+fn refusal(e: &NewSessionError) -> Option<Refusal> {
+    match last_connection_error(e)? {
+        ConnectionError::ConnectionSetupRequestError(setup) => match setup.get_error() {
+            ConnectionSetupRequestErrorKind::DbError(DbError::AuthenticationError, _) => {
+                Some(Refusal::Login)
+            }
+            ConnectionSetupRequestErrorKind::MissingAuthentication => Some(Refusal::LoginRequired),
+            _ => None,
+        },
+        ConnectionError::IoError(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(|_| Refusal::Tls),
+        _ => None,
+    }
+}
+
+/// The node accepted the TCP connection and then dropped it (what a node
+/// that requires TLS does to a plain-text client).
+fn dropped(e: &NewSessionError) -> bool {
+    match last_connection_error(e) {
+        Some(ConnectionError::IoError(io)) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+        ),
+        Some(ConnectionError::BrokenConnection(_)) => true,
+        Some(ConnectionError::ConnectionSetupRequestError(setup)) => {
+            matches!(
+                setup.get_error(),
+                ConnectionSetupRequestErrorKind::BrokenConnection(_)
+            )
+        }
+        _ => false,
+    }
 }

@@ -4,9 +4,14 @@
 //! ```text
 //! scylla://host1:9042,host2:9042/keyspace
 //! scylla://db1,db2/parkme?replication=eu1:3,us1:3&consistency=local_quorum&serial=local_serial
+//! scylla://parkme:s3cret%2Fpw@db1:9142,db2:9142/parkme?tls=true&ca=/etc/parkme/cql-ca.pem
 //! ```
 //!
 //! The port defaults to 9042; IPv6 hosts go in brackets (`[::1]:9042`).
+//! `user:password@` before the hosts logs in to a `PasswordAuthenticator`
+//! (both percent-decoded: `/`, `?`, `@`, `%` and `:` in the user name must
+//! be escaped, `/`, `?`, `@` and `%` in the password). The password never
+//! appears in this URI's `Display`, in a [`CqlUriError`], or in `Debug`.
 //! The keyspace is a CQL identifier (letters, digits, `_`, starting with a
 //! letter, at most 48), case-insensitive like any unquoted CQL name, so it
 //! is kept lowercased. Query parameters, all optional:
@@ -15,13 +20,21 @@
 //!   keyspace is created);
 //! - `consistency`: `one`, `quorum`, `local_quorum` (default), `all`, ...;
 //! - `serial`: `serial` (default) or `local_serial`, for the Paxos rounds
-//!   that fence commits, claims and snapshots.
+//!   that fence commits, claims and snapshots;
+//! - `tls`: `true` to encrypt every connection, the server's certificate
+//!   verified against the system's roots or `ca`; `false` (default);
+//! - `ca`: path of a PEM file of the CA(s) to trust instead (needs
+//!   `tls=true`; percent-decoded);
+//! - `tls_server_name`: the name every node's certificate must carry
+//!   (needs `tls=true`; default: each node's IP address).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use scylla::statement::{Consistency, SerialConsistency};
+
+use super::secure::{CqlCredentials, CqlSecurity, CqlTls, Password, redact_uri};
 
 /// The port of the CQL native protocol.
 pub const DEFAULT_PORT: u16 = 9042;
@@ -92,7 +105,8 @@ impl Default for CqlOptions {
     }
 }
 
-/// A parsed `scylla://` URI: contact points, keyspace and options.
+/// A parsed `scylla://` URI: contact points, keyspace, options, login and
+/// TLS. `Debug` shows the password as `***`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CqlUri {
     /// Contact points as `host:port`; the driver discovers the rest.
@@ -100,9 +114,13 @@ pub struct CqlUri {
     /// A validated, lowercased CQL identifier.
     pub keyspace: String,
     pub options: CqlOptions,
+    /// Login and TLS (callers may override what the URI says).
+    pub security: CqlSecurity,
 }
 
-/// Why a `scylla://` URI was refused; permanent, never worth a retry.
+/// Why a `scylla://` URI was refused; permanent, never worth a retry. It
+/// shows the URI with everything before its last `@` hidden, and its reason
+/// never quotes the user name or password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "invalid CQL storage URI {uri:?}: {reason} (expected scylla://host:port,host:port/keyspace)"
@@ -113,21 +131,40 @@ pub struct CqlUriError {
 }
 
 impl CqlUri {
-    /// Parses `scylla://host[:port][,host[:port]...]/keyspace[?options]`.
+    /// Parses
+    /// `scylla://[user:password@]host[:port][,host[:port]...]/keyspace[?options]`.
     pub fn parse(uri: &str) -> Result<Self, CqlUriError> {
         let fail = |reason: String| CqlUriError {
-            uri: uri.to_owned(),
+            uri: redact_uri(uri),
             reason,
         };
         let rest = uri
             .strip_prefix("scylla://")
             .ok_or_else(|| fail("the scheme must be scylla://".into()))?;
-        let (location, query) = match rest.split_once('?') {
-            Some((location, query)) => (location, Some(query)),
-            None => (rest, None),
+        // The authority ends at the first '/' or '?'; credentials are the
+        // part of it before its last '@'. An '@' further on means a user
+        // name or password with an unescaped '/' or '?': refused without
+        // quoting anything, since part of a password would be quoted.
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if tail.contains('@') {
+            return Err(fail(
+                "an '@' after the host list: percent-encode '/', '?' and '@' \
+                 in the user name and password"
+                    .into(),
+            ));
+        }
+        let (userinfo, authority) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
         };
-        let (authority, keyspace) = location
-            .split_once('/')
+        let credentials = userinfo.map(parse_userinfo).transpose().map_err(fail)?;
+        let (path, query) = match tail.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (tail, None),
+        };
+        let keyspace = path
+            .strip_prefix('/')
             .ok_or_else(|| fail("no /keyspace after the hosts".into()))?;
         let hosts = authority
             .split(',')
@@ -136,20 +173,91 @@ impl CqlUri {
             .map_err(fail)?;
         let keyspace = parse_keyspace(keyspace).map_err(fail)?;
         let mut options = CqlOptions::default();
+        let mut tls = TlsQuery::default();
         if let Some(query) = query {
-            apply_query(&mut options, query).map_err(fail)?;
+            apply_query(&mut options, &mut tls, query).map_err(fail)?;
         }
         Ok(Self {
             hosts,
             keyspace,
             options,
+            security: CqlSecurity {
+                credentials,
+                tls: tls.into_tls().map_err(fail)?,
+            },
         })
     }
 }
 
+/// `scylla://hosts/keyspace`, plus `?tls=true` with TLS: no credentials
+/// (the user name is logged apart, the password never).
 impl fmt::Display for CqlUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "scylla://{}/{}", self.hosts.join(","), self.keyspace)
+        write!(f, "scylla://{}/{}", self.hosts.join(","), self.keyspace)?;
+        if self.security.tls.is_some() {
+            f.write_str("?tls=true")?;
+        }
+        Ok(())
+    }
+}
+
+/// `user:password` (percent-encoded) → credentials. Errors never quote it.
+fn parse_userinfo(userinfo: &str) -> Result<CqlCredentials, String> {
+    let (user, password) = userinfo.split_once(':').ok_or_else(|| {
+        "credentials before '@' must be user:password (percent-encoded)".to_owned()
+    })?;
+    let username = percent_decode(user)
+        .ok_or_else(|| "the user name before '@' has a bad %-escape or is not UTF-8".to_owned())?;
+    let password = percent_decode(password)
+        .ok_or_else(|| "the password before '@' has a bad %-escape or is not UTF-8".to_owned())?;
+    if username.is_empty() {
+        return Err("the user name before '@' is empty".into());
+    }
+    Ok(CqlCredentials {
+        username,
+        password: Password::new(password),
+    })
+}
+
+/// `%XX` escapes decoded; `None` on a malformed escape or non-UTF-8 bytes.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// What the query said about TLS, checked once it is all read.
+#[derive(Default)]
+struct TlsQuery {
+    enabled: Option<bool>,
+    ca_file: Option<String>,
+    server_name: Option<String>,
+}
+
+impl TlsQuery {
+    fn into_tls(self) -> Result<Option<CqlTls>, String> {
+        if self.enabled != Some(true) {
+            if self.ca_file.is_some() || self.server_name.is_some() {
+                return Err("ca and tls_server_name need tls=true".into());
+            }
+            return Ok(None);
+        }
+        Ok(Some(CqlTls {
+            ca_file: self.ca_file.map(Into::into),
+            server_name: self.server_name,
+        }))
     }
 }
 
@@ -157,9 +265,6 @@ impl fmt::Display for CqlUri {
 fn parse_host(spec: &str) -> Result<String, String> {
     if spec.is_empty() {
         return Err("an empty host in the host list".into());
-    }
-    if spec.contains('@') {
-        return Err(format!("credentials in {spec:?} are not supported"));
     }
     let (host, port) = if let Some(v6) = spec.strip_prefix('[') {
         let (host, after) = v6
@@ -208,7 +313,7 @@ fn parse_keyspace(name: &str) -> Result<String, String> {
     Ok(name.to_ascii_lowercase())
 }
 
-fn apply_query(options: &mut CqlOptions, query: &str) -> Result<(), String> {
+fn apply_query(options: &mut CqlOptions, tls: &mut TlsQuery, query: &str) -> Result<(), String> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair
             .split_once('=')
@@ -217,14 +322,33 @@ fn apply_query(options: &mut CqlOptions, query: &str) -> Result<(), String> {
             "replication" => options.replication = parse_replication(value)?,
             "consistency" => options.consistency = parse_consistency(value)?,
             "serial" => options.serial_consistency = parse_serial(value)?,
+            "tls" => tls.enabled = Some(parse_bool(value).ok_or("tls must be true or false")?),
+            "ca" => {
+                let path = percent_decode(value).filter(|p| !p.is_empty());
+                tls.ca_file = Some(path.ok_or("ca must be a (percent-encoded) file path")?);
+            }
+            "tls_server_name" => {
+                let name = percent_decode(value).filter(|n| !n.is_empty());
+                tls.server_name = Some(name.ok_or("tls_server_name must be a host name")?);
+            }
             _ => {
                 return Err(format!(
-                    "unknown option {key:?} (known: replication, consistency, serial)"
+                    "unknown option {key:?} (known: replication, consistency, serial, tls, \
+                     ca, tls_server_name)"
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
 }
 
 fn parse_factor(value: &str) -> Result<u32, String> {
@@ -360,7 +484,11 @@ mod tests {
         assert!(reason("scylla://h:99999/ks").contains("port"));
         assert!(reason("scylla://h:x/ks").contains("port"));
         assert!(reason("scylla://[::1/ks").contains("unclosed"));
-        assert!(reason("scylla://user:pw@h/ks").contains("credentials"));
+        assert!(reason("scylla://user@h/ks").contains("user:password"));
+        assert!(reason("scylla://:pw@h/ks").contains("user name"));
+        assert!(reason("scylla://h/ks?tls=maybe").contains("tls"));
+        assert!(reason("scylla://h/ks?ca=/x.pem").contains("tls=true"));
+        assert!(reason("scylla://h/ks?tls=false&tls_server_name=x").contains("tls=true"));
         assert!(reason("scylla://h o/ks").contains("host name"));
         assert!(reason("scylla://h/").contains("keyspace"));
         assert!(reason("scylla://h/1ks").contains("keyspace"));
@@ -374,5 +502,60 @@ mod tests {
         assert!(reason("scylla://h/ks?serial=one").contains("serial"));
         assert!(reason("scylla://h/ks?ttl=3").contains("unknown option"));
         assert!(reason("scylla://h/ks?replication").contains("no value"));
+    }
+
+    #[test]
+    fn credentials_are_percent_decoded_and_tls_options_parse() {
+        let uri = parse(
+            "scylla://app%40corp:s3cret%2Fp%40ss:w0rd%25@h1:9142,h2/ks\
+             ?tls=true&ca=/etc/parkme/ca%20file.pem&tls_server_name=cql.example",
+        );
+        let credentials = uri.security.credentials.clone().expect("credentials");
+        assert_eq!(credentials.username, "app@corp");
+        assert_eq!(credentials.password.expose(), "s3cret/p@ss:w0rd%");
+        assert_eq!(uri.hosts, vec!["h1:9142", "h2:9042"]);
+        assert_eq!(
+            uri.security.tls,
+            Some(CqlTls {
+                ca_file: Some("/etc/parkme/ca file.pem".into()),
+                server_name: Some("cql.example".into()),
+            })
+        );
+        assert_eq!(uri.to_string(), "scylla://h1:9142,h2:9042/ks?tls=true");
+        let plain = parse("scylla://h/ks?tls=false");
+        assert_eq!(plain.security, CqlSecurity::default());
+        let raw = parse("scylla://u:p@ss@h/ks");
+        assert_eq!(
+            raw.security
+                .credentials
+                .map(|c| c.password.expose().to_owned()),
+            Some("p@ss".into()),
+            "an unescaped '@' in the password: the last '@' ends it"
+        );
+    }
+
+    #[test]
+    fn no_uri_error_quotes_the_password() {
+        for bad in [
+            "scylla://u:ZQX/WVY@h/ks",
+            "scylla://u:ZQX?WVY@h/ks",
+            "scylla://u:ZQX%zzWVY@h/ks",
+            "scylla://u:ZQXWVY@h o/ks",
+            "scylla://u:ZQXWVY@h/1ks",
+            "scylla://u:ZQXWVY@h/ks?tls=x",
+            "scylla://u:ZQXWVY@h/ks?nope=1",
+            "scylla://ZQXWVY@h/ks",
+            "scylla://:ZQXWVY@h/ks",
+        ] {
+            let e = reason(bad);
+            assert!(!e.contains("ZQX") && !e.contains("WVY"), "{bad}: {e}");
+            let debug = format!("{:?}", CqlUri::parse(bad));
+            assert!(
+                !debug.contains("ZQX") && !debug.contains("WVY"),
+                "{bad}: {debug}"
+            );
+        }
+        let ok = parse("scylla://u:hunter2@h/ks");
+        assert!(!format!("{ok:?} {ok}").contains("hunter2"));
     }
 }

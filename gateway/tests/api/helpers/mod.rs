@@ -406,3 +406,69 @@ where
         "timed out waiting for {what}"
     );
 }
+
+/// The CQL server with logins and TLS that `scripts/test` starts next to
+/// the plain one (`PARKME_CQL_SECURE=1 scripts/cql-server start`): where it
+/// is, the CA that signed its certificate, an unrelated CA, and the role
+/// the script made. Test credentials, not secrets.
+#[derive(Debug, Clone)]
+pub struct SecureCql {
+    /// `host:port` (`PARKME_TEST_CQL_SECURE`, default `127.0.0.1:9142`).
+    pub addr: String,
+    /// `PARKME_TEST_CQL_SECURE_CA`.
+    pub ca: std::path::PathBuf,
+    /// `PARKME_TEST_CQL_OTHER_CA`.
+    pub other_ca: std::path::PathBuf,
+    /// `PARKME_TEST_CQL_SECURE_USER`.
+    pub user: String,
+    /// `PARKME_TEST_CQL_SECURE_PASSWORD`.
+    pub password: String,
+}
+
+/// The secure CQL server; fails the test, saying how to start it, when it
+/// is not there (never skips).
+pub fn secure_cql() -> SecureCql {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let tls_dir = std::path::PathBuf::from(var("HOME").unwrap_or_else(|| "/root".into()))
+        .join(".cache/parkme-cql-secure/tls");
+    let secure = SecureCql {
+        addr: var("PARKME_TEST_CQL_SECURE").unwrap_or_else(|| "127.0.0.1:9142".into()),
+        ca: var("PARKME_TEST_CQL_SECURE_CA")
+            .map(Into::into)
+            .unwrap_or_else(|| tls_dir.join("ca.pem")),
+        other_ca: var("PARKME_TEST_CQL_OTHER_CA")
+            .map(Into::into)
+            .unwrap_or_else(|| tls_dir.join("other-ca.pem")),
+        user: var("PARKME_TEST_CQL_SECURE_USER").unwrap_or_else(|| "parkme".into()),
+        password: var("PARKME_TEST_CQL_SECURE_PASSWORD")
+            .unwrap_or_else(|| "s3cret/p@ss:w0rd".into()),
+    };
+    let reachable = secure
+        .addr
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok());
+    assert!(
+        reachable && secure.ca.is_file() && secure.other_ca.is_file(),
+        "the CQL server with logins and TLS is required at {} with its CA at {} \
+         (reachable: {reachable}); start it with: PARKME_CQL_SECURE=1 \
+         PARKME_CQL_HOME=~/.cache/parkme-cql-secure PARKME_CQL_PORT=9142 \
+         PARKME_CQL_STORAGE_PORT=7100 PARKME_CQL_JMX_PORT=7299 scripts/cql-server start \
+         (scripts/test does)",
+        secure.addr,
+        secure.ca.display()
+    );
+    secure
+}
+
+/// `text` percent-encoded for the user or password part of a URI.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
