@@ -123,8 +123,10 @@ pub fn cli(server: &Server, scenario: &str, extra: &[&str]) -> Cli {
         "12",
         "--duration",
         "2500ms",
+        // A run ends once everything is acknowledged: a long drain only
+        // keeps a loaded machine from calling a slow ack a lost one.
         "--drain",
-        "5s",
+        "30s",
         "--hold",
         "3s",
         "--quiet",
