@@ -9,6 +9,7 @@ mod backup_restore;
 mod cluster;
 mod cql_backend;
 mod dashboard;
+mod disk_faults;
 mod edge_security;
 mod history;
 mod http_api;
