@@ -10,6 +10,7 @@ mod cluster;
 mod cql_backend;
 mod cql_secure;
 mod dashboard;
+mod disk_faults;
 mod edge_security;
 mod history;
 mod http_api;

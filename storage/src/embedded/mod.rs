@@ -76,6 +76,9 @@ struct Inner {
     /// snapshot, drop).
     writer: Mutex<()>,
     checkpointing: AtomicBool,
+    /// The last WAL append failed: `ping` then checks that the directory
+    /// takes a synced write again before it says storage is up.
+    write_failed: AtomicBool,
     last_checkpoint: Mutex<Instant>,
 }
 
@@ -159,6 +162,32 @@ fn decode_frame(segment: u64, payload: &[u8]) -> Result<Vec<Write>, StorageError
 fn frame_payload<'a>(writes: impl IntoIterator<Item = &'a Write>) -> Vec<u8> {
     let logged: Vec<Logged> = writes.into_iter().map(Logged::from).collect();
     codec::encode_stored(&logged)
+}
+
+/// The file `ping` writes, syncs and removes to tell whether the data
+/// directory takes writes again after a failed one.
+const PROBE_FILE: &str = "health.probe";
+
+/// Writes and syncs a page to a probe file in `dir`, then removes it: a
+/// full or read-only disk fails here.
+fn probe_write(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join(PROBE_FILE);
+    let written = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .and_then(|mut file| {
+            file.write_all(&[0; 4096])?;
+            file.sync_data()
+        });
+    let removed = std::fs::remove_file(&path);
+    written.and(removed).map_err(|e| {
+        StorageError::Unavailable(format!(
+            "data directory {} does not take writes: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// Decodes one WAL segment's bytes as opening the store replays them,
@@ -257,6 +286,7 @@ impl EmbeddedStorage {
                 fences: Mutex::default(),
                 writer: Mutex::new(()),
                 checkpointing: AtomicBool::new(false),
+                write_failed: AtomicBool::new(false),
                 last_checkpoint: Mutex::new(Instant::now()),
             }),
         })
@@ -273,9 +303,15 @@ impl EmbeddedStorage {
         F: FnOnce(&Inner) -> Result<T, StorageError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner))
-            .await
-            .map_err(|e| StorageError::Unavailable(format!("storage task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let done = work(&inner);
+            if matches!(done, Err(StorageError::Unavailable(_))) {
+                inner.tables.recheck();
+            }
+            done
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("storage task failed: {e}")))?
     }
 
     /// Writes the memtable into redb now (also used at shutdown).
@@ -343,6 +379,7 @@ impl EmbeddedStorage {
         tokio::task::spawn_blocking(move || {
             if let Err(e) = checkpoint(&inner) {
                 tracing::warn!(error = %e, "checkpoint failed; will retry");
+                inner.tables.recheck();
             }
             inner.checkpointing.store(false, Ordering::Release);
         });
@@ -444,7 +481,11 @@ fn commit_groups(inner: &Inner, groups: &[Vec<Write>]) -> Vec<Result<(), Storage
         return outcomes;
     }
     let payload = frame_payload(accepted.iter().flat_map(|g| g.iter()));
-    match wal.append(&payload) {
+    let appended = wal.append(&payload);
+    inner
+        .write_failed
+        .store(appended.is_err(), Ordering::Release);
+    match appended {
         Ok(()) => {
             let mut mem = lock(&inner.mem);
             for group in accepted {
@@ -682,6 +723,16 @@ impl Storage for EmbeddedStorage {
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
-        self.blocking(|inner| inner.tables.ping()).await
+        self.blocking(|inner| {
+            inner.tables.ping()?;
+            // Reads alone would say "up" on a full or read-only disk:
+            // once a write failed, up means a write can be made again.
+            if inner.write_failed.load(Ordering::Acquire) {
+                probe_write(&inner.dir)?;
+                lock(&inner.wal).heal().map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
     }
 }

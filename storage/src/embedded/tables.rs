@@ -4,16 +4,25 @@
 //!
 //! One process per data directory is enforced by the lock file in
 //! `super` (redb's own file lock backs it up).
+//!
+//! redb refuses everything after one I/O error (a full or read-only
+//! disk) until the database is opened again: [`Tables::recheck`] drops
+//! a poisoned database and the next use reopens it (redb repairs the
+//! file then), so the store comes back by itself when the disk does.
+//! This module must never keep serving from a database it knows failed,
+//! nor hold a transaction across a reopen.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use parkme_engine::codec;
 
 use parkme_engine::{BookingId, FacilityId, Millis, Seq, UserId};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TransactionError,
 };
 
 use super::memtable::Generation;
@@ -68,12 +77,16 @@ fn chunks(generation: &Generation) -> Vec<(&ZoneKey, Chunk<&[u8]>)> {
 
 #[derive(Debug)]
 pub(super) struct Tables {
-    db: Database,
+    path: PathBuf,
+    /// The open database; `None` after an I/O error poisoned it, until
+    /// it is opened again (at the next use).
+    db: RwLock<Option<Arc<Database>>>,
 }
 
 impl Tables {
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        let db = Database::create(dir.join("parkme.redb")).map_err(unavailable)?;
+        let path = dir.join("parkme.redb");
+        let db = Database::create(&path).map_err(unavailable)?;
         let txn = db.begin_write().map_err(unavailable)?;
         {
             txn.open_table(JOURNAL).map_err(unavailable)?;
@@ -88,12 +101,72 @@ impl Tables {
             txn.open_table(META).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
-        Ok(Self { db })
+        Ok(Self {
+            path,
+            db: RwLock::new(Some(Arc::new(db))),
+        })
+    }
+
+    /// The database, opened again first if an I/O error poisoned it.
+    fn db(&self) -> Result<Arc<Database>, StorageError> {
+        if let Some(db) = self.db.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Ok(Arc::clone(db));
+        }
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = slot.as_ref() {
+            return Ok(Arc::clone(db));
+        }
+        let db = Database::create(&self.path).map_err(|e| {
+            StorageError::Unavailable(format!(
+                "reopening {} after an I/O error: {e}",
+                self.path.display()
+            ))
+        })?;
+        tracing::info!(path = %self.path.display(), "reopened the database after an I/O error");
+        let db = Arc::new(db);
+        *slot = Some(Arc::clone(&db));
+        Ok(db)
+    }
+
+    /// Called after an operation failed: redb refuses every later read
+    /// and write once an I/O error happened (until the database is opened
+    /// again), so a poisoned database is dropped here and reopened at the
+    /// next use. That is what lets the store recover by itself once the
+    /// disk has room or is writable again.
+    pub fn recheck(&self) {
+        let Some(db) = self
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Arc::clone)
+        else {
+            return;
+        };
+        // `begin_write` checks for an earlier I/O error first; a healthy
+        // database's transaction is aborted at once, having written
+        // nothing.
+        let poisoned = matches!(
+            db.begin_write(),
+            Err(TransactionError::Storage(
+                redb::StorageError::PreviousIo | redb::StorageError::Io(_)
+            ))
+        );
+        if poisoned {
+            tracing::warn!(path = %self.path.display(), "the database hit an I/O error; reopening it");
+            let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+            if slot
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, &db))
+            {
+                *slot = None;
+            }
+        }
     }
 
     /// WAL segments below this id are fully contained in the tables.
     pub fn checkpoint(&self) -> Result<u64, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(META).map_err(unavailable)?;
         Ok(table
             .get(CHECKPOINT)
@@ -105,7 +178,7 @@ impl Tables {
     /// Writes a frozen memtable generation and moves the checkpoint to
     /// `next_segment`, in one durable transaction.
     pub fn flush(&self, generation: &Generation, next_segment: u64) -> Result<(), StorageError> {
-        let mut txn = self.db.begin_write().map_err(unavailable)?;
+        let mut txn = self.db()?.begin_write().map_err(unavailable)?;
         txn.set_durability(Durability::Immediate)
             .map_err(unavailable)?;
         {
@@ -167,7 +240,7 @@ impl Tables {
         zone: &ZoneKey,
         after: Seq,
     ) -> Result<BTreeMap<u64, Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(JOURNAL).map_err(unavailable)?;
         let (f, z) = zone_tuple(zone);
         // ((checkpoint that wrote it, last seq), events)
@@ -199,7 +272,7 @@ impl Tables {
         seq: Seq,
         bytes: &[u8],
     ) -> Result<bool, StorageError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         {
             let mut snapshots = txn.open_table(SNAPSHOTS).map_err(unavailable)?;
             let held = snapshots
@@ -223,7 +296,7 @@ impl Tables {
     }
 
     pub fn latest_snapshot(&self, zone: &ZoneKey) -> Result<Option<(Seq, Vec<u8>)>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(SNAPSHOTS).map_err(unavailable)?;
         let found = table.get(zone_tuple(zone)).map_err(unavailable)?;
         Ok(found.map(|v| {
@@ -233,7 +306,7 @@ impl Tables {
     }
 
     pub fn epochs(&self) -> Result<Vec<(ZoneKey, u64)>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(EPOCHS).map_err(unavailable)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(unavailable)? {
@@ -250,7 +323,7 @@ impl Tables {
     }
 
     pub fn put_epoch(&self, zone: &ZoneKey, epoch: u64) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         {
             let mut epochs = txn.open_table(EPOCHS).map_err(unavailable)?;
             epochs
@@ -261,7 +334,7 @@ impl Tables {
     }
 
     pub fn drop_zone(&self, zone: &ZoneKey) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         {
             let (f, z) = zone_tuple(zone);
             let mut journal = txn.open_table(JOURNAL).map_err(unavailable)?;
@@ -275,7 +348,7 @@ impl Tables {
     }
 
     pub fn put_facility(&self, id: &FacilityId, bytes: &[u8]) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         {
             let mut table = txn.open_table(FACILITIES).map_err(unavailable)?;
             table.insert(id.as_str(), bytes).map_err(unavailable)?;
@@ -284,7 +357,7 @@ impl Tables {
     }
 
     pub fn facilities(&self) -> Result<Vec<(FacilityId, Vec<u8>)>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(FACILITIES).map_err(unavailable)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(unavailable)? {
@@ -297,7 +370,7 @@ impl Tables {
     }
 
     pub fn put_history(&self, samples: &[crate::model::HistorySample]) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         {
             let mut table = txn.open_table(HISTORY).map_err(unavailable)?;
             for s in samples {
@@ -318,7 +391,7 @@ impl Tables {
         if from > to {
             return Ok(Vec::new());
         }
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(HISTORY).map_err(unavailable)?;
         let mut out = Vec::new();
         for item in table
@@ -336,7 +409,7 @@ impl Tables {
     pub fn purge_history(&self, before: i64) -> Result<u64, StorageError> {
         let facilities: Vec<FacilityId> =
             self.facilities()?.into_iter().map(|(id, _)| id).collect();
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         let mut purged = 0;
         {
             let mut table = txn.open_table(HISTORY).map_err(unavailable)?;
@@ -359,14 +432,14 @@ impl Tables {
     }
 
     pub fn facility(&self, id: &FacilityId) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(FACILITIES).map_err(unavailable)?;
         let found = table.get(id.as_str()).map_err(unavailable)?;
         Ok(found.map(|v| v.value().to_vec()))
     }
 
     pub fn booking(&self, id: &BookingId) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(BOOKINGS).map_err(unavailable)?;
         let found = table.get(id.as_str()).map_err(unavailable)?;
         Ok(found.map(|v| v.value().to_vec()))
@@ -377,7 +450,7 @@ impl Tables {
         owner: &UserId,
         key: &str,
     ) -> Result<Option<(BookingId, Millis)>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
         let Some(found) = table.get((owner.as_str(), key)).map_err(unavailable)? else {
             return Ok(None);
@@ -391,7 +464,7 @@ impl Tables {
     /// Forgets the booking records whose `forget_after` is at or before
     /// `now`, in one transaction.
     pub fn forget_bookings(&self, now: Millis) -> Result<u64, StorageError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         let mut forgotten = 0;
         {
             let mut queue = txn.open_table(FORGET_QUEUE).map_err(unavailable)?;
@@ -425,7 +498,7 @@ impl Tables {
 
     /// Deletes idempotency keys that expired at or before `now`.
     pub fn purge_expired_keys(&self, now: Millis) -> Result<u64, StorageError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         let removed;
         {
             let mut table = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
@@ -446,7 +519,7 @@ impl Tables {
         after: Option<&ZoneKey>,
         limit: usize,
     ) -> Result<Vec<ZoneKey>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let mut found: BTreeSet<(String, String)> = BTreeSet::new();
         let start = after.map(|z| (z.facility.as_str(), z.zone.as_str()));
         {
@@ -517,7 +590,7 @@ impl Tables {
         after: Option<&BookingId>,
         limit: usize,
     ) -> Result<Vec<StoredBooking>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let bookings = txn.open_table(BOOKINGS).map_err(unavailable)?;
         let forget = txn.open_table(BOOKING_FORGET).map_err(unavailable)?;
         let lower = after.map_or(Bound::Unbounded, |id| Bound::Excluded(id.as_str()));
@@ -549,7 +622,7 @@ impl Tables {
         after: Option<&(UserId, String)>,
         limit: usize,
     ) -> Result<Vec<StoredKey>, StorageError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(IDEMPOTENCY).map_err(unavailable)?;
         let lower = after.map_or(Bound::Unbounded, |(owner, key)| {
             Bound::Excluded((owner.as_str(), key.as_str()))
@@ -580,7 +653,7 @@ impl Tables {
     /// to `next_segment`, in one durable transaction: the WAL segments
     /// before it are never replayed again.
     pub fn clear(&self, next_segment: u64) -> Result<(), StorageError> {
-        let mut txn = self.db.begin_write().map_err(unavailable)?;
+        let mut txn = self.db()?.begin_write().map_err(unavailable)?;
         txn.set_durability(Durability::Immediate)
             .map_err(unavailable)?;
         txn.delete_table(JOURNAL).map_err(unavailable)?;
@@ -607,6 +680,6 @@ impl Tables {
     }
 
     pub fn ping(&self) -> Result<(), StorageError> {
-        self.db.begin_read().map(|_| ()).map_err(unavailable)
+        self.db()?.begin_read().map(|_| ()).map_err(unavailable)
     }
 }

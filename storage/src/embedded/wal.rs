@@ -14,8 +14,15 @@
 //! segment) is corruption of acknowledged frames and fails loudly with the
 //! file and offset.
 //!
-//! This module must never reorder frames, acknowledge before the sync, or
-//! drop a frame that has an intact frame after it.
+//! After a failed write or `fdatasync` the unsynced bytes are in an
+//! unknown state: the segment is cut back to its last synced frame (and
+//! the cut synced) before anything more is appended; until the cut
+//! succeeds every append fails, and each one retries the cut, so the WAL
+//! recovers by itself when the disk does.
+//!
+//! This module must never reorder frames, acknowledge before the sync,
+//! retry a failed sync and trust it, or drop a frame that has an intact
+//! frame after it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write as _};
@@ -272,19 +279,43 @@ impl Wal {
         })
     }
 
-    fn refuse_if_broken(&self) -> io::Result<()> {
-        if self.broken {
-            return Err(io::Error::other(format!(
-                "WAL segment {} could not be repaired after a failed write; restart to recover",
-                segment_path(&self.dir, self.id).display()
-            )));
-        }
-        Ok(())
+    /// Cuts the segment back to its last synced frame after a failed
+    /// append, and makes the cut durable. Until that succeeds the
+    /// segment is `broken` and takes nothing more (it is retried at every
+    /// append, so the WAL recovers by itself once the disk does).
+    fn repair(&mut self) -> io::Result<()> {
+        let repaired = self
+            .file
+            .set_len(self.size)
+            .and_then(|()| self.file.seek(SeekFrom::Start(self.size)).map(|_| ()))
+            .and_then(|()| self.file.sync_data());
+        self.broken = repaired.is_err();
+        repaired.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "WAL segment {} cannot be cut back to its last synced frame \
+                     after a failed write: {e}",
+                    segment_path(&self.dir, self.id).display()
+                ),
+            )
+        })
     }
 
-    /// Appends one frame and syncs it to disk.
+    /// Retries cutting the tail a failed append left, if it could not be
+    /// cut then; `Ok` once the segment takes appends again.
+    pub fn heal(&mut self) -> io::Result<()> {
+        if self.broken { self.repair() } else { Ok(()) }
+    }
+
+    /// Appends one frame and syncs it to disk. After a failed write or
+    /// sync the state of the unsynced bytes is unknown: they are cut off
+    /// (back to the last synced frame) before anything else is appended,
+    /// and the sync is never retried on them.
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.refuse_if_broken()?;
+        if self.broken {
+            self.repair()?;
+        }
         self.buffer.clear();
         encode_frame(payload, &mut self.buffer)?;
         if let Err(e) = self
@@ -293,13 +324,8 @@ impl Wal {
             .and_then(|()| self.file.sync_data())
         {
             // Leave no partial frame behind: the next append starts clean.
-            let undone = self
-                .file
-                .set_len(self.size)
-                .and_then(|()| self.file.seek(SeekFrom::Start(self.size)));
-            if undone.is_err() {
-                self.broken = true;
-            }
+            // If the cut fails too, the next append retries it first.
+            let _ = self.repair();
             return Err(e);
         }
         self.size += self.buffer.len() as u64;
@@ -310,7 +336,9 @@ impl Wal {
     pub fn rotate(&mut self) -> io::Result<u64> {
         // A broken segment must stay the newest, so its torn end is cut
         // (not taken for corruption) at the next start.
-        self.refuse_if_broken()?;
+        if self.broken {
+            self.repair()?;
+        }
         let next = Wal::create(&self.dir, self.id + 1)?;
         *self = next;
         Ok(self.id)
@@ -335,6 +363,28 @@ mod tests {
         out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         out.extend_from_slice(payload);
         out
+    }
+
+    #[test]
+    fn a_segment_that_could_not_be_cut_heals_once_the_file_takes_writes_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut wal = Wal::create(dir.path(), 1).expect("segment");
+        wal.append(b"acknowledged").expect("append");
+        // The disk turns read-only: the write fails, and so does the cut.
+        let writable = std::mem::replace(
+            &mut wal.file,
+            File::open(segment_path(dir.path(), 1)).expect("read-only handle"),
+        );
+        assert!(wal.append(b"refused").is_err());
+        assert!(wal.broken, "the cut could not be made");
+        assert!(wal.append(b"refused too").is_err());
+        assert!(wal.heal().is_err());
+        // Writable again: the next append cuts first, then appends.
+        wal.file = writable;
+        wal.append(b"after").expect("append after the fault");
+        assert!(!wal.broken);
+        let frames = read_segment(dir.path(), 1, true).expect("reads back");
+        assert_eq!(frames, vec![b"acknowledged".to_vec(), b"after".to_vec()]);
     }
 
     #[test]
