@@ -1,6 +1,14 @@
 //! The node's clock. Wall-clock milliseconds derived from tokio's monotonic
 //! clock, so that tests can pause and advance time (`tokio::time::pause`)
 //! and hold expiry runs on virtual time.
+//!
+//! It reads the system clock once, at start, and from then on only
+//! counts monotonic time: a step of the system clock (an operator's
+//! `date -s`, an NTP step, a VM restored from a snapshot) changes no hold,
+//! stay or expiry of a running node; the node takes the new time at its
+//! next restart. [`Clock::offset`] says how far the system clock has moved
+//! away since start (the node logs and exports it). This module must
+//! never let the node's time go backwards.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,16 +21,28 @@ pub struct Clock {
     start: Instant,
 }
 
+/// The system clock, in milliseconds since the Unix epoch (0 before it).
+pub fn system_now() -> Millis {
+    Millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or_default(),
+    )
+}
+
 impl Clock {
     pub fn new() -> Self {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
         Self {
-            wall_at_start: wall,
+            wall_at_start: system_now().0,
             start: Instant::now(),
         }
+    }
+
+    /// The system clock minus the node's clock, in milliseconds: zero but
+    /// for drift until the system clock is stepped, then the step.
+    pub fn offset(&self) -> i64 {
+        system_now().0.saturating_sub(self.now().0)
     }
 
     pub fn now(&self) -> Millis {

@@ -22,6 +22,7 @@ pub const ACTOR_RESTARTS: &str = "parkme_actor_restarts_total";
 pub const LAYOUT_REFUSED: &str = "parkme_layout_refused_commands_total";
 pub const STORAGE_PURGED: &str = "parkme_storage_purged_total";
 pub const SNAPSHOTS_BUILT: &str = "parkme_facility_snapshots_built_total";
+pub const CLOCK_OFFSET: &str = "parkme_clock_offset_seconds";
 
 /// Registers the families (help texts, and zero values where a label set
 /// is known) so that a fresh scrape shows them.
@@ -53,6 +54,12 @@ pub fn describe() {
         SNAPSHOTS_BUILT,
         "Facility snapshots built for new subscribers (bounded per facility however many subscribe)."
     );
+    describe_gauge!(
+        CLOCK_OFFSET,
+        Unit::Seconds,
+        "The system clock minus the engine's clock (set from the system clock at start, then monotonic): a step of the system clock since start."
+    );
+    gauge!(CLOCK_OFFSET).set(0.0);
     gauge!(ACTOR_MAILBOX_LEN, "actor" => "zone").increment(0.0);
     for state in SpotState::ALL {
         gauge!(SPOTS, "state" => state.as_str()).increment(0.0);
@@ -121,4 +128,9 @@ pub fn purged(idempotency_keys: u64, bookings: u64) {
 
 pub fn snapshot_built() {
     counter!(SNAPSHOTS_BUILT).increment(1);
+}
+
+/// The system clock minus the node's, in milliseconds.
+pub fn clock_offset(offset_ms: i64) {
+    gauge!(CLOCK_OFFSET).set(offset_ms as f64 / 1000.0);
 }

@@ -173,6 +173,36 @@ async fn upkeep(
     }
 }
 
+/// How far the system clock may move from the node's before a step is
+/// logged again.
+const CLOCK_STEP_MS: i64 = 1_000;
+
+/// Watches the system clock against the node's once a second, until
+/// `stopping`: exports the offset and logs each step of a second or more
+/// (the node keeps its own time: see [`crate::clock`]).
+async fn watch_clock(clock: Clock, stopping: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = 0i64;
+    loop {
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let offset = clock.offset();
+        metrics::clock_offset(offset);
+        if offset.saturating_sub(reported).abs() >= CLOCK_STEP_MS {
+            tracing::warn!(
+                offset_ms = offset,
+                "the system clock moved away from the engine's clock; holds, stays and \
+                 expiries keep the engine's clock (the system clock read at start, then \
+                 monotonic time), which takes the system time again at the next restart"
+            );
+            reported = offset;
+        }
+    }
+}
+
 async fn ask<T>(
     actor: &ActorRef<FacilityMsg>,
     make: impl FnOnce(oneshot::Sender<T>) -> FacilityMsg,
@@ -225,7 +255,8 @@ impl Node {
             node.inner.config.history_every,
             node.inner.stopping.clone(),
         ));
-        *node.inner.upkeep.lock().unwrap_or_else(|e| e.into_inner()) = vec![task, sampler];
+        let clock = tokio::spawn(watch_clock(node.inner.clock, node.inner.stopping.clone()));
+        *node.inner.upkeep.lock().unwrap_or_else(|e| e.into_inner()) = vec![task, sampler, clock];
         if node.inner.config.cluster {
             return Ok((node, committer));
         }

@@ -37,6 +37,9 @@ pub const OWNED_FACILITIES: &str = "parkme_owned_facilities";
 pub const OWNERSHIP_CHANGES: &str = "parkme_ownership_changes_total";
 pub const FORWARDED_REQUESTS: &str = "parkme_forwarded_requests_total";
 pub const FENCED_WRITES: &str = "parkme_fenced_writes_total";
+pub const PROCESS_RSS: &str = "parkme_process_resident_memory_bytes";
+pub const PROCESS_FDS: &str = "parkme_process_open_fds";
+pub const RUNTIME_TASKS: &str = "parkme_runtime_alive_tasks";
 
 /// Registers every family (this crate's, storage's and the actors'), with
 /// zero values where the label sets are known.
@@ -46,6 +49,52 @@ pub fn describe_all() {
     describe_http();
     describe_sockets();
     describe_cluster();
+    describe_process();
+}
+
+fn describe_process() {
+    describe_gauge!(
+        PROCESS_RSS,
+        Unit::Bytes,
+        "Resident memory of the process (VmRSS), read at each scrape."
+    );
+    describe_gauge!(
+        PROCESS_FDS,
+        "Open file descriptors of the process (sockets included), read at each scrape."
+    );
+    describe_gauge!(
+        RUNTIME_TASKS,
+        "Tasks alive on the async runtime (connections, actors, timers), read at each scrape."
+    );
+}
+
+/// Reads the process's resident memory and open descriptors from
+/// `/proc/self` (Linux; left unset where it is missing). Blocking: a few
+/// file reads, one directory listing.
+pub fn sample_process() {
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmRSS:")?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+        });
+    if let Some(kib) = rss_kib {
+        gauge!(PROCESS_RSS).set((kib * 1024) as f64);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!(PROCESS_FDS).set(fds.count() as f64);
+    }
+}
+
+/// The runtime's live task count (tokio's metrics).
+pub fn runtime_tasks(alive: usize) {
+    gauge!(RUNTIME_TASKS).set(alive as f64);
 }
 
 fn describe_cluster() {

@@ -84,6 +84,13 @@ pub async fn health(State(app): State<AppState>) -> Response {
     summary = "Prometheus text exposition (families prefixed `parkme_`)",
     responses((status = 200, description = "The metrics", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> Response {
+    crate::metrics::runtime_tasks(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+    );
+    // A few small reads of /proc: off the async threads.
+    let _ = tokio::task::spawn_blocking(crate::metrics::sample_process).await;
     (
         [(
             header::CONTENT_TYPE,

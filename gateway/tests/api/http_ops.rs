@@ -332,6 +332,32 @@ async fn metrics_expose_every_family_and_promtool_accepts_them() {
     promtool_accepts(&reply.text);
 }
 
+#[tokio::test]
+async fn metrics_report_the_process_memory_descriptors_tasks_and_clock_offset() {
+    let server = TestServer::start(NO_LIMITS).await;
+    let api = Api::new(&server);
+    let reply = api.get("/metrics", None).await;
+    reply.assert_status(200);
+    let rss = metric_value(&reply.text, "parkme_process_resident_memory_bytes");
+    let kib = crate::helpers::ws::rss_kib(server.pid()) as f64;
+    assert!(
+        rss > 0.5 * kib * 1024.0 && rss < 2.0 * kib * 1024.0,
+        "resident memory {rss} bytes, /proc says {kib} KiB"
+    );
+    let fds = metric_value(&reply.text, "parkme_process_open_fds");
+    let listed = std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .expect("the server's fds")
+        .count() as f64;
+    assert!(
+        fds >= 3.0 && (fds - listed).abs() < 32.0,
+        "fds {fds}, /proc lists {listed}"
+    );
+    assert!(metric_value(&reply.text, "parkme_runtime_alive_tasks") >= 1.0);
+    let offset = metric_value(&reply.text, "parkme_clock_offset_seconds");
+    assert!(offset.abs() < 5.0, "an unstepped clock: offset {offset} s");
+    promtool_accepts(&reply.text);
+}
+
 fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series))

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod backup_restore;
+mod clock_jump;
 mod cluster;
 mod cql_backend;
 mod cql_secure;

@@ -220,17 +220,10 @@ fn text_element(w: &mut Writer<Vec<u8>>, name: &str, text: &str) -> io::Result<(
 #[cfg(test)]
 mod tests {
     use parkme_actors::{FacilityView, ZoneView};
-    use parkme_engine::{FacilityId, Seq, SpotKind, SpotState, ZoneCounts, ZoneId};
+    use parkme_engine::{FacilityId, Seq, SpotState, ZoneId};
 
     use super::*;
-
-    fn counts(states: &[SpotState]) -> ZoneCounts {
-        let mut counts = ZoneCounts::default();
-        for state in states {
-            counts.insert(SpotKind::Standard, *state);
-        }
-        counts
-    }
+    use crate::http::open::fixtures::counts;
 
     fn facility(name: &str, zone_name: &str, states: &[SpotState]) -> Facility {
         let zone = counts(states);

@@ -114,3 +114,18 @@ pub async fn datex2_answer(app: &AppState, facilities: Vec<Facility>) -> Respons
         Err(error) => error.into_response(),
     }
 }
+
+/// What the tests of both views build their zones from.
+#[cfg(test)]
+mod fixtures {
+    use parkme_engine::{SpotKind, SpotState, ZoneCounts};
+
+    /// The counts of a zone of standard spots in `states`.
+    pub fn counts(states: &[SpotState]) -> ZoneCounts {
+        let mut counts = ZoneCounts::default();
+        for state in states {
+            counts.insert(SpotKind::Standard, *state);
+        }
+        counts
+    }
+}

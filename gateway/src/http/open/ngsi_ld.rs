@@ -213,14 +213,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-
-    fn counts(states: &[SpotState]) -> ZoneCounts {
-        let mut counts = ZoneCounts::default();
-        for state in states {
-            counts.insert(SpotKind::Standard, *state);
-        }
-        counts
-    }
+    use crate::http::open::fixtures::counts;
 
     fn spot(zone: &str, id: &str, state: SpotState) -> SpotView {
         SpotView {
