@@ -165,12 +165,8 @@ impl Jumpy {
         );
     }
 
-    async fn facility(&self) -> Value {
-        self.api
-            .get("/v1/facilities/f1", None)
-            .await
-            .assert_status(200)
-            .clone()
+    async fn seq(&self) -> u64 {
+        ws::facility_seq(&self.server, "f1").await
     }
 
     /// Sends readings (`spot`, occupied) and waits for their ack.
@@ -310,7 +306,7 @@ async fn acknowledged_bookings_and_readings_survive_kill_9_and_a_restart_with_th
         }
         all
     };
-    let seq_before = jumpy.facility().await["seq"].as_u64().expect("seq");
+    let seq_before = jumpy.seq().await;
     let states_before = jumpy.states().await;
 
     // The node restarts with its system clock a day behind what it journaled.
@@ -327,7 +323,7 @@ async fn acknowledged_bookings_and_readings_survive_kill_9_and_a_restart_with_th
         assert_eq!(now["status"], "CONFIRMED", "{id}: {now}");
         assert_eq!(now["expires_at"], was["expires_at"], "{id} keeps its end");
     }
-    let seq_after = jumpy.facility().await["seq"].as_u64().expect("seq");
+    let seq_after = jumpy.seq().await;
     assert!(seq_after >= seq_before, "seq {seq_before} then {seq_after}");
 
     // The spots left are given once each, and seq keeps increasing.
@@ -345,7 +341,7 @@ async fn acknowledged_bookings_and_readings_survive_kill_9_and_a_restart_with_th
         before[0]["created_at"],
         new["created_at"]
     );
-    let seq_last = jumpy.facility().await["seq"].as_u64().expect("seq");
+    let seq_last = jumpy.seq().await;
     assert!(seq_last > seq_after, "seq {seq_after} then {seq_last}");
     let reserved = jumpy
         .states()
@@ -378,7 +374,7 @@ async fn after_kill_9_and_a_restart_with_the_clock_a_day_ahead_holds_past_their_
         }
         ids
     };
-    let seq_before = jumpy.facility().await["seq"].as_u64().expect("seq");
+    let seq_before = jumpy.seq().await;
 
     // A day later by the system clock, every hour-long hold is past its end.
     jumpy.set_offset(DAY_SECS);
@@ -395,7 +391,7 @@ async fn after_kill_9_and_a_restart_with_the_clock_a_day_ahead_holds_past_their_
     );
     let reserved = states.iter().filter(|(_, s)| s == "RESERVED").count();
     assert_eq!(reserved, 0, "expired holds free their spots: {states:?}");
-    let seq_after = jumpy.facility().await["seq"].as_u64().expect("seq");
+    let seq_after = jumpy.seq().await;
     assert!(
         seq_after > seq_before,
         "expiries are journaled: {seq_before} then {seq_after}"
