@@ -10,8 +10,6 @@
 //! away since start (the node logs and exports it). This module must
 //! never let the node's time go backwards.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use parkme_engine::Millis;
 use tokio::time::Instant;
 
@@ -21,20 +19,10 @@ pub struct Clock {
     start: Instant,
 }
 
-/// The system clock, in milliseconds since the Unix epoch (0 before it).
-pub fn system_now() -> Millis {
-    Millis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or_default(),
-    )
-}
-
 impl Clock {
     pub fn new() -> Self {
         Self {
-            wall_at_start: system_now().0,
+            wall_at_start: Millis::system_now().0,
             start: Instant::now(),
         }
     }
@@ -42,7 +30,7 @@ impl Clock {
     /// The system clock minus the node's clock, in milliseconds: zero but
     /// for drift until the system clock is stepped, then the step.
     pub fn offset(&self) -> i64 {
-        system_now().0.saturating_sub(self.now().0)
+        Millis::system_now().0.saturating_sub(self.now().0)
     }
 
     pub fn now(&self) -> Millis {

@@ -15,7 +15,6 @@
 //! This module must never write to the store it reads.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::TryStreamExt;
 use parkme_actors::ActorError;
@@ -43,14 +42,6 @@ pub struct ExportOptions {
     /// ended whose record the store may not have written yet.
     pub booking_retention_ms: i64,
     pub parkme_version: String,
-}
-
-pub fn wall_clock() -> Millis {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    Millis(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -81,7 +72,7 @@ pub async fn export<W: AsyncWrite + Unpin + Send>(
         planned_zones += decode_record(id, bytes)?.layout.zones.len() as u64;
     }
     out.entry(&Entry::Begin(Begin {
-        created_at: wall_clock(),
+        created_at: Millis::system_now(),
         source: storage.name().to_owned(),
         parkme_version: options.parkme_version.clone(),
         planned_facilities: facilities.len() as u64,
@@ -125,7 +116,7 @@ pub async fn export<W: AsyncWrite + Unpin + Send>(
         .await?;
     }
     drop(bookings);
-    let now = wall_clock();
+    let now = Millis::system_now();
     let mut keys = storage.idempotency_keys();
     while let Some(key) = keys.try_next().await? {
         if key.expires_at <= now {

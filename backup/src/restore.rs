@@ -23,12 +23,11 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use parkme_actors::record::FacilityRecord;
 use parkme_engine::codec;
-use parkme_engine::{Booking, FacilityId, ZoneId, ZoneSnapshot};
+use parkme_engine::{Booking, FacilityId, Millis, ZoneId, ZoneSnapshot};
 use parkme_storage::{Storage, Write, ZoneKey};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
 
 use crate::error::BackupError;
-use crate::export::wall_clock;
 use crate::format::{
     BookingEntry, Counts, Entry, FrameReader, HEADER_BLOCK, Header, ZoneEntry, decode_header,
 };
@@ -69,14 +68,30 @@ fn refused(path: &Path, reason: impl Into<String>) -> BackupError {
     }
 }
 
-async fn open_body(path: &Path, offset: u64) -> Result<BufReader<tokio::fs::File>, BackupError> {
+/// The read buffer for a body of `body_bytes`: 1 MiB for real backups,
+/// no more than the body for small ones (a zeroed 1 MiB buffer per small
+/// file is most of the work of checking it).
+fn read_buffer(body_bytes: u64) -> usize {
+    const MIN: usize = 8 << 10;
+    const MAX: usize = 1 << 20;
+    usize::try_from(body_bytes).map_or(MAX, |n| n.clamp(MIN, MAX))
+}
+
+async fn open_body(
+    path: &Path,
+    offset: u64,
+    body_bytes: u64,
+) -> Result<BufReader<tokio::fs::File>, BackupError> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| BackupError::io(format!("opening {}", path.display()), e))?;
     file.seek(std::io::SeekFrom::Start(HEADER_BLOCK as u64 + offset))
         .await
         .map_err(|e| BackupError::io(format!("reading {}", path.display()), e))?;
-    Ok(BufReader::with_capacity(1 << 20, file))
+    Ok(BufReader::with_capacity(
+        read_buffer(body_bytes.saturating_sub(offset)),
+        file,
+    ))
 }
 
 /// Where a verifying pass is in the body.
@@ -114,7 +129,10 @@ pub async fn verify(path: &Path, progress: &dyn Progress) -> Result<Verified, Ba
         })?;
     let header = decode_header(&block).map_err(|reason| refused(path, reason))?;
     progress.stage("verifying", Some(header.counts.entries + 1));
-    let mut reader = FrameReader::new(BufReader::with_capacity(1 << 20, file), 0);
+    let mut reader = FrameReader::new(
+        BufReader::with_capacity(read_buffer(header.body_bytes), file),
+        0,
+    );
     let mut phase = Phase::Start;
     let mut counts = Counts::default();
     let mut section: Option<Section> = None;
@@ -371,8 +389,13 @@ async fn restore_records(
     restored: &mut Restored,
     progress: &dyn Progress,
 ) -> Result<(), BackupError> {
-    let now = wall_clock();
-    let body = open_body(&verified.path, verified.records_at).await?;
+    let now = Millis::system_now();
+    let body = open_body(
+        &verified.path,
+        verified.records_at,
+        verified.header.body_bytes,
+    )
+    .await?;
     let mut reader = FrameReader::new(body, verified.records_at);
     let mut batch = Batch::new(storage);
     while let Some(frame) = next(&mut reader, &verified.path).await? {
@@ -418,7 +441,7 @@ async fn restore_sections(
     restored: &mut Restored,
     progress: &dyn Progress,
 ) -> Result<(), BackupError> {
-    let body = open_body(&verified.path, 0).await?;
+    let body = open_body(&verified.path, 0, verified.header.body_bytes).await?;
     let mut reader = FrameReader::new(body, 0);
     let mut batch = Batch::new(storage);
     let mut ordinal = 0u64;

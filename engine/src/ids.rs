@@ -184,12 +184,25 @@ impl fmt::Display for Seq {
     }
 }
 
-/// Wall-clock time as milliseconds since the Unix epoch. The engine never
-/// reads a clock: callers pass `Millis` in.
+/// Wall-clock time as milliseconds since the Unix epoch. The engine's state
+/// machines never read a clock: callers pass `Millis` in. The one reading
+/// of the system clock is [`Millis::system_now`], for the edges (the
+/// node's clock, the stores' upkeep, backups).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub struct Millis(pub i64);
 
 impl Millis {
+    /// The system clock now (0 before the epoch, `i64::MAX` past its
+    /// range). Not for the state machines: they take the time as input.
+    #[must_use]
+    pub fn system_now() -> Millis {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        Millis(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+
     #[must_use]
     pub fn plus_secs(self, secs: u32) -> Millis {
         Millis(self.0.saturating_add(i64::from(secs) * 1000))

@@ -575,18 +575,10 @@ pub async fn an_older_snapshot_never_replaces_a_newer_one(s: &dyn Storage) {
     assert_eq!(latest, Some((Seq(12), b"image-at-12".to_vec())));
 }
 
-fn wall_now() -> Millis {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    Millis(i64::try_from(ms).unwrap_or(i64::MAX))
-}
-
 pub async fn upkeep_forgets_booking_records_past_their_forget_after(s: &dyn Storage) {
     let id = |tag: &str| BookingId::parse(unique_facility(tag).as_str()).expect("valid");
     let (ended, retained, live) = (id("ended"), id("retained"), id("live"));
-    let now = wall_now();
+    let now = Millis::system_now();
     let write = |id: &BookingId, forget_after| Write::Booking {
         id: id.clone(),
         bytes: b"record".to_vec(),
@@ -603,7 +595,7 @@ pub async fn upkeep_forgets_booking_records_past_their_forget_after(s: &dyn Stor
     // second or two; the others on the next upkeep.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        s.upkeep(wall_now()).await.expect("upkeep");
+        s.upkeep(Millis::system_now()).await.expect("upkeep");
         if s.booking(&ended).await.expect("read").is_none() {
             break;
         }
@@ -661,7 +653,7 @@ pub async fn every_booking_record_is_listed_once_with_its_forget_time(s: &dyn St
     let tag = unique_facility("blist");
     // More than a page of any backend's listing.
     let count = 2500;
-    let forget = wall_now().plus_secs(86_400);
+    let forget = Millis::system_now().plus_secs(86_400);
     let writes: Vec<Write> = (0..count)
         .map(|i| Write::Booking {
             id: BookingId::parse(&format!("{tag}-{i}")).expect("valid"),
@@ -694,7 +686,7 @@ pub async fn every_booking_record_is_listed_once_with_its_forget_time(s: &dyn St
 pub async fn every_idempotency_key_is_listed_once(s: &dyn Storage) {
     let tag = unique_facility("klist");
     let owner = UserId::parse(&format!("u-{tag}")).expect("valid");
-    let expires_at = wall_now().plus_secs(3600);
+    let expires_at = Millis::system_now().plus_secs(3600);
     let writes: Vec<Write> = (0..20)
         .map(|i| Write::Idempotency {
             owner: owner.clone(),
@@ -752,7 +744,7 @@ pub async fn clearing_forgets_every_record_but_keeps_fencing(s: &dyn Storage) {
             owner: owner.clone(),
             key: "k".into(),
             booking: booking.clone(),
-            expires_at: wall_now().plus_secs(3600),
+            expires_at: Millis::system_now().plus_secs(3600),
             replaces: None,
         },
     ])

@@ -72,7 +72,6 @@ mod snapshot;
 mod uri;
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use futures_util::future::{BoxFuture, FutureExt, join_all};
@@ -220,7 +219,7 @@ impl CqlStorage {
     /// The booking and idempotency records of one group (`which`), all at
     /// once.
     async fn write_records(&self, group: &[Write], which: Records) -> Result<(), StorageError> {
-        let now = wall_clock();
+        let now = Millis::system_now();
         let mut sends: Vec<InFlight<'_>> = Vec::new();
         for write in group {
             let wanted = match write {
@@ -304,7 +303,7 @@ impl CqlStorage {
     /// or the successor of a replaced owner) fails the group, retryably:
     /// the retry finds the winner's booking.
     async fn claim_keys(&self, group: &[Write]) -> Result<(), StorageError> {
-        let now = wall_clock();
+        let now = Millis::system_now();
         let mut claims: Vec<BoxFuture<'_, Result<(), StorageError>>> = Vec::new();
         for write in group {
             let Write::Idempotency {
@@ -369,14 +368,6 @@ enum Records {
     /// Booking records only (after the group's events; its keys were
     /// claimed before them).
     Bookings,
-}
-
-fn wall_clock() -> Millis {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    Millis(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 #[async_trait]
@@ -570,7 +561,7 @@ impl Storage for CqlStorage {
     }
 
     async fn put_history(&self, samples: Vec<HistorySample>) -> Result<(), StorageError> {
-        let now = wall_clock();
+        let now = Millis::system_now();
         let mut outcomes = Vec::with_capacity(samples.len());
         for chunk in samples.chunks(HISTORY_PARALLEL) {
             let mut sends: Vec<InFlight<'_>> = Vec::with_capacity(chunk.len());

@@ -9,7 +9,7 @@
 //! This module must never delete a zone's head counter, and never run a
 //! statement that is not bounded by a timeout.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use parkme_engine::{BookingId, FacilityId, Millis, UserId, ZoneId};
@@ -82,7 +82,7 @@ impl CqlStorage {
     }
 
     pub(super) fn list_bookings(&self) -> Listing<'_, StoredBooking> {
-        let now = unix_millis();
+        let now = Millis::system_now().0;
         self.scan(
             &self.st.select_all_bookings,
             "bookings",
@@ -132,12 +132,4 @@ impl CqlStorage {
         }
         Ok(())
     }
-}
-
-fn unix_millis() -> i64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    i64::try_from(ms).unwrap_or(i64::MAX)
 }
