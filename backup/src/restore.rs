@@ -69,8 +69,8 @@ fn refused(path: &Path, reason: impl Into<String>) -> BackupError {
 }
 
 /// The read buffer for a body of `body_bytes`: 1 MiB for real backups,
-/// no more than the body for small ones (a zeroed 1 MiB buffer per small
-/// file is most of the work of checking it).
+/// no more than the body (at least 8 KiB) for small ones, which would
+/// otherwise zero and fault in a megabyte they never read.
 fn read_buffer(body_bytes: u64) -> usize {
     const MIN: usize = 8 << 10;
     const MAX: usize = 1 << 20;
