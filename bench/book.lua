@@ -1,10 +1,14 @@
 -- wrk script: POST bookings with a user JWT to random facilities.
 -- Usage: TOKEN=<jwt> FACILITIES=20 HOLD=1 wrk -t2 -c64 -d20s -s bench/book.lua http://127.0.0.1:8080
+-- UNIQUE=1: every booking a plate of its own (for bookings that stay held:
+-- a random plate may already hold a spot in that facility, a 409).
 local token = os.getenv("TOKEN")
 local facilities = tonumber(os.getenv("FACILITIES") or "20")
 local prefix = os.getenv("PREFIX") or "city-"
 local hold = tonumber(os.getenv("HOLD") or "1")
+local unique = os.getenv("UNIQUE") == "1"
 local counter = 0
+local sent = 0
 
 function setup(thread)
   counter = counter + 1
@@ -20,7 +24,13 @@ end
 
 function request()
   local f = math.random(1, facilities)
-  local plate = string.format("WRK-%05d", math.random(0, 99999))
+  local plate
+  if unique then
+    sent = sent + 1
+    plate = string.format("W%d-%d", id, sent)
+  else
+    plate = string.format("WRK-%05d", math.random(0, 99999))
+  end
   local body = string.format('{"plate":"%s","hold_seconds":%d}', plate, hold)
   return wrk.format(nil, string.format("/v1/facilities/%s%02d/bookings", prefix, f), nil, body)
 end

@@ -27,6 +27,15 @@
 //!
 //! The server runs as its own process (so its RSS is its own), with
 //! embedded storage in a temp dir unless `--storage memory`.
+//!
+//! `fanout --relay` runs the same clients against the machine's ceiling
+//! instead: this binary re-executed as a minimal tokio-tungstenite server
+//! (`relay-server`, not for direct use) that answers a subscribe with a
+//! fixed snapshot and, for each sensor message, encodes one delta frame
+//! once and hands the same bytes to every subscriber's socket. No engine,
+//! no storage, no JSON per subscriber: what is left is the websocket and
+//! the kernel's loopback TCP, so the engine's figure over the relay's is
+//! the engine's own overhead.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -42,6 +51,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -54,6 +64,9 @@ enum Part {
     Fanout,
     Storm,
     SlowReaders,
+    /// Internal: the minimal relay `fanout --relay` runs against.
+    #[value(hide = true)]
+    RelayServer,
 }
 
 #[derive(Debug, Parser)]
@@ -97,6 +110,13 @@ struct Args {
     /// `embedded` (default, durable) or `memory`.
     #[arg(long, default_value = "embedded")]
     storage: String,
+    /// `fanout` against the minimal relay (the machine's ceiling) instead
+    /// of `parkme`.
+    #[arg(long)]
+    relay: bool,
+    /// Port of `relay-server`.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
 }
 
 /// The `parkme` process under test.
@@ -104,6 +124,8 @@ struct Server {
     child: Child,
     port: u16,
     _data: tempfile::TempDir,
+    /// The minimal relay, not `parkme`: no facilities, seq starts at 0.
+    relay: bool,
 }
 
 impl Drop for Server {
@@ -168,6 +190,7 @@ impl Server {
             child,
             port,
             _data: data,
+            relay: false,
         };
         let client = reqwest::Client::new();
         for _ in 0..200 {
@@ -181,9 +204,44 @@ impl Server {
         bail!("parkme did not become healthy")
     }
 
+    /// Starts this binary as the minimal relay (`relay-server`).
+    async fn start_relay() -> Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 65536 2>/dev/null; exec \"$0\" relay-server --port \"$1\"")
+            .arg(std::env::current_exe()?)
+            .arg(port.to_string())
+            .env("PARKME_BENCH_REEXEC", "1")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the relay")?;
+        let server = Server {
+            child,
+            port,
+            _data: tempfile::tempdir()?,
+            relay: true,
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the relay did not start")
+    }
+
     /// Creates a facility of `zones` spot zones of `spots` each; returns
     /// its sensor key.
     async fn facility(&self, fid: &str, zones: usize, spots: usize) -> Result<String> {
+        if self.relay {
+            return Ok("relay".to_owned());
+        }
         let zones: Vec<Value> = (0..zones)
             .map(|z| {
                 let spots: Vec<Value> = (0..spots).map(|s| json!({"id": spot_id(z, s)})).collect();
@@ -205,6 +263,9 @@ impl Server {
     }
 
     async fn seq(&self, fid: &str) -> Result<u64> {
+        if self.relay {
+            return Ok(0);
+        }
         let body: Value = reqwest::get(format!("{}/v1/facilities/{fid}", self.url()))
             .await?
             .json()
@@ -440,7 +501,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn fanout(args: &Args) -> Result<()> {
-    let server = Server::start(&args.storage).await?;
+    let server = if args.relay {
+        Server::start_relay().await?
+    } else {
+        Server::start(&args.storage).await?
+    };
+    let against = if args.relay {
+        "the minimal relay (ceiling)"
+    } else {
+        "parkme"
+    };
+    println!("fan-out against {against}");
     let key = server.facility("fan", 1, 100).await?;
     let seq0 = server.seq("fan").await?;
     let url = format!("{}/v1/stream", server.ws_url());
@@ -785,8 +856,87 @@ fn ensure_file_limit(needed: u64) -> Result<()> {
     std::process::exit(status.code().unwrap_or(1));
 }
 
+/// The minimal relay: the ceiling `fanout --relay` measures. A sensor
+/// message becomes one delta frame, encoded once; every subscriber's task
+/// writes those same bytes. Any error ends only that connection.
+async fn relay_server(port: u16) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let (deltas, _) = tokio::sync::broadcast::channel::<Message>(1024);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let deltas = deltas.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut sensor = false;
+            // The signature is tungstenite's handshake callback.
+            #[allow(clippy::result_large_err)]
+            let pick = |request: &Request, mut response: Response| {
+                sensor = request.uri().path().starts_with("/v1/sensors/");
+                if sensor {
+                    response.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        HeaderValue::from_static("parkme.v1.json"),
+                    );
+                }
+                Ok::<_, ErrorResponse>(response)
+            };
+            let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, pick).await else {
+                return;
+            };
+            if sensor {
+                while let Some(Ok(message)) = ws.next().await {
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
+                    let Ok(SensorMessage::Spot { seq, occupied, .. }) =
+                        serde_json::from_str::<SensorMessage>(&text)
+                    else {
+                        continue;
+                    };
+                    let delta = json!({"type": "delta", "facility": "fan", "seq": seq,
+                        "zones": [{"id": "Z0", "free": if occupied { 99 } else { 100 }}]});
+                    let _ = deltas.send(Message::text(delta.to_string()));
+                    let Ok(ack) = serde_json::to_string(&SensorReply::Ack { seq }) else {
+                        return;
+                    };
+                    if ws.send(Message::text(ack)).await.is_err() {
+                        return;
+                    }
+                }
+            } else {
+                let mut feed = deltas.subscribe();
+                // The subscribe, then a fixed snapshot.
+                if !matches!(ws.next().await, Some(Ok(Message::Text(_)))) {
+                    return;
+                }
+                let snapshot = r#"{"type":"snapshot","facility":"fan","seq":0,"zones":[{"id":"Z0","free":100}]}"#;
+                if ws.send(Message::text(snapshot)).await.is_err() {
+                    return;
+                }
+                loop {
+                    match feed.recv().await {
+                        Ok(frame) => {
+                            if ws.send(frame).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.part == Part::RelayServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(relay_server(args.port));
+    }
     if matches!(args.part, Part::All | Part::Fanout) {
         ensure_file_limit(args.subscribers as u64 + 1024)?;
     }
