@@ -43,7 +43,7 @@ use super::socket::{self, Buffers, ConnectionGauge, Liveness, Next, Pulse, close
 use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::extract::Id;
-use crate::metrics;
+use crate::metrics::{self, SensorSocketCounters};
 use crate::rate_limit::LimitKey;
 use crate::state::AppState;
 
@@ -148,13 +148,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn next_reply(replies: &Mutex<Replies>, codec: Codec) -> Next {
+fn next_reply(replies: &Mutex<Replies>, codec: Codec, counters: &SensorSocketCounters) -> Next {
     let reply = {
         let mut replies = lock(replies);
         if let Some(error) = replies.errors.pop_front() {
             error
         } else if let Some(seq) = replies.ack.take() {
-            metrics::ws_ack();
+            counters.ack();
             SensorReply::Ack { seq }
         } else if std::mem::take(&mut replies.ping) {
             return Next::Send(Message::Ping(Default::default()), None);
@@ -206,6 +206,7 @@ struct Session<'a> {
     inflight: FuturesOrdered<Dispatch>,
     inflight_messages: usize,
     pending: Pending,
+    counters: SensorSocketCounters,
 }
 
 impl Session<'_> {
@@ -232,12 +233,11 @@ impl Session<'_> {
             Message::Close(_) => return Err(End::Gone),
             Message::Ping(_) | Message::Pong(_) => return Ok(()),
         };
-        metrics::ws_frame_in("sensor");
         let count = frame.len();
+        self.counters.frame_in(count);
         if count == 0 {
             return Ok(());
         }
-        metrics::sensor_events(count);
         let units = u32::try_from(count).unwrap_or(u32::MAX);
         if self
             .app
@@ -341,7 +341,10 @@ pub async fn run(
     let (mut sink, mut stream) = socket.split();
     let replies = Mutex::new(Replies::default());
     let notify = Notify::new();
-    let writer = write_loop(&mut sink, &notify, "sensor", || next_reply(&replies, codec));
+    let counters = SensorSocketCounters::new();
+    let writer = write_loop(&mut sink, &notify, "sensor", || {
+        next_reply(&replies, codec, &counters)
+    });
     tokio::pin!(writer);
     // A child of the shared token, awaited by one pinned future: polling
     // it at every wake-up locks only this connection's node.
@@ -357,6 +360,7 @@ pub async fn run(
         inflight: FuturesOrdered::new(),
         inflight_messages: 0,
         pending: Pending::default(),
+        counters: counters.clone(),
     };
     let mut liveness = Liveness::default();
     let mut ticker = socket::liveness_ticker();

@@ -197,6 +197,7 @@ async fn forward(
 ) {
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
+    let (conflated, dropped) = metrics::ws_merges();
     loop {
         let received = tokio::select! {
             biased;
@@ -214,8 +215,8 @@ async fn forward(
         match received {
             Ok(delta) => match lock(sink.outbox).push_delta(generation, delta) {
                 Pushed::Queued | Pushed::Stale | Pushed::Lapsed | Pushed::Resync => {}
-                Pushed::Conflated => metrics::ws_conflated(),
-                Pushed::Dropped => metrics::ws_merge_dropped(),
+                Pushed::Conflated => conflated.increment(1),
+                Pushed::Dropped => dropped.increment(1),
                 Pushed::Unsubscribed => return,
             },
             Err(RecvError::Lagged(missed)) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::http::{Api, in_secs, millis, server_with_facility, spot_zone};
+use crate::helpers::http::{Api, in_secs, millis, secs_after, server_with_facility, spot_zone};
 use crate::helpers::ws::{JSON, await_ack, send_sensor, sensor, spot};
 use crate::helpers::{TestServer, poll_until};
 
@@ -21,9 +21,15 @@ async fn sampled_server() -> (TestServer, String) {
     (server, key)
 }
 
+/// From `from` seconds ago to now, both from one reading of this clock:
+/// with `to` left to the server's clock (which may read a millisecond
+/// behind this one) two minutes back would sometimes be one step and a
+/// bit, and the point near now would be missing.
 fn query(from: i64, step: &str) -> String {
-    let from = in_secs(from).replace('+', "%2B");
-    format!("/v1/facilities/f1/history?from={from}&step={step}")
+    let now = chrono::Utc::now();
+    let from = secs_after(now, from).replace('+', "%2B");
+    let to = secs_after(now, 0).replace('+', "%2B");
+    format!("/v1/facilities/f1/history?from={from}&to={to}&step={step}")
 }
 
 async fn last_point(api: &Api) -> Option<Value> {
