@@ -458,7 +458,7 @@ impl ZoneActorState {
             self.since_snapshot = 0;
             (self.zone.seq(), codec::encode_stored(&self.zone.snapshot()))
         });
-        let ticket = self.context.commit.submit(writes).await;
+        let ticket = self.context.commit.submit_in(pending.lane(), writes).await;
         self.queue(Some(ticket), Some(change), snapshot, pending);
     }
 

@@ -234,6 +234,18 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(500..=600_000)
     )]
     pub lease_ms: u64,
+
+    /// Threads of the sensor sockets' own runtime, run at the lowest CPU
+    /// priority (nice 19) so that bookings, app sockets, health and
+    /// metrics go first when sensors saturate the cores. 0 runs sensor
+    /// sockets with everything else.
+    #[arg(
+        long,
+        env = "PARKME_SENSOR_THREADS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(0..=256)
+    )]
+    pub sensor_threads: u16,
 }
 
 impl std::fmt::Debug for Config {
@@ -282,6 +294,7 @@ impl std::fmt::Debug for Config {
             .field("advertise_url", &self.advertise_url)
             .field("cluster_secret", &redacted(&self.cluster_secret))
             .field("lease_ms", &self.lease_ms)
+            .field("sensor_threads", &self.sensor_threads)
             .finish()
     }
 }

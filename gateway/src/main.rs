@@ -60,7 +60,18 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve(config) => runtime.block_on(serve(*config)),
+        Command::Serve(config) => {
+            // Sensor sockets run on their own low-priority threads
+            // (`ws::bulk`); stopped after the server, whose shutdown has
+            // closed their sockets.
+            let sensors = parkme_gateway::ws::bulk::start(config.sensor_threads)
+                .context("starting the sensor runtime")?;
+            let served = runtime.block_on(serve(*config));
+            if let Some(sensors) = sensors {
+                sensors.shutdown_background();
+            }
+            served
+        }
         Command::Healthcheck { addr } => runtime.block_on(healthcheck(&addr)),
         Command::Backup(args) => runtime.block_on(cli_backup::backup(args)),
         Command::Restore(args) => runtime.block_on(cli_backup::restore(args)),

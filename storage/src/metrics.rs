@@ -13,6 +13,7 @@ pub const JOURNAL_WRITES: &str = "parkme_journal_writes_total";
 pub const JOURNAL_COMMITS: &str = "parkme_journal_commits_total";
 pub const CHECKPOINT_SECONDS: &str = "parkme_checkpoint_seconds";
 pub const FENCED_WRITES: &str = "parkme_fenced_writes_total";
+pub const JOURNAL_INTERACTIVE_COMMITS: &str = "parkme_journal_interactive_commits_total";
 
 /// Registers the families so that a fresh scrape shows them.
 pub fn describe() {
@@ -32,6 +33,10 @@ pub fn describe() {
         FENCED_WRITES,
         "Commits refused because a newer writer owns the zone."
     );
+    describe_counter!(
+        JOURNAL_INTERACTIVE_COMMITS,
+        "Group commits led by interactive writes (bookings, cancels, layouts) taken ahead of queued bulk writes."
+    );
     let _ = histogram!(JOURNAL_WRITE_SECONDS, "backend" => "embedded");
 }
 
@@ -48,4 +53,9 @@ pub fn checkpointed(took: Duration) {
 
 pub fn fenced() {
     counter!(FENCED_WRITES).increment(1);
+}
+
+/// A group commit that interactive groups led.
+pub fn interactive_commit() {
+    counter!(JOURNAL_INTERACTIVE_COMMITS).increment(1);
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use parkme_engine::{Booking, Seq, SpotView};
-use parkme_storage::group_commit::CommitTicket;
+use parkme_storage::group_commit::{CommitTicket, Lane};
 use parkme_storage::{Epoch, GroupCommit, StorageError, ZoneKey};
 use ractor::{ActorRef, DerivedActorRef};
 use tokio::sync::{mpsc, oneshot};
@@ -52,6 +52,18 @@ pub(super) enum Pending {
 }
 
 impl Pending {
+    /// The group committer's lane for this commit: sensor readings and
+    /// expiry runs are bulk; whatever a person waits for goes first.
+    pub(super) fn lane(&self) -> Lane {
+        match self {
+            Pending::Sense { .. } | Pending::Expiry { .. } => Lane::Bulk,
+            Pending::Booking { .. }
+            | Pending::Spot { .. }
+            | Pending::Prepared { .. }
+            | Pending::Committed { .. } => Lane::Interactive,
+        }
+    }
+
     /// Tells the caller how its commit ended.
     pub(super) fn answer(self, result: Result<(), StorageError>) {
         let result = result.map_err(storage_error);

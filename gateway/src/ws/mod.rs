@@ -8,6 +8,8 @@
 //!   conflates for slow readers.
 //! - the messages of both sockets and their encodings are the protocol
 //!   crate's (`parkme_protocol::sensor`, `parkme_protocol::app`).
+//! - [`bulk`]: the sensor sockets' own runtime at the lowest CPU
+//!   priority, so bookings go first when sensors saturate the cores.
 //! - [`socket`]: what both share: limits, the writer, close codes,
 //!   liveness, the connection gauge.
 //! - [`guard`]: the app socket's caps: sockets per IP, op rates per
@@ -38,6 +40,7 @@
 //! durable (or refused).
 
 pub mod acks;
+pub mod bulk;
 pub mod guard;
 pub mod outbox;
 pub mod sensor;

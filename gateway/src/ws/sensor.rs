@@ -131,7 +131,9 @@ pub async fn handshake(
     let ws = socket::configure(ws, BUFFERS).protocols([JSON_PROTOCOL, BINCODE_PROTOCOL]);
     let codec = Codec::from_protocol(ws.selected_protocol().and_then(|p| p.to_str().ok()));
     let connections = app.connections().clone();
-    ws.on_upgrade(move |socket| connections.track_future(run(socket, app, fid, grant, codec)))
+    ws.on_upgrade(move |socket| {
+        super::bulk::run(connections.track_future(run(socket, app, fid, grant, codec)))
+    })
 }
 
 /// Replies waiting for the writer. Acks are cumulative, so only the
