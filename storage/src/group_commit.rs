@@ -9,8 +9,9 @@
 //! service flags, layouts) first, with a small share of the oldest *bulk*
 //! ones (sensor readings, expiry runs) so that sensors always progress: a
 //! booking never waits for a full batch of sensor readings to be encoded
-//! and written. Bulk groups otherwise go oldest first up to the batch
-//! limits.
+//! and written. Bulk groups otherwise go oldest first, at most
+//! [`MAX_BULK_BATCH_WRITES`] per commit, so that a booking arriving while
+//! a sensor commit is in flight waits for a short one.
 //!
 //! Ordering: a group is never committed before an earlier group it shares
 //! a zone, a booking or an idempotency key with. Taking a group takes every
@@ -44,6 +45,10 @@ use crate::model::{Epoch, Write, ZoneKey};
 pub const MAX_BATCH_WRITES: usize = 8192;
 /// Most bytes folded into one backend commit.
 pub const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Most writes of a commit of bulk groups alone (at least one group): a
+/// booking that arrives while it is in flight waits for it, so it stays
+/// short; sensor throughput needs only a few hundred writes per commit.
+pub const MAX_BULK_BATCH_WRITES: usize = 1024;
 /// Most bulk writes that ride along with a commit led by interactive
 /// groups (at least one bulk group rides along when any waits).
 pub const BULK_SHARE_WRITES: usize = 512;
@@ -324,7 +329,8 @@ fn next_batch<T>(entries: &mut VecDeque<Entry<T>>) -> Option<(bool, Vec<T>)> {
         }
     } else {
         for (i, entry) in entries.iter().enumerate() {
-            if i > 0 && (writes >= MAX_BATCH_WRITES || bytes >= MAX_BATCH_BYTES) {
+            if i > 0 && (writes + entry.writes > MAX_BULK_BATCH_WRITES || bytes >= MAX_BATCH_BYTES)
+            {
                 break;
             }
             writes += entry.writes;
@@ -497,22 +503,21 @@ mod tests {
 
     #[test]
     fn a_bulk_backlog_commits_oldest_first_within_the_batch_limits() {
-        let mut queue: VecDeque<Entry<u32>> = (0..20)
-            .map(|id| entry(id, Lane::Bulk, vec![u64::from(id)], 1000))
+        let mut queue: VecDeque<Entry<u32>> = (0..8)
+            .map(|id| entry(id, Lane::Bulk, vec![u64::from(id)], 300))
             .collect();
+        // A group larger than the bulk limit still commits, alone.
+        queue.push_back(entry(8, Lane::Bulk, vec![8], 5000));
+        queue.push_back(entry(9, Lane::Bulk, vec![9], 300));
         let mut batches = Vec::new();
         while let Some((led, batch)) = next_batch(&mut queue) {
             assert!(!led);
             batches.push(batch);
         }
-        // A batch stops once it holds the write limit: 9 groups of 1,000.
+        // Three groups of 300 fit the 1,024-write limit of a bulk commit.
         assert_eq!(
             batches,
-            vec![
-                (0..9).collect::<Vec<_>>(),
-                (9..18).collect(),
-                (18..20).collect()
-            ]
+            vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7], vec![8], vec![9]]
         );
     }
 
