@@ -32,6 +32,7 @@ mod facility;
 pub mod history;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod probe;
 pub mod publish;
 pub mod read_model;

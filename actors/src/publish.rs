@@ -17,6 +17,7 @@ use std::any::Any;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use bincode::{Decode, Encode};
 use parkme_engine::{FacilityId, Location, Seq, SpotView, ZoneCounts, ZoneId};
 use tokio::sync::broadcast;
 
@@ -63,7 +64,7 @@ impl std::fmt::Debug for EdgeCache {
 }
 
 /// One zone's counts as readers see them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct ZoneView {
     pub id: ZoneId,
     pub name: String,
@@ -73,7 +74,7 @@ pub struct ZoneView {
 }
 
 /// A facility at one seq, without spots.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct FacilityView {
     pub id: FacilityId,
     pub name: String,

@@ -27,6 +27,7 @@ use parkme_engine::{
 use tokio::sync::broadcast;
 
 use crate::metrics;
+use crate::peer::PeerImage;
 use crate::publish::{Delta, FacilityView, Snapshot, Start, Subscription, ZoneReport, ZoneView};
 
 /// Deltas kept for subscribers resuming with `since`.
@@ -115,6 +116,16 @@ struct Header {
 }
 
 impl Header {
+    fn of_view(view: &FacilityView) -> Header {
+        Header {
+            id: view.id.clone(),
+            name: view.name.clone(),
+            timezone: view.timezone.clone(),
+            location: view.location,
+            order: view.zones.iter().map(|z| z.id.clone()).collect(),
+        }
+    }
+
     fn of(layout: &FacilityLayout) -> Header {
         Header {
             id: layout.id.clone(),
@@ -314,6 +325,85 @@ impl ReadModel {
             published_at: now,
             edge: Default::default(),
         });
+    }
+
+    /// A copy of another node's facility, from the image its owner sent:
+    /// at the image's seq, its catch-up applied. Its counts never feed
+    /// this node's spot gauges.
+    pub fn from_image(image: PeerImage) -> Result<Self, Gap> {
+        let (updates, _) = broadcast::channel(BROADCAST);
+        let mut model = ReadModel {
+            header: Header::of_view(&image.view),
+            zones: HashMap::new(),
+            seq: image.view.seq,
+            history: VecDeque::new(),
+            updates,
+            snapshots: SnapshotCache::new(),
+            gauges: false,
+        };
+        model.take_state(&image.view, image.spots);
+        let now = Instant::now();
+        for delta in image.catch_up {
+            if delta.seq > model.seq {
+                model.apply_delta(delta.into_delta(now))?;
+            }
+        }
+        Ok(model)
+    }
+
+    /// Brings a copy to a newer image of its owner's (after a gap): one
+    /// `relaid` delta from the copy's seq to the image's carries the whole
+    /// state, so its subscribers take a fresh snapshot and the chain
+    /// stays unbroken. `false` (nothing changed) if the image is not newer.
+    pub fn resync(&mut self, image: PeerImage, now: Instant) -> Result<bool, Gap> {
+        if image.seq() <= self.seq {
+            return Ok(false);
+        }
+        let fresh = ReadModel::from_image(image)?;
+        let prev = self.seq;
+        self.header = fresh.header;
+        self.zones = fresh.zones;
+        self.seq = fresh.seq;
+        self.snapshots.last = None;
+        let snapshot = self.build();
+        self.push(Delta {
+            facility: self.header.id.clone(),
+            prev,
+            seq: self.seq,
+            zones: snapshot.view.zones,
+            spots: snapshot.spots,
+            relaid: true,
+            published_at: now,
+            edge: Default::default(),
+        });
+        Ok(true)
+    }
+
+    /// Replaces zones and spots by `view`'s zones and `spots`.
+    fn take_state(&mut self, view: &FacilityView, spots: Vec<SpotView>) {
+        let mut by_zone: HashMap<ZoneId, Vec<SpotView>> = HashMap::new();
+        for spot in spots {
+            by_zone.entry(spot.zone.clone()).or_default().push(spot);
+        }
+        self.zones = view
+            .zones
+            .iter()
+            .map(|zone| {
+                let mut entry = ZoneEntry {
+                    seq: Some(Seq::ZERO),
+                    view: zone.clone(),
+                    spots: by_zone.remove(&zone.id).unwrap_or_default(),
+                    spot_index: HashMap::new(),
+                };
+                entry.reindex();
+                (zone.id.clone(), entry)
+            })
+            .collect();
+    }
+
+    /// Live subscriptions to this model's deltas.
+    pub fn subscribers(&self) -> usize {
+        self.updates.receiver_count()
     }
 
     /// Takes a delta the facility's owner published (on a node that keeps

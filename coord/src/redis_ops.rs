@@ -320,6 +320,32 @@ impl Coordination {
             .collect())
     }
 
+    /// The pub/sub channel on which `facility`'s owner publishes its
+    /// deltas for the other nodes' subscribers.
+    pub fn deltas_channel(&self, facility: &FacilityId) -> String {
+        self.key(&format!("deltas:{facility}"))
+    }
+
+    /// The facility a [`Self::deltas_channel`] name is about.
+    pub fn deltas_facility(&self, channel: &str) -> Option<FacilityId> {
+        let prefix = self.key("deltas:");
+        FacilityId::parse(channel.strip_prefix(&prefix)?).ok()
+    }
+
+    /// Publishes `payloads` to `channel` in order, in one round trip.
+    pub async fn publish_all(&self, channel: &str, payloads: &[Vec<u8>]) -> Result<(), CoordError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for payload in payloads {
+            pipe.cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload.as_slice())
+                .ignore();
+        }
+        let () = self.bounded(pipe.query_async(&mut conn)).await?;
+        Ok(())
+    }
+
     /// The pub/sub channel on which released facilities are announced.
     pub fn hint_channel(&self) -> String {
         self.key("hints")

@@ -3,6 +3,9 @@
 //! Two encodings, both bincode 2 with the standard config:
 //! - *stored* records (journal events, snapshots, booking records) start
 //!   with a format byte so the format can move without a flag day;
+//! - *peer* messages (what one cluster node sends another: a facility's
+//!   published deltas and images) start with the same format byte and are
+//!   read with the stored limit, so nodes of two versions can tell;
 //! - *wire* messages (the sensor socket's `parkme.v1.bincode`) are plain
 //!   bincode, as the contract specifies, and decoding is size-limited.
 //!   A wire *batch* (a bincode `Vec`) is read element by element by
@@ -139,6 +142,20 @@ impl Stored for crate::layout::FacilityLayout {
 
 impl Stored for crate::layout::ZoneLayout {
     type Format1 = crate::format1::ZoneLayout;
+}
+
+/// Encodes a message for another cluster node: format byte, then the value.
+pub fn encode_peer<T: Encode>(value: &T) -> Vec<u8> {
+    encode_stored(value)
+}
+
+/// Decodes what [`encode_peer`] wrote (on a node of this format).
+pub fn decode_peer<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&format, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    match format {
+        STORED_FORMAT => decode_body(body),
+        other => Err(CodecError::UnknownFormat(other)),
+    }
 }
 
 /// Encodes a wire message (no format byte).

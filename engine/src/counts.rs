@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 
+use bincode::{Decode, Encode};
+
 use crate::kinds::{SpotKind, SpotState};
 
 /// `{total, available, reserved, occupied, out_of_service, unknown}`, with
 /// `total` the sum of the other five.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
 pub struct Counts {
     pub total: u32,
     pub available: u32,
@@ -53,7 +55,7 @@ impl Counts {
 }
 
 /// Counts of one zone, overall and for each kind present in it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
 pub struct ZoneCounts {
     pub overall: Counts,
     pub by_kind: [Counts; 5],

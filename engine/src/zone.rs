@@ -264,7 +264,7 @@ pub struct Effect {
 }
 
 /// One spot as the contract shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct SpotView {
     pub id: SpotId,
     pub zone: ZoneId,

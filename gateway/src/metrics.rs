@@ -37,6 +37,11 @@ pub const OWNED_FACILITIES: &str = "parkme_owned_facilities";
 pub const OWNERSHIP_CHANGES: &str = "parkme_ownership_changes_total";
 pub const FORWARDED_REQUESTS: &str = "parkme_forwarded_requests_total";
 pub const FENCED_WRITES: &str = "parkme_fenced_writes_total";
+pub const FANOUT_PUBLISHED: &str = "parkme_fanout_published_total";
+pub const FANOUT_RECEIVED: &str = "parkme_fanout_received_total";
+pub const FANOUT_DROPPED: &str = "parkme_fanout_dropped_total";
+pub const FANOUT_RESYNCS: &str = "parkme_fanout_resyncs_total";
+pub const MIRRORED_FACILITIES: &str = "parkme_mirrored_facilities";
 pub const PROCESS_RSS: &str = "parkme_process_resident_memory_bytes";
 pub const PROCESS_FDS: &str = "parkme_process_open_fds";
 pub const RUNTIME_TASKS: &str = "parkme_runtime_alive_tasks";
@@ -118,8 +123,35 @@ fn describe_cluster() {
         FENCED_WRITES,
         "Zones whose write the store refused because a newer owner claimed them."
     );
+    describe_counter!(
+        FANOUT_PUBLISHED,
+        "Deltas this node published to Redis for the other nodes' subscribers (cluster mode)."
+    );
+    describe_counter!(
+        FANOUT_RECEIVED,
+        "Deltas received from Redis for this node's copies of facilities owned elsewhere."
+    );
+    describe_counter!(
+        FANOUT_DROPPED,
+        "Deltas from Redis dropped because a copy's inbox was full (the copy resyncs)."
+    );
+    describe_counter!(
+        FANOUT_RESYNCS,
+        "Copies brought up to date from their owner's image: after a gap in the deltas, a Redis reconnect, or an image newer than the copy."
+    );
+    describe_gauge!(
+        MIRRORED_FACILITIES,
+        "Facilities owned elsewhere that this node keeps a copy of for its subscribers."
+    );
     gauge!(CLUSTER_NODES).set(0.0);
     gauge!(OWNED_FACILITIES).set(0.0);
+    gauge!(MIRRORED_FACILITIES).set(0.0);
+    counter!(FANOUT_PUBLISHED).increment(0);
+    counter!(FANOUT_RECEIVED).increment(0);
+    counter!(FANOUT_DROPPED).increment(0);
+    for reason in ["gap", "reconnect", "image"] {
+        counter!(FANOUT_RESYNCS, "reason" => reason).increment(0);
+    }
     for change in ["acquired", "released", "dropped"] {
         counter!(OWNERSHIP_CHANGES, "change" => change).increment(0);
     }
@@ -140,6 +172,26 @@ pub fn ownership_change(change: &'static str) {
 
 pub fn forwarded(kind: &'static str) {
     counter!(FORWARDED_REQUESTS, "kind" => kind).increment(1);
+}
+
+pub fn fanout_published(deltas: usize) {
+    counter!(FANOUT_PUBLISHED).increment(deltas as u64);
+}
+
+pub fn fanout_received() {
+    counter!(FANOUT_RECEIVED).increment(1);
+}
+
+pub fn fanout_dropped() {
+    counter!(FANOUT_DROPPED).increment(1);
+}
+
+pub fn fanout_resync(reason: &'static str) {
+    counter!(FANOUT_RESYNCS, "reason" => reason).increment(1);
+}
+
+pub fn mirrored_facilities(copies: usize) {
+    gauge!(MIRRORED_FACILITIES).set(copies as f64);
 }
 
 pub fn fenced_write() {

@@ -46,6 +46,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health/", get(http::ops::health))
         .route("/health/ready", get(http::cluster::ready))
         .route("/v1/cluster", get(http::cluster::info))
+        .route(
+            "/internal/facilities/{fid}/image",
+            get(http::cluster::image),
+        )
         .route("/metrics", get(http::ops::metrics))
         .route("/openapi.json", get(http::openapi::document))
         .route("/v1/facilities", get(http::facilities::list))

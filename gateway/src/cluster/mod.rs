@@ -12,6 +12,7 @@
 //! `parkme_cluster::ownership`), never hold a lock across a network call,
 //! and never wait for Redis on a request's path.
 
+pub mod fanout;
 pub mod routing;
 pub mod signature;
 
@@ -46,6 +47,8 @@ pub struct Cluster {
     client: reqwest::Client,
     /// Cleared at SIGTERM: `/health/ready` answers 503 from then on.
     ready: AtomicBool,
+    /// Copies of facilities owned elsewhere, for this node's subscribers.
+    mirrors: OnceLock<Arc<fanout::Mirrors>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -164,6 +167,7 @@ impl Cluster {
             coord: OnceLock::new(),
             client,
             ready: AtomicBool::new(true),
+            mirrors: OnceLock::new(),
         });
         let prefix = format!("{}cluster:", redis.prefix);
         let timeout = redis.timeout.max(Duration::from_millis(200));
@@ -203,6 +207,11 @@ impl Cluster {
     /// Whether this node owns `facility` now.
     pub fn owns(&self, facility: &FacilityId) -> bool {
         self.driver.get().is_some_and(|d| d.owns(facility))
+    }
+
+    /// This node's copies of facilities owned elsewhere (once joined).
+    pub fn mirrors(&self) -> Option<&Arc<fanout::Mirrors>> {
+        self.mirrors.get()
     }
 
     pub fn joined(&self) -> bool {
@@ -266,7 +275,10 @@ async fn join(
         delay = (delay * 2).min(Duration::from_secs(2));
     };
     let coord = Coordination::new(conn, &prefix, cluster.lease, timeout);
-    let host = Arc::new(NodeHost { node: node.clone() });
+    let host = Arc::new(NodeHost {
+        node: node.clone(),
+        coord: coord.clone(),
+    });
     let config = DriverConfig {
         member: cluster.me.clone(),
         tick: (cluster.lease / 5).max(Duration::from_millis(100)),
@@ -274,7 +286,26 @@ async fn join(
             moves_per_round: MOVES_PER_ROUND,
         },
     };
-    let driver = Driver::spawn(coord.clone(), Some(client), host, config, stop.clone());
+    let driver = Driver::spawn(
+        coord.clone(),
+        Some(client.clone()),
+        host,
+        config,
+        stop.clone(),
+    );
+    let mirrors = fanout::Mirrors::start(
+        fanout::MirrorSettings {
+            coord: coord.clone(),
+            driver: driver.clone(),
+            redis: client,
+            http: cluster.client.clone(),
+            secret: cluster.secret.clone(),
+            me: cluster.me.id.clone(),
+            wait: routing::wait_budget(&cluster),
+        },
+        stop.clone(),
+    );
+    let _ = cluster.mirrors.set(mirrors);
     let _ = cluster.coord.set(coord);
     let _ = cluster.driver.set(driver.clone());
     tracing::info!(node = %cluster.me.id, url = %cluster.me.url, "joined the cluster");
@@ -315,6 +346,7 @@ pub fn owned(view: &ClusterView) -> usize {
 /// The node's actors as the coordination shell sees them.
 struct NodeHost {
     node: Node,
+    coord: Coordination,
 }
 
 impl Host for NodeHost {
@@ -334,6 +366,7 @@ impl Host for NodeHost {
             .await
             .map_err(|e| e.to_string())?;
         metrics::ownership_change("acquired");
+        fanout::spawn_publisher(self.node.clone(), self.coord.clone(), facility.clone());
         tracing::info!(facility = %facility, epoch, ms = started.elapsed().as_millis() as u64, "serving facility");
         Ok(epoch)
     }

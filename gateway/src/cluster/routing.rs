@@ -63,7 +63,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a request waits for a facility to have an owner: a failover
 /// takes up to twice the lease; a client would rather wait than retry.
-fn wait_budget(cluster: &Cluster) -> Duration {
+pub fn wait_budget(cluster: &Cluster) -> Duration {
     (2 * cluster.lease()).max(Duration::from_secs(10))
 }
 
@@ -174,7 +174,7 @@ pub async fn route(State(app): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-fn not_owner() -> Response {
+pub fn not_owner() -> Response {
     let mut response = ApiError::new(
         StatusCode::MISDIRECTED_REQUEST,
         "not_owner",

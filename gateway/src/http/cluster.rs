@@ -91,3 +91,46 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ImageQuery {
+    after: Option<u64>,
+}
+
+/// `GET /internal/facilities/{fid}/image` (node to node only, signed):
+/// the facility's published state for another node's copy of it
+/// ([`crate::cluster::fanout`]), bincode; 204 when it is still at
+/// `after`, 421 from a node that does not own it. Not part of the public
+/// API: any other caller gets 404.
+pub async fn image(
+    State(app): State<AppState>,
+    forwarded: Option<axum::Extension<crate::cluster::routing::Forwarded>>,
+    axum::extract::Path(fid): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ImageQuery>,
+) -> Response {
+    if forwarded.is_none() || app.cluster().is_none() {
+        return ApiError::not_found("not_found", "no such route").into_response();
+    }
+    let Ok(fid) = parkme_engine::FacilityId::parse(&fid) else {
+        return ApiError::unknown("facility", &fid).into_response();
+    };
+    if !app.node().serves(&fid) {
+        return crate::cluster::routing::not_owner();
+    }
+    let subscription = match app.node().subscribe(&fid, None).await {
+        Ok(subscription) => subscription,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let parkme_actors::Start::Snapshot(snapshot) = &subscription.start else {
+        return crate::cluster::routing::not_owner();
+    };
+    let image = parkme_actors::peer::PeerImage::of(snapshot, &subscription.catch_up);
+    if query.after == Some(image.seq().0) {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        parkme_actors::peer::encode_image(&image),
+    )
+        .into_response()
+}

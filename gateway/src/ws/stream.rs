@@ -41,7 +41,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use parkme_actors::{Booked, Delta, Node, Start, Subscription};
+use parkme_actors::{Booked, Delta, Start, Subscription};
 use parkme_engine::{BookingId, FacilityId, Seq};
 use parkme_protocol::app::{self, ClientOp, Detail, JSON_PROTOCOL, ServerMessage, Unreadable};
 use serde::Deserialize;
@@ -187,7 +187,7 @@ impl Sink<'_> {
 /// facility lapsed and the writer asks (`want`), fetches a fresh snapshot
 /// and follows the subscription that comes with it.
 async fn forward(
-    node: Node,
+    app: AppState,
     facility: FacilityId,
     generation: u64,
     mut updates: broadcast::Receiver<Arc<Delta>>,
@@ -203,7 +203,7 @@ async fn forward(
             biased;
             () = &mut cancelled => return,
             () = want.notified() => {
-                match resubscribe(&node, &facility, generation, &cancel, sink).await {
+                match resubscribe(&app, &facility, generation, &cancel, sink).await {
                     Some(fresh) => updates = fresh,
                     None => return,
                 }
@@ -226,13 +226,16 @@ async fn forward(
                 }
             }
             Err(RecvError::Closed) => {
-                sink.reply(ServerMessage::error(
-                    None,
-                    Some(facility.as_str()),
-                    "facility_unavailable",
-                    "the facility stopped publishing; subscribe again",
-                ));
-                return;
+                // The facility stopped here (it moved to another node, or
+                // restarted): follow it where it is now, from a fresh
+                // snapshot; an error only if it is nowhere.
+                if !lock(sink.outbox).lapse(generation, &facility) {
+                    return;
+                }
+                match resubscribe(&app, &facility, generation, &cancel, sink).await {
+                    Some(fresh) => updates = fresh,
+                    None => return,
+                }
             }
         }
         sink.notify.notify_one();
@@ -242,20 +245,34 @@ async fn forward(
 /// Swaps a fresh snapshot into a lapsed facility's queue; its live
 /// updates, or `None` when the subscription ended.
 async fn resubscribe(
-    node: &Node,
+    app: &AppState,
     facility: &FacilityId,
     generation: u64,
     cancel: &CancellationToken,
     sink: Sink<'_>,
 ) -> Option<broadcast::Receiver<Arc<Delta>>> {
-    let fresh = node.subscribe(facility, None).await;
-    if cancel.is_cancelled() {
-        return None;
-    }
+    // A facility between two owners answers 503 for a moment (up to a
+    // failover, twice the lease): keep following it meanwhile.
+    let mut tries = 0;
+    let fresh = loop {
+        let fresh = subscribe_anywhere(app, facility, None).await;
+        if cancel.is_cancelled() {
+            return None;
+        }
+        match fresh {
+            Err(e) if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE && tries < 40 => {
+                tries += 1;
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                }
+            }
+            fresh => break fresh,
+        }
+    };
     let subscription = match fresh {
         Ok(subscription) => subscription,
         Err(error) => {
-            let error = ApiError::from(error);
             sink.reply(ServerMessage::error(
                 None,
                 Some(facility.as_str()),
@@ -474,9 +491,8 @@ impl<'a> Conn<'a> {
         }
         self.generation += 1;
         let generation = self.generation;
-        let node = self.app.node().clone();
         let want = Arc::new(Notify::new());
-        let begun = start(self.sink, &node, &id, generation, detail, since, &want).await;
+        let begun = start(self.sink, &self.app, &id, generation, detail, since, &want).await;
         let updates = match begun {
             Ok(updates) => updates,
             Err(error) => {
@@ -488,7 +504,7 @@ impl<'a> Conn<'a> {
         self.sink.notify.notify_one();
         let cancel = CancellationToken::new();
         self.forwarders.push(Box::pin(forward(
-            node,
+            self.app.clone(),
             id.clone(),
             generation,
             updates,
@@ -505,14 +521,14 @@ impl<'a> Conn<'a> {
 /// with `since` lapses the facility: the writer then asks for a snapshot.
 async fn start(
     sink: Sink<'_>,
-    node: &Node,
+    app: &AppState,
     id: &FacilityId,
     generation: u64,
     detail: Detail,
     since: Option<u64>,
     want: &Arc<Notify>,
 ) -> Result<broadcast::Receiver<Arc<Delta>>, ApiError> {
-    let subscription = node.subscribe(id, since.map(Seq)).await?;
+    let subscription = subscribe_anywhere(app, id, since.map(Seq)).await?;
     let want = Arc::clone(want);
     let mut outbox = lock(sink.outbox);
     match subscription.start {
@@ -525,6 +541,31 @@ async fn start(
         }
     }
     Ok(subscription.updates)
+}
+
+/// A subscription to `id` wherever it is served: this node's own
+/// facility, or (cluster mode) this node's copy of one owned elsewhere,
+/// fed by the owner's published deltas ([`crate::cluster::fanout`]).
+async fn subscribe_anywhere(
+    app: &AppState,
+    id: &FacilityId,
+    since: Option<Seq>,
+) -> Result<Subscription, ApiError> {
+    let node = app.node();
+    if let Some(mirrors) = app.cluster().and_then(|c| c.mirrors())
+        && !node.serves(id)
+        && node.is_known(id).await
+    {
+        return mirrors.subscribe(id, since).await.map_err(|e| ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+        });
+    }
+    Ok(node.subscribe(id, since).await?)
 }
 
 /// The answer to a booking op.

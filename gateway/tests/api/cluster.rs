@@ -1139,3 +1139,203 @@ async fn two_hundred_bookings_racing_over_three_nodes_for_fifty_spots_give_exact
     }
     assert_eq!((booked, full), (50, 150));
 }
+
+/// Reads `ws` into `follower` until every spot it shows is `state`.
+async fn follow_until_all(
+    ws: &mut crate::helpers::ws::Ws,
+    follower: &mut crate::helpers::ws::Follower,
+    spots: usize,
+    state: &str,
+    wait: Duration,
+) {
+    use crate::helpers::ws::{Said, next_within};
+    let deadline = tokio::time::Instant::now() + wait;
+    while follower.spots.len() < spots || follower.spots.values().any(|s| s != state) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match next_within(ws, left).await {
+            Some(Said::Text(text)) => {
+                let value: Value = serde_json::from_str(&text).expect("JSON");
+                match value["t"].as_str() {
+                    Some("snapshot" | "delta") => follower.apply(&value),
+                    _ => panic!("unexpected message {value}"),
+                }
+            }
+            Some(other) => panic!("unexpected {other:?}"),
+            None => panic!(
+                "stream stopped at seq {:?} with spots {:?}, waiting for all {state}",
+                follower.seq, follower.spots
+            ),
+        }
+    }
+}
+
+/// Sends one reading per spot `s001..` (`occupied`) and waits for the ack.
+async fn readings(
+    sensor: &mut crate::helpers::ws::Ws,
+    seq: &mut u64,
+    spots: usize,
+    occupied: bool,
+) {
+    use crate::helpers::ws::{await_ack, send_sensor, spot};
+    let messages: Vec<_> = (1..=spots)
+        .map(|i| {
+            *seq += 1;
+            spot(*seq, &format!("s{i:03}"), occupied)
+        })
+        .collect();
+    send_sensor(sensor, "parkme.v1.json", &messages).await;
+    let errors = await_ack(sensor, *seq).await;
+    assert!(errors.is_empty(), "readings refused: {errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_another_node_gets_the_owners_gap_free_deltas_and_resumes_with_since() {
+    use crate::helpers::ws::{self, Follower};
+    const SPOTS: usize = 8;
+    let cluster = Cluster::start("fanout", 3).await;
+    let fid = "fan1".to_owned();
+    let created = cluster
+        .api(0)
+        .put_facility(
+            &cluster.admin(),
+            &fid,
+            layout(vec![spot_zone("z1", "s", SPOTS, "standard")]),
+        )
+        .await;
+    let key = created["sensor_key"]
+        .as_str()
+        .expect("sensor key")
+        .to_owned();
+    let owners = cluster
+        .agreed(std::slice::from_ref(&fid), Duration::from_secs(30), false)
+        .await;
+    let owner = owners[&fid];
+    let watcher = (0..3).find(|i| *i != owner).expect("another node");
+
+    let mut app = ws::app(cluster.node(watcher), None).await;
+    ws::subscribe(&mut app, &fid, "spots", None).await;
+    let mut follower = Follower::default();
+    let first = ws::next_json(&mut app).await;
+    assert_eq!(
+        first["t"], "snapshot",
+        "a subscription starts with a snapshot: {first}"
+    );
+    follower.apply(&first);
+    assert_eq!(follower.spots.len(), SPOTS);
+
+    let mut sensor = ws::sensor(cluster.node(owner), &fid, &key, "parkme.v1.json").await;
+    let mut seq = 0;
+    readings(&mut sensor, &mut seq, SPOTS, true).await;
+    follow_until_all(
+        &mut app,
+        &mut follower,
+        SPOTS,
+        "OCCUPIED",
+        Duration::from_secs(20),
+    )
+    .await;
+    let midway = follower.seq.expect("a seq");
+    readings(&mut sensor, &mut seq, SPOTS, false).await;
+    follow_until_all(
+        &mut app,
+        &mut follower,
+        SPOTS,
+        "AVAILABLE",
+        Duration::from_secs(20),
+    )
+    .await;
+    // Deltas, not resyncs: the chain came through Redis as the owner made it.
+    assert_eq!(
+        follower.snapshots, 1,
+        "no fresh snapshot was needed: {follower:?}"
+    );
+    assert!(follower.deltas >= 2, "{follower:?}");
+    let owner_seq = ws::facility_seq(cluster.node(owner), &fid).await;
+    assert_eq!(
+        follower.seq,
+        Some(owner_seq),
+        "the copy is at the owner's seq"
+    );
+
+    // `since` resumes on this node from its own history: no snapshot.
+    let mut again = ws::app(cluster.node(watcher), None).await;
+    ws::subscribe(&mut again, &fid, "spots", Some(midway)).await;
+    let resumed = ws::next_json(&mut again).await;
+    assert_eq!(resumed["t"], "delta", "resumed with deltas: {resumed}");
+    assert_eq!(resumed["prev"].as_u64(), Some(midway), "{resumed}");
+    let mut follower = Follower {
+        seq: Some(midway),
+        ..Follower::default()
+    };
+    follower.apply(&resumed);
+    while follower.seq < Some(owner_seq) {
+        let next = ws::next_json(&mut again).await;
+        follower.apply(&next);
+    }
+    assert_eq!(follower.seq, Some(owner_seq));
+}
+
+/// After the owner dies, a subscriber on another node follows the new
+/// owner without resubscribing: a fresh snapshot at most, its seq never
+/// going back, and later readings (sent to the new owner) reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_another_node_follows_the_facility_to_its_next_owner() {
+    use crate::helpers::ws::{self, Follower};
+    const SPOTS: usize = 6;
+    let mut cluster = Cluster::start("fanmove", 3).await;
+    let fid = "fan2".to_owned();
+    let created = cluster
+        .api(0)
+        .put_facility(
+            &cluster.admin(),
+            &fid,
+            layout(vec![spot_zone("z1", "s", SPOTS, "standard")]),
+        )
+        .await;
+    let key = created["sensor_key"]
+        .as_str()
+        .expect("sensor key")
+        .to_owned();
+    let owners = cluster
+        .agreed(std::slice::from_ref(&fid), Duration::from_secs(30), false)
+        .await;
+    let owner = owners[&fid];
+    let watcher = (0..3).find(|i| *i != owner).expect("another node");
+    let mut app = ws::app(cluster.node(watcher), None).await;
+    ws::subscribe(&mut app, &fid, "spots", None).await;
+    let mut follower = Follower::default();
+    let mut sensor = ws::sensor(cluster.node(owner), &fid, &key, "parkme.v1.json").await;
+    let mut seq = 0;
+    readings(&mut sensor, &mut seq, SPOTS, true).await;
+    follow_until_all(
+        &mut app,
+        &mut follower,
+        SPOTS,
+        "OCCUPIED",
+        Duration::from_secs(20),
+    )
+    .await;
+    let before = follower.seq.expect("a seq");
+
+    drop(sensor);
+    cluster.kill9(owner);
+    let owners = cluster
+        .agreed(std::slice::from_ref(&fid), Duration::from_secs(30), false)
+        .await;
+    let next = owners[&fid];
+    let mut sensor = ws::sensor(cluster.node(next), &fid, &key, "parkme.v1.json").await;
+    let mut seq = 0;
+    readings(&mut sensor, &mut seq, SPOTS, false).await;
+    follow_until_all(
+        &mut app,
+        &mut follower,
+        SPOTS,
+        "AVAILABLE",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        follower.seq > Some(before),
+        "seq went on growing: {follower:?}"
+    );
+}
