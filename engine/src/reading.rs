@@ -5,11 +5,13 @@
 //! This module must never know a wire format or a clock: a reading is a
 //! validated value; when it happened is the zone's to say.
 
+use bincode::{Decode, Encode};
+
 use crate::ids::{Plate, SpotId, ZoneId};
 use crate::kinds::PlateDirection;
 
 /// What one sensor saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum Reading {
     /// A spot sensor: the spot is now occupied or free.
     Spot { spot: SpotId, occupied: bool },

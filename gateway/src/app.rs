@@ -226,6 +226,7 @@ impl Application {
             body_timeout: config.body_timeout(),
             stream_guard: crate::ws::guard::StreamGuard::from_config(&config),
             connections: TaskTracker::new(),
+            routes: std::sync::OnceLock::new(),
         });
         background.push(spawn_upkeep(state.clone()));
         if config.demo {
@@ -239,9 +240,14 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             grace: SHUTDOWN.requests,
         };
+        let routes = router(state.clone());
+        if state.cluster().is_some() {
+            // Only cluster nodes send socket ops through their routes.
+            state.set_routes(routes.clone());
+        }
         Ok(Self {
             listener,
-            router: router(state.clone()),
+            router: routes,
             server,
             state,
             committer,

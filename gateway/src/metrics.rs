@@ -155,7 +155,7 @@ fn describe_cluster() {
     for change in ["acquired", "released", "dropped"] {
         counter!(OWNERSHIP_CHANGES, "change" => change).increment(0);
     }
-    for kind in ["http", "list"] {
+    for kind in ["http", "list", "sensor"] {
         counter!(FORWARDED_REQUESTS, "kind" => kind).increment(0);
     }
     counter!(FENCED_WRITES).increment(0);

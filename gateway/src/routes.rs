@@ -50,6 +50,10 @@ pub fn router(state: AppState) -> Router {
             "/internal/facilities/{fid}/image",
             get(http::cluster::image),
         )
+        .route(
+            "/internal/facilities/{fid}/readings",
+            axum::routing::post(http::cluster::readings),
+        )
         .route("/metrics", get(http::ops::metrics))
         .route("/openapi.json", get(http::openapi::document))
         .route("/v1/facilities", get(http::facilities::list))

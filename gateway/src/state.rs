@@ -36,6 +36,9 @@ pub struct AppInner {
     pub connections: TaskTracker,
     /// Cluster mode only.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The node's own routes, for app-socket ops that must go exactly as
+    /// their HTTP twins (cluster mode: to the facility's owner).
+    pub routes: std::sync::OnceLock<axum::Router>,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -55,6 +58,16 @@ impl From<AppInner> for AppState {
 impl AppState {
     pub fn node(&self) -> &Node {
         &self.inner.node
+    }
+
+    /// The node's routes, once built.
+    pub fn routes(&self) -> Option<&axum::Router> {
+        self.inner.routes.get()
+    }
+
+    /// Keeps the node's routes (once, at start-up).
+    pub fn set_routes(&self, routes: axum::Router) {
+        let _ = self.inner.routes.set(routes);
     }
     pub fn auth(&self) -> &Authenticator {
         &self.inner.auth

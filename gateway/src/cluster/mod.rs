@@ -13,6 +13,7 @@
 //! and never wait for Redis on a request's path.
 
 pub mod fanout;
+pub mod relay;
 pub mod routing;
 pub mod signature;
 

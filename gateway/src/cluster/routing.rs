@@ -78,7 +78,6 @@ enum Target {
     ChangeBooking(BookingId),
     List,
     Datex,
-    Sensor(FacilityId),
 }
 
 fn target(parts: &Parts, params: Option<&RawPathParams>) -> Target {
@@ -102,12 +101,7 @@ fn target(parts: &Parts, params: Option<&RawPathParams>) -> Target {
             None => Target::Local,
         };
     }
-    if path.starts_with("/v1/sensors/") {
-        return match param("fid").and_then(|f| FacilityId::parse(&f).ok()) {
-            Some(fid) => Target::Sensor(fid),
-            None => Target::Local,
-        };
-    }
+    // Sensor sockets are served on any node (`super::relay`): local.
     if path.starts_with("/v1/bookings/") && matches!(parts.method, Method::DELETE | Method::PATCH) {
         return match param("id").and_then(|b| BookingId::parse(&b).ok()) {
             Some(id) => Target::ChangeBooking(id),
@@ -158,17 +152,6 @@ pub async fn route(State(app): State<AppState>, request: Request, next: Next) ->
         },
         Target::List => list(&app, &cluster, request, next).await,
         Target::Datex => datex(&app, &cluster, request, next).await,
-        Target::Sensor(fid) => {
-            if app.node().serves(&fid) || !app.node().is_known(&fid).await {
-                return next.run(request).await;
-            }
-            let owner = cluster.view().owner(&fid).map(|m| m.url.clone());
-            moving(
-                &fid,
-                owner.as_deref(),
-                "this node does not own it; connect to its owner",
-            )
-        }
     };
     response.headers_mut().remove(RETRYABLE);
     response

@@ -134,3 +134,71 @@ pub async fn image(
     )
         .into_response()
 }
+
+/// `POST /internal/facilities/{fid}/readings` (node to node only,
+/// signed): readings a sensor socket on another node took, applied here
+/// as this node's own socket would ([`crate::cluster::relay`]). The body
+/// and the answer are bincode: the readings, then per reading `None`
+/// (durable) or its refusal. 421 from a node that does not own the
+/// facility; the sensor key's refusal (401, 403) as at a handshake.
+pub async fn readings(
+    State(app): State<AppState>,
+    forwarded: Option<axum::Extension<crate::cluster::routing::Forwarded>>,
+    axum::extract::Path(fid): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use crate::cluster::relay::{SENSOR_KEY_HEADER, refusal_of};
+    use parkme_engine::codec;
+    if forwarded.is_none() || app.cluster().is_none() {
+        return ApiError::not_found("not_found", "no such route").into_response();
+    }
+    let Ok(fid) = parkme_engine::FacilityId::parse(&fid) else {
+        return ApiError::unknown("facility", &fid).into_response();
+    };
+    let node = app.node();
+    if !node.serves(&fid) {
+        return crate::cluster::routing::not_owner();
+    }
+    let Some(key) = headers.get(SENSOR_KEY_HEADER).and_then(|v| v.to_str().ok()) else {
+        return ApiError::unauthorized("a sensor key is required").into_response();
+    };
+    match node.check_sensor_key(&fid, key) {
+        parkme_actors::KeyCheck::Valid => {}
+        parkme_actors::KeyCheck::UnknownFacility => return crate::cluster::routing::not_owner(),
+        refused => return refusal_of(refused, &fid).into_response(),
+    }
+    let readings: Vec<parkme_engine::Reading> = match codec::decode_peer(&body) {
+        Ok(readings) => readings,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_message",
+                format!("unreadable relayed readings: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let answers: Vec<Option<(String, String)>> = if readings.is_empty() {
+        Vec::new()
+    } else {
+        match node.sense(&fid, readings).await {
+            Ok(results) => results
+                .into_iter()
+                .map(|r| {
+                    r.err().map(|e| {
+                        let e = ApiError::from(e);
+                        (e.code.to_owned(), e.message)
+                    })
+                })
+                .collect(),
+            Err(_) if !node.serves(&fid) => return crate::cluster::routing::not_owner(),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    };
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        codec::encode_peer(&answers),
+    )
+        .into_response()
+}

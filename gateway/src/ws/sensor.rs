@@ -19,7 +19,9 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use axum::extract::ws::{
@@ -41,7 +43,9 @@ use tokio::sync::Notify;
 use super::acks::{AckTracker, Span};
 use super::socket::{self, Buffers, ConnectionGauge, Liveness, Next, Pulse, close, write_loop};
 use crate::auth::bearer;
+use crate::cluster::relay::{Refusal, Relayed, SensorRelay};
 use crate::error::ApiError;
+use crate::extract::ClientIp;
 use crate::extract::Id;
 use crate::metrics::{self, SensorSocketCounters};
 use crate::rate_limit::LimitKey;
@@ -113,15 +117,19 @@ fn authorize(
     responses((status = 101, description = "Switching protocols: the socket is open")))]
 pub async fn handshake(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     fid: Result<Id<FacilityId>, ApiError>,
     headers: HeaderMap,
     uri: Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let authorized =
-        fid.and_then(|Id(fid)| authorize(&app, &fid, &headers, &uri).map(|grant| (fid, grant)));
-    let (fid, grant) = match authorized {
-        Ok(authorized) => authorized,
+    let fid = match fid {
+        Ok(Id(fid)) => fid,
+        Err(error) => return error.into_response(),
+    };
+    let admitted = admit(&app, &fid, &headers, &uri, ip).await;
+    let (grant, relay) = match admitted {
+        Ok(admitted) => admitted,
         Err(error) => return error.into_response(),
     };
     let ws = match ws {
@@ -132,8 +140,35 @@ pub async fn handshake(
     let codec = Codec::from_protocol(ws.selected_protocol().and_then(|p| p.to_str().ok()));
     let connections = app.connections().clone();
     ws.on_upgrade(move |socket| {
-        super::bulk::run(connections.track_future(run(socket, app, fid, grant, codec)))
+        super::bulk::run(connections.track_future(run(socket, app, fid, grant, relay, codec)))
     })
+}
+
+/// Who may connect: on the facility's owner (or a single node) the key
+/// check of [`authorize`], with a relay kept for when the facility moves
+/// away; on another cluster node, the owner's check, through the relay
+/// the socket will use.
+async fn admit(
+    app: &AppState,
+    fid: &FacilityId,
+    headers: &HeaderMap,
+    uri: &Uri,
+    ip: std::net::IpAddr,
+) -> Result<(Option<SensorGrant>, Option<SensorRelay>), ApiError> {
+    let Some(cluster) = app.cluster() else {
+        return Ok((Some(authorize(app, fid, headers, uri)?), None));
+    };
+    if !app.node().serves(fid) && app.node().is_known(fid).await {
+        let key = presented_key(headers, uri)?
+            .ok_or_else(|| ApiError::unauthorized("a sensor key is required"))?;
+        let relay = SensorRelay::new(Arc::clone(cluster), key, ip);
+        relay.admit(app, fid).await?;
+        return Ok((None, Some(relay)));
+    }
+    let grant = authorize(app, fid, headers, uri)?;
+    let relay =
+        presented_key(headers, uri)?.map(|key| SensorRelay::new(Arc::clone(cluster), key, ip));
+    Ok((Some(grant), relay))
 }
 
 /// Replies waiting for the writer. Acks are cumulative, so only the
@@ -177,7 +212,9 @@ fn next_reply(replies: &Mutex<Replies>, codec: Codec, counters: &SensorSocketCou
 struct Answered {
     span: Span,
     seqs: Vec<u64>,
-    results: Vec<Result<(), ActorError>>,
+    results: Vec<Result<(), Refusal>>,
+    /// The owner no longer takes the key this socket came with.
+    revoked: bool,
 }
 
 type Dispatch = Pin<Box<dyn Future<Output = Answered> + Send>>;
@@ -209,6 +246,12 @@ struct Session<'a> {
     inflight_messages: usize,
     pending: Pending,
     counters: SensorSocketCounters,
+    /// Cluster mode: the way to the facility's owner when it is not here.
+    relay: Option<SensorRelay>,
+    /// The facility left this node while the socket was open: every
+    /// later dispatch goes through the relay.
+    moved: Arc<AtomicBool>,
+    revoked: bool,
 }
 
 impl Session<'_> {
@@ -276,18 +319,17 @@ impl Session<'_> {
         };
         self.acks.dispatched(span);
         self.inflight_messages += seqs.len();
-        let node = self.app.node().clone();
+        let app = self.app.clone();
         let fid = self.fid.clone();
+        let relay = self.relay.clone();
+        let moved = Arc::clone(&self.moved);
         let mut answer: Dispatch = Box::pin(async move {
-            let count = readings.len();
-            let results = match node.sense(&fid, readings).await {
-                Ok(results) => results,
-                Err(e) => vec![Err(e); count],
-            };
+            let (results, revoked) = sense(app, fid, readings, relay, moved).await;
             Answered {
                 span,
                 seqs,
                 results,
+                revoked,
             }
         });
         let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
@@ -305,16 +347,16 @@ impl Session<'_> {
         {
             let mut replies = lock(self.replies);
             for (seq, result) in answered.seqs.iter().zip(answered.results) {
-                if let Err(error) = result {
-                    let error = ApiError::from(error);
+                if let Err(refusal) = result {
                     replies.errors.push_back(SensorReply::Error {
                         seq: Some(*seq),
-                        code: error.code.to_owned(),
-                        message: error.message,
+                        code: refusal.code,
+                        message: refusal.message,
                     });
                 }
             }
         }
+        self.revoked |= answered.revoked;
         self.acks.answered(answered.span);
         self.queue_ack();
     }
@@ -333,11 +375,12 @@ pub async fn run(
     socket: WebSocket,
     app: AppState,
     fid: FacilityId,
-    grant: SensorGrant,
+    grant: Option<SensorGrant>,
+    relay: Option<SensorRelay>,
     codec: Codec,
 ) {
     let _gauge = ConnectionGauge::open("sensor");
-    let mut key = Some(grant);
+    let mut key = grant;
     let mut key_current = key.as_mut().is_none_or(SensorGrant::still_valid);
     tracing::debug!(facility = %fid, ?codec, "sensor connected");
     let (mut sink, mut stream) = socket.split();
@@ -363,11 +406,14 @@ pub async fn run(
         inflight_messages: 0,
         pending: Pending::default(),
         counters: counters.clone(),
+        relay,
+        moved: Arc::new(AtomicBool::new(false)),
+        revoked: false,
     };
     let mut liveness = Liveness::default();
     let mut ticker = socket::liveness_ticker();
     let end = loop {
-        if !key_current {
+        if !key_current || session.revoked {
             tracing::info!(facility = %session.fid, "sensor key revoked; closing");
             break End::Close(close::POLICY, "sensor key revoked");
         }
@@ -431,6 +477,59 @@ pub async fn run(
     let _ = tokio::time::timeout(socket::CLOSE_GRACE, &mut writer).await;
     if code != 1000 {
         linger(&mut stream).await;
+    }
+}
+
+/// Applies one dispatch where the facility is: on this node's actors, or
+/// through the relay once it is elsewhere (resending what the old owner
+/// refused because it was leaving). `true` if the key was revoked.
+async fn sense(
+    app: AppState,
+    fid: FacilityId,
+    readings: Vec<Reading>,
+    relay: Option<SensorRelay>,
+    moved: Arc<AtomicBool>,
+) -> (Vec<Result<(), Refusal>>, bool) {
+    let count = readings.len();
+    if let Some(relay) = &relay
+        && (moved.load(Ordering::Relaxed) || !app.node().serves(&fid))
+    {
+        moved.store(true, Ordering::Relaxed);
+        return relayed(relay.sense(&app, &fid, readings).await, count);
+    }
+    let again = relay.as_ref().map(|_| readings.clone());
+    let results = match app.node().sense(&fid, readings).await {
+        Ok(results) => results,
+        Err(e) => vec![Err(e); count],
+    };
+    let left = |e: &ActorError| e.is_retryable() || matches!(e, ActorError::UnknownFacility(_));
+    if let (Some(relay), Some(readings)) = (&relay, again)
+        && results.iter().any(|r| r.as_ref().is_err_and(left))
+        && !app.node().serves(&fid)
+    {
+        moved.store(true, Ordering::Relaxed);
+        return relayed(relay.sense(&app, &fid, readings).await, count);
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.map_err(|e| Refusal::from(ApiError::from(e))))
+        .collect();
+    (results, false)
+}
+
+fn relayed(relayed: Relayed, count: usize) -> (Vec<Result<(), Refusal>>, bool) {
+    match relayed {
+        Relayed::Answered(results) => (
+            results
+                .into_iter()
+                .map(|r| match r {
+                    None => Ok(()),
+                    Some(refusal) => Err(refusal),
+                })
+                .collect(),
+            false,
+        ),
+        Relayed::Revoked(error) => (vec![Err(Refusal::from(error)); count], true),
     }
 }
 

@@ -26,6 +26,7 @@
 //!
 //! Over 600 lines only with its unit tests (the `tests` module at the end).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
@@ -36,7 +37,7 @@ use axum::extract::ws::{
     Message, Utf8Bytes, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -44,6 +45,7 @@ use futures_util::stream::FuturesUnordered;
 use parkme_actors::{Booked, Delta, Start, Subscription};
 use parkme_engine::{BookingId, FacilityId, Seq};
 use parkme_protocol::app::{self, ClientOp, Detail, JSON_PROTOCOL, ServerMessage, Unreadable};
+use parkme_protocol::rest;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -119,7 +121,9 @@ pub async fn handshake(
     let connections = app.connections().clone();
     socket::configure(ws, BUFFERS)
         .protocols([JSON_PROTOCOL])
-        .on_upgrade(move |socket| connections.track_future(run(socket, app, session, ip, slot)))
+        .on_upgrade(move |socket| {
+            connections.track_future(run(socket, app, session, token, ip, slot))
+        })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -304,6 +308,9 @@ async fn resubscribe(
 struct Conn<'a> {
     app: AppState,
     session: Session,
+    /// The user token of the handshake (booking ops on a cluster node).
+    token: Option<String>,
+    ip: IpAddr,
     ops_limit: OpLimiter,
     sink: Sink<'a>,
     subscriptions: HashMap<FacilityId, CancellationToken>,
@@ -322,6 +329,16 @@ impl<'a> Conn<'a> {
     ) {
         self.sink
             .reply(ServerMessage::error(req, facility, code, message));
+    }
+
+    /// How booking ops go on a cluster node (`None`: straight to this
+    /// node's actors, as on a single node).
+    fn via_routes(&self) -> Option<ViaRoutes> {
+        Some(ViaRoutes {
+            routes: self.app.routes()?.clone(),
+            token: self.token.clone()?,
+            ip: self.ip,
+        })
     }
 
     fn can_read(&self) -> bool {
@@ -404,22 +421,28 @@ impl<'a> Conn<'a> {
                     return;
                 };
                 let principal = self.session.principal.clone();
+                let via = self.via_routes();
                 self.ops.push(Box::pin(async move {
                     let booked = async {
-                        check_user_limit(&app, &principal).await?;
                         let key = idempotency_key
                             .as_deref()
                             .map(checked_idempotency_key)
                             .transpose()?;
                         let facility = FacilityId::parse(&facility)
                             .map_err(|_| ApiError::unknown("facility", &facility))?;
-                        bookings::book(&app, &principal, &facility, input, key).await
+                        if let Some(via) = via {
+                            let body = serde_json::to_vec(&input).unwrap_or_default();
+                            let path = format!("/v1/facilities/{facility}/bookings");
+                            return via.send(Method::POST, &path, key.as_deref(), body).await;
+                        }
+                        check_user_limit(&app, &principal).await?;
+                        bookings::book(&app, &principal, &facility, input, key)
+                            .await
+                            .map(|(Booked::Created(b) | Booked::Replayed(b))| (&b).into())
+                            .map_err(Refused::from)
                     }
                     .await;
-                    booking_reply(
-                        req,
-                        booked.map(|(Booked::Created(b) | Booked::Replayed(b))| b),
-                    )
+                    booking_reply(req, booked)
                 }));
             }
             ClientOp::Cancel { req, booking } => {
@@ -427,12 +450,20 @@ impl<'a> Conn<'a> {
                     return;
                 };
                 let principal = self.session.principal.clone();
+                let via = self.via_routes();
                 self.ops.push(Box::pin(async move {
                     let cancelled = async {
-                        check_user_limit(&app, &principal).await?;
                         let id = BookingId::parse(&booking)
                             .map_err(|_| ApiError::unknown("booking", &booking))?;
-                        bookings::cancel(&app, &principal, &id).await
+                        if let Some(via) = via {
+                            let path = format!("/v1/bookings/{id}");
+                            return via.send(Method::DELETE, &path, None, Vec::new()).await;
+                        }
+                        check_user_limit(&app, &principal).await?;
+                        bookings::cancel(&app, &principal, &id)
+                            .await
+                            .map(|b| (&b).into())
+                            .map_err(Refused::from)
                     }
                     .await;
                     booking_reply(req, cancelled)
@@ -569,16 +600,101 @@ async fn subscribe_anywhere(
 }
 
 /// The answer to a booking op.
-fn booking_reply(
-    req: Option<Value>,
-    result: Result<parkme_engine::Booking, ApiError>,
-) -> ServerMessage {
+fn booking_reply(req: Option<Value>, result: Result<rest::Booking, Refused>) -> ServerMessage {
     match result {
         Ok(booking) => ServerMessage::Booking {
             req,
-            booking: Box::new((&booking).into()),
+            booking: Box::new(booking),
         },
-        Err(e) => ServerMessage::error(req.as_ref(), None, e.code, e.message),
+        Err(Refused { code, message }) => ServerMessage::Error {
+            req,
+            facility: None,
+            code,
+            message,
+        },
+    }
+}
+
+/// Why a booking op was refused: the code and message of the error its
+/// HTTP twin answers.
+struct Refused {
+    code: Cow<'static, str>,
+    message: String,
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Self {
+        Refused {
+            code: Cow::Borrowed(e.code),
+            message: e.message,
+        }
+    }
+}
+
+/// A cluster node's booking ops go through its own routes, exactly as
+/// `POST /v1/facilities/{fid}/bookings` and `DELETE /v1/bookings/{id}`
+/// would from this client: to the facility's owner, waiting out a move,
+/// resent under the same idempotency key, with the same auth and limits.
+#[derive(Clone)]
+struct ViaRoutes {
+    routes: axum::Router,
+    token: String,
+    ip: IpAddr,
+}
+
+/// Largest answer read back from a booking route.
+const ROUTE_ANSWER_LIMIT: usize = 64 * 1024;
+
+impl ViaRoutes {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        idempotency_key: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<rest::Booking, Refused> {
+        use tower::ServiceExt;
+        let unavailable = |message: &str| Refused {
+            code: Cow::Borrowed("unavailable"),
+            message: message.to_owned(),
+        };
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let Ok(mut request) = request.body(axum::body::Body::from(body)) else {
+            return Err(unavailable("the booking could not be sent; retry"));
+        };
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+                self.ip, 0,
+            )));
+        let Ok(response) = self.routes.clone().oneshot(request).await;
+        let status = response.status();
+        let Ok(bytes) = axum::body::to_bytes(response.into_body(), ROUTE_ANSWER_LIMIT).await else {
+            return Err(unavailable(
+                "the booking's answer was lost; retry with the same key",
+            ));
+        };
+        if status.is_success() {
+            return serde_json::from_slice::<rest::Booking>(&bytes).map_err(|_| {
+                unavailable("the booking's answer was unreadable; retry with the same key")
+            });
+        }
+        match serde_json::from_slice::<rest::ErrorBody>(&bytes) {
+            Ok(body) => Err(Refused {
+                code: body.error.code,
+                message: body.error.message,
+            }),
+            Err(_) => Err(unavailable(
+                "the booking was refused without a reason; retry",
+            )),
+        }
     }
 }
 
@@ -599,6 +715,7 @@ pub async fn run(
     socket: WebSocket,
     app: AppState,
     session: Session,
+    token: Option<String>,
     ip: IpAddr,
     _slot: SocketSlot,
 ) {
@@ -616,6 +733,8 @@ pub async fn run(
     let mut conn = Conn {
         app,
         session,
+        token,
+        ip,
         ops_limit,
         sink: Sink {
             outbox: &outbox,

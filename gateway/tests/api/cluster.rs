@@ -1339,3 +1339,141 @@ async fn a_subscriber_on_another_node_follows_the_facility_to_its_next_owner() {
         "seq went on growing: {follower:?}"
     );
 }
+
+/// Contract §7: bookings and cancels over the app socket of a node that
+/// does not own the facility work as over HTTP: served by the owner, a
+/// resent key answered with the first booking, the cancel seen by all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_and_cancels_over_any_nodes_app_socket_are_served_by_the_owner() {
+    use crate::helpers::ws;
+    let cluster = Cluster::start("sockbook", 3).await;
+    let fid = "sock1".to_owned();
+    let (owner, others) = cluster.one_facility(&fid, 4).await;
+    let token = cluster.node(0).user_token("driver-sock");
+    let mut app = ws::app(cluster.node(others[0]), Some(&token)).await;
+
+    let book = json!({"op": "book", "req": "r1", "facility": fid, "plate": "SOCK-1",
+        "idempotency_key": "sock-key-1"});
+    ws::send_json(&mut app, &book).await;
+    let booked = ws::next_json(&mut app).await;
+    assert_eq!(booked["t"], "booking", "{booked}");
+    assert_eq!(booked["req"], "r1");
+    let id = booked["booking"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(booked["booking"]["status"], "CONFIRMED", "{booked}");
+
+    // The same key again: the first booking, not a second spot.
+    let mut again = book.clone();
+    again["req"] = "r2".into();
+    ws::send_json(&mut app, &again).await;
+    let replayed = ws::next_json(&mut app).await;
+    assert_eq!(replayed["req"], "r2", "{replayed}");
+    assert_eq!(replayed["booking"]["id"].as_str(), Some(id.as_str()));
+    let seen = cluster
+        .api(owner)
+        .get(&format!("/v1/bookings/{id}"), Some(&token))
+        .await;
+    assert_eq!(seen.assert_status(200)["spot"], booked["booking"]["spot"]);
+
+    // A refusal reads as on the owner: an unknown zone.
+    let bad =
+        json!({"op": "book", "req": "r3", "facility": fid, "plate": "SOCK-2", "zone": "nope"});
+    ws::send_json(&mut app, &bad).await;
+    let refused = ws::next_json(&mut app).await;
+    assert_eq!(refused["t"], "error", "{refused}");
+    assert_eq!(refused["req"], "r3");
+    let direct = cluster
+        .api(owner)
+        .book(&fid, &token, json!({"plate": "SOCK-2", "zone": "nope"}))
+        .await;
+    assert_eq!(refused["code"], direct.json["error"]["code"], "{direct:?}");
+
+    ws::send_json(
+        &mut app,
+        &json!({"op": "cancel", "req": "r4", "booking": id}),
+    )
+    .await;
+    let cancelled = ws::next_json(&mut app).await;
+    assert_eq!(cancelled["req"], "r4", "{cancelled}");
+    assert_eq!(cancelled["booking"]["status"], "CANCELLED", "{cancelled}");
+    let seen = cluster
+        .api(owner)
+        .get(&format!("/v1/bookings/{id}"), Some(&token))
+        .await;
+    assert_eq!(seen.assert_status(200)["status"], "CANCELLED");
+}
+
+/// Every spot of `fid`'s zone `z1` as node `via` answers: `state`? Polls
+/// for a moment (a read may reach the model just before the commit's
+/// publication lands).
+async fn all_spots_are(cluster: &Cluster, via: usize, fid: &str, state: &str) -> bool {
+    for _ in 0..40 {
+        let states = cluster.api(via).spot_states(fid, "z1").await;
+        if !states.is_empty() && states.iter().all(|(_, s)| s == state) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Contract §7: a sensor may connect to any node. Its handshake is judged
+/// as the owner would; its readings are acked only once the owner made
+/// them durable (they survive the owner's kill -9); when the facility
+/// moves, the same socket goes on being served, without reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensor_on_a_non_owner_is_acked_after_durability_and_survives_an_ownership_move() {
+    use crate::helpers::ws;
+    const SPOTS: usize = 6;
+    let mut cluster = Cluster::start("sensany", 3).await;
+    let fid = "sens1".to_owned();
+    let created = cluster
+        .api(0)
+        .put_facility(
+            &cluster.admin(),
+            &fid,
+            layout(vec![spot_zone("z1", "s", SPOTS, "standard")]),
+        )
+        .await;
+    let key = created["sensor_key"]
+        .as_str()
+        .expect("sensor key")
+        .to_owned();
+    let owners = cluster
+        .agreed(std::slice::from_ref(&fid), Duration::from_secs(30), false)
+        .await;
+    let owner = owners[&fid];
+    let holder = (0..3).find(|i| *i != owner).expect("another node");
+
+    // The handshake on a non-owner answers as the owner's would.
+    let url = format!("{}/v1/sensors/{fid}", cluster.node(holder).ws_url());
+    let wrong = ws::open(&url, &[("authorization", "Bearer sk_not_the_key")]).await;
+    assert_eq!(ws::refused_status(wrong), 401);
+    let missing = ws::open(&url, &[]).await;
+    assert_eq!(ws::refused_status(missing), 401);
+    let unknown = format!("{}/v1/sensors/nowhere", cluster.node(holder).ws_url());
+    let bearer = format!("Bearer {key}");
+    let unknown = ws::open(&unknown, &[("authorization", bearer.as_str())]).await;
+    assert_eq!(ws::refused_status(unknown), 404);
+
+    let mut sensor = ws::sensor(cluster.node(holder), &fid, &key, "parkme.v1.json").await;
+    let mut seq = 0;
+    readings(&mut sensor, &mut seq, SPOTS, true).await;
+    // Acked means durable on the owner: it survives the owner's death.
+    cluster.kill9(owner);
+    let owners = cluster
+        .agreed(std::slice::from_ref(&fid), Duration::from_secs(30), false)
+        .await;
+    let next = owners[&fid];
+    assert!(
+        all_spots_are(&cluster, next, &fid, "OCCUPIED").await,
+        "acknowledged readings lost with their owner: {:?}",
+        cluster.api(next).spot_states(&fid, "z1").await
+    );
+    // The same socket, not a new one, on whichever node owns it now.
+    readings(&mut sensor, &mut seq, SPOTS, false).await;
+    assert!(
+        all_spots_are(&cluster, next, &fid, "AVAILABLE").await,
+        "readings after the move: {:?}",
+        cluster.api(next).spot_states(&fid, "z1").await
+    );
+}
